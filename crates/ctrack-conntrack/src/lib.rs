@@ -1,1 +1,26 @@
-//! ctrack-conntrack
+//! The connection table and its trackers, with the Linux kernel's semantics.
+//!
+//! [`Conntrack`] is the kernel's `nf_conntrack` for one network namespace: a hash table of
+//! [`Conn`] entries reachable by either direction's [`ctrack_packet::Tuple`], per-protocol
+//! trackers in [`proto`] behind one interface, timeouts in packet time, early drop when
+//! full, events, and the `conntrack -S` counters. [`Settings`] holds the sysctls under their
+//! Linux names, and [`format`] prints what `/proc/net/nf_conntrack`, `conntrack -L`,
+//! `conntrack -E` and `conntrack -S` print.
+//!
+//! The crate is sans-IO: time is always an argument (nanoseconds), nothing reads a clock,
+//! and the same packets and seed give the same table.
+
+pub mod conn;
+pub mod core;
+pub mod format;
+pub mod proto;
+pub mod settings;
+pub mod stats;
+pub mod status;
+pub mod table;
+
+pub use crate::core::{Conntrack, CtRef, Event, EventKind, Hook, InResult};
+pub use conn::Conn;
+pub use settings::{Applied, SettingError, Settings};
+pub use stats::Stats;
+pub use status::{ipct, ips, CtInfo, PacketState};

@@ -1,0 +1,67 @@
+//! One connection: both tuples, status, timer, counters and the tracker's state.
+
+use crate::proto::ProtoState;
+use crate::status::ips;
+use ctrack_packet::Tuple;
+use serde::Serialize;
+
+/// Packet and byte counters of one direction (`nf_conn_counter`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counter {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes, counted at the IP layer.
+    pub bytes: u64,
+}
+
+/// A connection (`struct nf_conn`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conn {
+    /// Original and reply tuples.
+    pub tuple: [Tuple; 2],
+    /// `IPS_*` bits.
+    pub status: u32,
+    /// When the entry expires (packet time, ns). Before confirmation: the timeout itself.
+    pub deadline: u64,
+    /// Per-direction counters (kept only with `nf_conntrack_acct=1`).
+    pub counters: [Counter; 2],
+    /// `mark=`.
+    pub mark: u32,
+    /// `zone=`.
+    pub zone: u16,
+    /// The tracker's state.
+    pub proto: ProtoState,
+    /// The id `conntrack -o id` prints.
+    pub id: u32,
+    /// When the first packet was seen (for `delta-time=`).
+    pub start: u64,
+    /// Events cached for delivery (`IPCT_*`).
+    pub events: u16,
+}
+
+impl Conn {
+    /// True when the bit is set.
+    pub fn has(&self, bit: u32) -> bool {
+        self.status & bit != 0
+    }
+    /// Seen a reply.
+    pub fn seen_reply(&self) -> bool {
+        self.has(ips::SEEN_REPLY)
+    }
+    /// Assured.
+    pub fn assured(&self) -> bool {
+        self.has(ips::ASSURED)
+    }
+    /// In the table.
+    pub fn confirmed(&self) -> bool {
+        self.has(ips::CONFIRMED)
+    }
+    /// Whole seconds left at `now`, rounded down as the kernel prints them.
+    pub fn seconds_left(&self, now: u64) -> u64 {
+        self.deadline.saturating_sub(now) / 1_000_000_000
+    }
+    /// Expired at `now` (`nf_ct_is_expired`).
+    pub fn expired(&self, now: u64) -> bool {
+        self.deadline <= now
+    }
+}

@@ -1,0 +1,648 @@
+//! `nf_conntrack_in` and `nf_conntrack_confirm`: packets in, connections out.
+//!
+//! The engine calls [`Conntrack::conntrack_in`] at PREROUTING or OUTPUT and, when the packet
+//! survives the last hook, [`Conntrack::confirm`]. A new connection enters the table only at
+//! confirmation; a packet dropped before that leaves nothing behind. Timers are data: call
+//! [`Conntrack::expire`] with the current time before each packet and before listing.
+
+use crate::conn::{Conn, Counter};
+use crate::proto::{self, icmp, tcp, udp, ProtoState, Verdict};
+use crate::settings::Settings;
+use crate::stats::Stats;
+use crate::status::{ipct, ips, CtInfo, PacketState};
+use crate::table::Table;
+use ctrack_packet::{checksum, proto as p, Datagram, Family, TcpView, Tuple, TupleError};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// The netfilter hook a packet is at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Hook {
+    /// From the wire.
+    PreRouting,
+    /// Delivered locally.
+    LocalIn,
+    /// Routed through.
+    Forward,
+    /// Sent by the host.
+    LocalOut,
+    /// Leaving.
+    PostRouting,
+}
+
+impl Hook {
+    /// The chain name iptables uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::PreRouting => "PREROUTING",
+            Hook::LocalIn => "INPUT",
+            Hook::Forward => "FORWARD",
+            Hook::LocalOut => "OUTPUT",
+            Hook::PostRouting => "POSTROUTING",
+        }
+    }
+}
+
+/// The connection a packet belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtRef {
+    /// An entry in the table.
+    Confirmed(u32),
+    /// The new connection this packet creates, confirmed if the packet survives.
+    Unconfirmed,
+}
+
+/// What conntrack made of a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InResult {
+    /// The state the `state`/`conntrack` matches see.
+    pub state: PacketState,
+    /// The connection, if any.
+    pub ct: Option<CtRef>,
+    /// Set when conntrack itself drops the packet (table full).
+    pub drop: Option<&'static str>,
+    /// Why the packet is INVALID, when it is.
+    pub invalid: Option<&'static str>,
+}
+
+impl InResult {
+    fn no_ct(state: PacketState, invalid: Option<&'static str>) -> InResult {
+        InResult {
+            state,
+            ct: None,
+            drop: None,
+            invalid,
+        }
+    }
+}
+
+/// Kinds of events, as `conntrack -E` labels them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum EventKind {
+    /// `[NEW]`.
+    New,
+    /// `[UPDATE]`.
+    Update,
+    /// `[DESTROY]`.
+    Destroy,
+}
+
+/// One event, with the connection as it was when the event was delivered.
+#[derive(Clone, Copy, Debug)]
+pub struct Event {
+    /// Packet time of delivery (ns).
+    pub time: u64,
+    /// Kind.
+    pub kind: EventKind,
+    /// The connection at that moment.
+    pub conn: Conn,
+}
+
+/// One network namespace's connection tracking.
+pub struct Conntrack {
+    settings: Settings,
+    table: Table,
+    stats: Stats,
+    pending: Option<Conn>,
+    timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    scheduled: Vec<(u64, u32)>,
+    generation: u32,
+    next_id: u32,
+    events: Vec<Event>,
+    record_events: bool,
+    log: Vec<(u64, String)>,
+    last_full_log: Option<u64>,
+    full_log_burst: u32,
+    scratch: Vec<u32>,
+    peak: (usize, u64),
+}
+
+/// How long `net_ratelimit` lets a burst of 10 messages through: 5 s.
+const RATELIMIT_NS: u64 = 5_000_000_000;
+const RATELIMIT_BURST: u32 = 10;
+/// Buckets early drop scans from the new tuple's (`NF_CT_EVICTION_RANGE`).
+const EVICTION_RANGE: usize = 8;
+
+impl Conntrack {
+    /// A tracker with these settings; `seed` keys the hash (and so which entries early drop
+    /// meets) and the connection ids.
+    pub fn new(settings: Settings, seed: u64) -> Conntrack {
+        let table = Table::new(settings.buckets, seed);
+        Conntrack {
+            settings,
+            table,
+            stats: Stats::default(),
+            pending: None,
+            timers: BinaryHeap::new(),
+            scheduled: Vec::new(),
+            generation: 0,
+            next_id: (seed as u32).wrapping_mul(2_654_435_761) | 1,
+            events: Vec::new(),
+            record_events: false,
+            log: Vec::new(),
+            last_full_log: None,
+            full_log_burst: 0,
+            scratch: Vec::new(),
+            peak: (0, 0),
+        }
+    }
+
+    /// Keep events for [`Conntrack::take_events`].
+    pub fn record_events(&mut self, on: bool) {
+        self.record_events = on;
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Entries in the table (`nf_conntrack_count`).
+    pub fn count(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The highest count seen and when.
+    pub fn peak(&self) -> (usize, u64) {
+        self.peak
+    }
+
+    /// The table, for listings.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// Events delivered since the last call.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Kernel log lines (`nf_conntrack: table full, dropping packet`) since the last call.
+    pub fn take_log(&mut self) -> Vec<(u64, String)> {
+        std::mem::take(&mut self.log)
+    }
+
+    /// A connection by reference (the pending one for `Unconfirmed`).
+    pub fn conn(&self, r: CtRef) -> Option<&Conn> {
+        match r {
+            CtRef::Confirmed(i) => self.table.is_live(i).then(|| self.table.get(i)),
+            CtRef::Unconfirmed => self.pending.as_ref(),
+        }
+    }
+
+    /// A connection by reference, mutably (for marks set by rules).
+    pub fn conn_mut(&mut self, r: CtRef) -> Option<&mut Conn> {
+        match r {
+            CtRef::Confirmed(i) => self.table.is_live(i).then(|| self.table.get_mut(i)),
+            CtRef::Unconfirmed => self.pending.as_mut(),
+        }
+    }
+
+    /// Destroys every entry whose timer ran out by `now`, with a DESTROY event at the
+    /// moment it expired.
+    pub fn expire(&mut self, now: u64) {
+        while let Some(&Reverse((when, idx, gen))) = self.timers.peek() {
+            if when > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(&(sched, g)) = self.scheduled.get(idx as usize) else {
+                continue;
+            };
+            if g != gen || sched != when || !self.table.is_live(idx) {
+                continue;
+            }
+            let deadline = self.table.get(idx).deadline;
+            if deadline <= now {
+                self.destroy(idx, deadline);
+            } else {
+                self.schedule(idx, deadline);
+            }
+        }
+    }
+
+    /// The next moment a timer fires, if any.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.timers.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    fn schedule(&mut self, idx: u32, deadline: u64) {
+        let i = idx as usize;
+        if self.scheduled.len() <= i {
+            self.scheduled.resize(i + 1, (u64::MAX, 0));
+        }
+        let (sched, gen) = self.scheduled[i];
+        // A later deadline is found when the earlier timer fires; only an earlier one needs
+        // a new timer.
+        if deadline < sched || sched == u64::MAX {
+            self.scheduled[i] = (deadline, gen);
+            self.timers.push(Reverse((deadline, idx, gen)));
+        }
+    }
+
+    fn destroy(&mut self, idx: u32, now: u64) {
+        let mut conn = self.table.remove(idx);
+        let i = idx as usize;
+        self.generation = self.generation.wrapping_add(1);
+        self.scheduled[i] = (u64::MAX, self.generation);
+        conn.status |= ips::DYING;
+        self.emit(now, EventKind::Destroy, conn);
+    }
+
+    fn emit(&mut self, now: u64, kind: EventKind, conn: Conn) {
+        if self.record_events && self.settings.events != 0 {
+            self.events.push(Event {
+                time: now,
+                kind,
+                conn,
+            });
+        }
+    }
+
+    /// `nf_conntrack_in`: finds or creates the packet's connection and runs its tracker.
+    pub fn conntrack_in(&mut self, d: &Datagram<'_>, hook: Hook, now: u64) -> InResult {
+        self.pending = None;
+        if d.fragment.is_some() {
+            // Fragments are reassembled before conntrack; one that reaches here could not be.
+            self.stats.invalid += 1;
+            return InResult::no_ct(PacketState::Invalid, Some("fragment"));
+        }
+        if d.proto == 59 && d.family == Family::V6 {
+            self.stats.invalid += 1;
+            return InResult::no_ct(PacketState::Invalid, Some("no transport header"));
+        }
+        let verify = self.settings.checksum && hook == Hook::PreRouting;
+        if d.is_icmp() {
+            if let Some(r) = self.icmp_error(d, verify) {
+                return r;
+            }
+        }
+        let tuple = match Tuple::from_datagram(d) {
+            Ok(t) => t,
+            Err(_) => {
+                self.stats.invalid += 1;
+                return InResult::no_ct(PacketState::Invalid, Some("short header"));
+            }
+        };
+        if let Some(reason) = self.l4_error(d, verify) {
+            self.stats.invalid += 1;
+            return InResult::no_ct(PacketState::Invalid, Some(reason));
+        }
+        self.resolve(d, tuple, now, true)
+    }
+
+    fn resolve(&mut self, d: &Datagram<'_>, tuple: Tuple, now: u64, may_repeat: bool) -> InResult {
+        let zone = 0;
+        let found = self.table.find(&tuple, zone);
+        let (r, dir, ctinfo) = match found {
+            Some((idx, dir)) => {
+                let c = self.table.get(idx);
+                let info = if dir == 1 {
+                    CtInfo::EstablishedReply
+                } else if c.seen_reply() {
+                    CtInfo::Established
+                } else if c.has(ips::EXPECTED) {
+                    CtInfo::Related
+                } else {
+                    CtInfo::New
+                };
+                (CtRef::Confirmed(idx), dir, info)
+            }
+            None => {
+                let Some(reply) = tuple.invert() else {
+                    self.stats.invalid += 1;
+                    return InResult::no_ct(PacketState::Invalid, Some("no reply tuple"));
+                };
+                if let Some(reason) = self.make_room(&tuple, now) {
+                    self.stats.drop += 1;
+                    return InResult {
+                        state: PacketState::Invalid,
+                        ct: None,
+                        drop: Some(reason),
+                        invalid: None,
+                    };
+                }
+                self.next_id = self.next_id.wrapping_add(0x9e37_79b9);
+                self.pending = Some(Conn {
+                    tuple: [tuple, reply],
+                    status: 0,
+                    deadline: 0,
+                    counters: [Counter::default(); 2],
+                    mark: 0,
+                    zone,
+                    proto: proto::initial_state(d.proto, d.is_icmp(), now, &self.settings),
+                    id: self.next_id,
+                    start: now,
+                    events: 0,
+                });
+                (CtRef::Unconfirmed, 0, CtInfo::New)
+            }
+        };
+
+        let conn = *self.conn(r).expect("connection just resolved");
+        let mut proto_state = conn.proto;
+        let mut assure = false;
+        let mut state_changed = false;
+        let mut shrink = None;
+        let verdict = match &mut proto_state {
+            ProtoState::Tcp(t) => {
+                let seg = TcpView::new(d.l4()).expect("checked by l4_error");
+                if !conn.confirmed() {
+                    if let Err(reason) = tcp::new(t, &seg, &self.settings) {
+                        self.pending = None;
+                        self.stats.invalid += 1;
+                        return InResult::no_ct(PacketState::Invalid, Some(reason));
+                    }
+                }
+                let st = tcp::ConnStatus {
+                    seen_reply: conn.seen_reply(),
+                    assured: conn.assured(),
+                    fixed_timeout: conn.has(ips::FIXED_TIMEOUT),
+                    expires_in: if conn.confirmed() {
+                        conn.deadline.saturating_sub(now)
+                    } else {
+                        0
+                    },
+                };
+                let out = tcp::packet(t, dir, &seg, st, &self.settings);
+                assure = out.assure;
+                state_changed = out.state_changed;
+                shrink = out.shrink_timeout;
+                out.verdict
+            }
+            ProtoState::Udp(u) => {
+                let (v, a) = udp::packet(u, conn.seen_reply(), conn.assured(), now, udp::Timeouts::udp(&self.settings));
+                assure = a;
+                v
+            }
+            ProtoState::Gre(u) => {
+                let (v, a) = udp::packet(u, conn.seen_reply(), conn.assured(), now, udp::Timeouts::gre(&self.settings));
+                assure = a;
+                v
+            }
+            ProtoState::Icmp => icmp::packet(
+                d.family,
+                conn.tuple[0].icmp_type(),
+                conn.confirmed(),
+                &self.settings,
+            ),
+            ProtoState::Generic => proto::generic::packet(&self.settings),
+        };
+
+        let acct = self.settings.acct;
+        let len = u64::from(d.len());
+        let c = self.conn_mut(r).expect("connection present");
+        c.proto = proto_state;
+        if state_changed {
+            c.events |= ipct::PROTOINFO;
+        }
+        if let Some(t) = shrink {
+            c.deadline = now + t;
+        }
+        match verdict {
+            Verdict::Invalid(reason) => {
+                if r == CtRef::Unconfirmed {
+                    self.pending = None;
+                }
+                self.stats.invalid += 1;
+                return InResult::no_ct(PacketState::Invalid, Some(reason));
+            }
+            Verdict::Repeat if may_repeat => {
+                if let CtRef::Confirmed(idx) = r {
+                    self.destroy(idx, now);
+                }
+                return self.resolve(d, tuple, now, false);
+            }
+            Verdict::Repeat => {
+                self.stats.invalid += 1;
+                return InResult::no_ct(PacketState::Invalid, Some("reopen failed"));
+            }
+            Verdict::Accept { timeout } => {
+                if acct {
+                    c.counters[dir].packets += 1;
+                    c.counters[dir].bytes += len;
+                }
+                if !c.has(ips::FIXED_TIMEOUT) {
+                    c.deadline = if c.confirmed() { now + timeout } else { timeout };
+                }
+            }
+            Verdict::AcceptNoRefresh => {}
+            Verdict::Kill => {
+                if acct {
+                    c.counters[dir].packets += 1;
+                    c.counters[dir].bytes += len;
+                }
+            }
+        }
+        if assure && !c.assured() {
+            c.status |= ips::ASSURED;
+            c.events |= ipct::ASSURED;
+        }
+        if dir == 1 && !c.seen_reply() {
+            c.status |= ips::SEEN_REPLY;
+            c.events |= ipct::REPLY;
+        }
+        let deadline = c.deadline;
+        if let CtRef::Confirmed(idx) = r {
+            if verdict == Verdict::Kill {
+                self.destroy(idx, now);
+            } else {
+                self.schedule(idx, deadline);
+            }
+        }
+        InResult {
+            state: PacketState::Tracked(ctinfo),
+            ct: Some(r),
+            drop: None,
+            invalid: None,
+        }
+    }
+
+    /// Makes room for one more entry: early drop, or the reason to drop the packet.
+    fn make_room(&mut self, tuple: &Tuple, now: u64) -> Option<&'static str> {
+        let max = self.settings.max as usize;
+        if max == 0 || self.table.len() < max {
+            return None;
+        }
+        let start = self.table.bucket_of(tuple, 0);
+        let buckets = self.table.buckets();
+        let mut victims = std::mem::take(&mut self.scratch);
+        for i in 0..EVICTION_RANGE {
+            victims.clear();
+            self.table.bucket_entries((start + i) % buckets, &mut victims);
+            let mut drops = 0;
+            for &idx in &victims {
+                if self.table.is_live(idx) && !self.table.get(idx).assured() {
+                    self.destroy(idx, now);
+                    drops += 1;
+                }
+            }
+            if drops > 0 {
+                self.stats.early_drop += drops;
+                self.scratch = victims;
+                return None;
+            }
+        }
+        self.scratch = victims;
+        self.ratelimited_log(now, "nf_conntrack: table full, dropping packet");
+        Some("table full")
+    }
+
+    fn ratelimited_log(&mut self, now: u64, msg: &str) {
+        let fresh = self
+            .last_full_log
+            .is_none_or(|t| now.saturating_sub(t) >= RATELIMIT_NS);
+        if fresh {
+            self.last_full_log = Some(now);
+            self.full_log_burst = 0;
+        }
+        if self.full_log_burst < RATELIMIT_BURST {
+            self.full_log_burst += 1;
+            self.log.push((now, msg.to_string()));
+        }
+    }
+
+    /// `nf_conntrack_confirm`: a surviving packet's new connection enters the table, and the
+    /// events its packet caused are delivered.
+    pub fn confirm(&mut self, r: &InResult, now: u64) {
+        match r.ct {
+            Some(CtRef::Unconfirmed) => {
+                let Some(mut c) = self.pending.take() else { return };
+                c.status |= ips::CONFIRMED;
+                c.deadline = now + c.deadline;
+                c.events = 0;
+                let idx = self.table.insert(c);
+                let deadline = c.deadline;
+                self.schedule(idx, deadline);
+                if self.table.len() > self.peak.0 {
+                    self.peak = (self.table.len(), now);
+                }
+                self.emit(now, EventKind::New, c);
+            }
+            Some(CtRef::Confirmed(idx)) if self.table.is_live(idx) => {
+                let c = self.table.get_mut(idx);
+                let ev = std::mem::take(&mut c.events);
+                let snapshot = *c;
+                // Only state and status changes make an UPDATE.
+                if ev & (ipct::PROTOINFO | ipct::ASSURED | ipct::REPLY | ipct::MARK | ipct::HELPER) != 0 {
+                    self.emit(now, EventKind::Update, snapshot);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The packet was dropped before confirmation: its new connection is forgotten.
+    pub fn discard(&mut self, r: &InResult) {
+        if r.ct == Some(CtRef::Unconfirmed) {
+            self.pending = None;
+        }
+    }
+
+    /// ICMP error handling (`nf_conntrack_icmpv4_error`/`icmpv6_error`). `None` when the
+    /// packet is a query or reply to track normally.
+    fn icmp_error(&mut self, d: &Datagram<'_>, verify: bool) -> Option<InResult> {
+        let l4 = d.l4();
+        let error = |s: &mut Stats, why| {
+            s.error += 1;
+            Some(InResult::no_ct(PacketState::Invalid, Some(why)))
+        };
+        if l4.len() < 8 {
+            return error(&mut self.stats, "short packet");
+        }
+        if verify && !icmp_checksum_ok(d) {
+            return error(&mut self.stats, "bad checksum");
+        }
+        let ty = l4[0];
+        match d.family {
+            Family::V4 if ty > icmp::NR_ICMP_TYPES => return error(&mut self.stats, "invalid icmp type"),
+            Family::V6 if icmp::is_untracked_v6(ty) => {
+                return Some(InResult::no_ct(PacketState::Untracked, None))
+            }
+            _ => {}
+        }
+        if !icmp::is_error(d.family, ty) {
+            return None;
+        }
+        let quoted = match Tuple::from_quoted(d.family, &l4[8..]) {
+            Ok(t) => t,
+            Err(TupleError::ShortHeader | TupleError::NoInverse) => {
+                return error(&mut self.stats, "failed to get tuple")
+            }
+        };
+        let Some(inner) = quoted.invert() else {
+            return error(&mut self.stats, "no reply tuple");
+        };
+        let Some((idx, dir)) = self.table.find(&inner, 0) else {
+            return error(&mut self.stats, "no matching connection");
+        };
+        if self.table.get(idx).tuple[dir].dst != d.dst {
+            return error(&mut self.stats, "outer daddr differs from inner");
+        }
+        let info = if dir == 1 { CtInfo::RelatedReply } else { CtInfo::Related };
+        Some(InResult {
+            state: PacketState::Tracked(info),
+            ct: Some(CtRef::Confirmed(idx)),
+            drop: None,
+            invalid: None,
+        })
+    }
+
+    /// Header and checksum checks of TCP and UDP (`tcp_error`, `udp_error`).
+    fn l4_error(&self, d: &Datagram<'_>, verify: bool) -> Option<&'static str> {
+        let l4 = d.l4();
+        match d.proto {
+            p::TCP => {
+                let Some(seg) = TcpView::new(l4) else {
+                    return Some("truncated packet");
+                };
+                if verify && !transport_checksum_ok(d) {
+                    return Some("bad checksum");
+                }
+                tcp::error(seg.flags())
+            }
+            p::UDP | p::UDPLITE => {
+                if l4.len() < 8 {
+                    return Some("truncated header");
+                }
+                let ulen = usize::from(u16::from_be_bytes([l4[4], l4[5]]));
+                if d.proto == p::UDP && (ulen > l4.len() || ulen < 8) {
+                    return Some("truncated/malformed packet");
+                }
+                let csum = u16::from_be_bytes([l4[6], l4[7]]);
+                let skip = d.proto == p::UDP && d.family == Family::V4 && csum == 0;
+                if verify && !skip && !transport_checksum_ok(d) {
+                    return Some("bad checksum");
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+fn transport_checksum_ok(d: &Datagram<'_>) -> bool {
+    let l4 = d.l4();
+    if d.proto == p::UDP {
+        let ulen = usize::from(u16::from_be_bytes([l4[4], l4[5]])).min(l4.len());
+        return checksum::verify(d.family, d.src, d.dst, d.proto, &l4[..ulen], true);
+    }
+    if d.proto == p::UDPLITE {
+        // Coverage 0 means the whole datagram.
+        let cov = usize::from(u16::from_be_bytes([l4[4], l4[5]]));
+        let cov = if cov == 0 { l4.len() } else { cov.min(l4.len()) };
+        let acc = checksum::pseudo_header(d.family, d.src, d.dst, d.proto, l4.len() as u32);
+        return checksum::finish(checksum::sum(&l4[..cov], acc)) == 0;
+    }
+    checksum::verify(d.family, d.src, d.dst, d.proto, l4, true)
+}
+
+fn icmp_checksum_ok(d: &Datagram<'_>) -> bool {
+    let with_pseudo = d.family == Family::V6;
+    checksum::verify(d.family, d.src, d.dst, d.proto, d.l4(), with_pseudo)
+}

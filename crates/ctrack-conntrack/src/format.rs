@@ -1,0 +1,153 @@
+//! Listings in the kernel's and conntrack-tools' formats.
+//!
+//! `/proc/net/nf_conntrack` ([`proc_line`]), `conntrack -L -o extended` ([`conntrack_line`]),
+//! `conntrack -E -o timestamp,extended` ([`event_line`]) and a JSON form ([`json`]).
+
+use crate::conn::Conn;
+use crate::core::{Event, EventKind};
+use crate::status::ips;
+use ctrack_packet::proto_name;
+use std::fmt::Write;
+
+/// Which listing a line is for; the formats differ in small ways.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Style {
+    Proc,
+    Conntrack,
+    Event(EventKind),
+}
+
+fn line(c: &Conn, now: u64, acct: bool, timestamp: bool, style: Style) -> String {
+    let t = &c.tuple[0];
+    let mut s = String::with_capacity(256);
+    let _ = write!(
+        s,
+        "{:<8} {} {:<8} {} ",
+        t.family.name(),
+        t.family.number(),
+        proto_name(t.proto),
+        t.proto
+    );
+    let destroy = style == Style::Event(EventKind::Destroy);
+    if !destroy {
+        let _ = write!(s, "{} ", c.seconds_left(now));
+    }
+    if let Some(state) = c.proto.tcp_state_name() {
+        let _ = write!(s, "{state} ");
+    }
+    let counters = acct && (style != Style::Event(EventKind::New) && style != Style::Event(EventKind::Update));
+    for dir in 0..2 {
+        c.tuple[dir].write_to(&mut s);
+        if counters {
+            let k = c.counters[dir];
+            let _ = write!(s, "packets={} bytes={} ", k.packets, k.bytes);
+        }
+        if dir == 0 && !c.has(ips::SEEN_REPLY) {
+            s.push_str("[UNREPLIED] ");
+        }
+    }
+    if c.has(ips::ASSURED) {
+        s.push_str("[ASSURED] ");
+    }
+    match style {
+        Style::Proc => {
+            let _ = write!(s, "mark={} zone={} ", c.mark, c.zone);
+            if timestamp {
+                let _ = write!(s, "delta-time={} ", now.saturating_sub(c.start) / 1_000_000_000);
+            }
+            s.push_str("use=2");
+        }
+        Style::Conntrack => {
+            let _ = write!(s, "mark={} ", c.mark);
+            if c.zone != 0 {
+                let _ = write!(s, "zone={} ", c.zone);
+            }
+            if timestamp {
+                let _ = write!(s, "delta-time={} ", now.saturating_sub(c.start) / 1_000_000_000);
+            }
+            s.push_str("use=1");
+        }
+        Style::Event(_) => {
+            if c.mark != 0 {
+                let _ = write!(s, "mark={} ", c.mark);
+            }
+            if c.zone != 0 {
+                let _ = write!(s, "zone={} ", c.zone);
+            }
+            while s.ends_with(' ') {
+                s.pop();
+            }
+        }
+    }
+    s
+}
+
+/// One line of `/proc/net/nf_conntrack` at `now` (no newline).
+pub fn proc_line(c: &Conn, now: u64, acct: bool, timestamp: bool) -> String {
+    line(c, now, acct, timestamp, Style::Proc)
+}
+
+/// One line of `conntrack -L -o extended` at `now` (no newline).
+pub fn conntrack_line(c: &Conn, now: u64, acct: bool, timestamp: bool) -> String {
+    line(c, now, acct, timestamp, Style::Conntrack)
+}
+
+/// The summary `conntrack -L` writes to standard error.
+pub fn conntrack_summary(entries: usize) -> String {
+    format!("conntrack v1.4.7 (conntrack-tools): {entries} flow entries have been shown.")
+}
+
+/// One line of `conntrack -E -o timestamp,extended` (no newline). The timestamp is the
+/// packet time at which the kernel would have delivered the event.
+pub fn event_line(e: &Event, acct: bool) -> String {
+    let label = match e.kind {
+        EventKind::New => "[NEW]",
+        EventKind::Update => "[UPDATE]",
+        EventKind::Destroy => "[DESTROY]",
+    };
+    let body = line(&e.conn, e.time, acct, false, Style::Event(e.kind));
+    format!(
+        "[{}.{:06}]\t{:>9} {}",
+        e.time / 1_000_000_000,
+        e.time % 1_000_000_000 / 1000,
+        label,
+        body
+    )
+}
+
+/// The connection as a JSON object.
+pub fn json(c: &Conn, now: u64) -> serde_json::Value {
+    let t = |dir: usize| {
+        let t = &c.tuple[dir];
+        let mut v = serde_json::json!({
+            "src": t.src.to_ip(t.family).to_string(),
+            "dst": t.dst.to_ip(t.family).to_string(),
+            "packets": c.counters[dir].packets,
+            "bytes": c.counters[dir].bytes,
+        });
+        if t.is_icmp() {
+            v["type"] = t.icmp_type().into();
+            v["code"] = t.icmp_code().into();
+            v["id"] = t.src_port.into();
+        } else if matches!(t.proto, 6 | 17 | 136 | 132 | 33) {
+            v["sport"] = t.src_port.into();
+            v["dport"] = t.dst_port.into();
+        }
+        v
+    };
+    let t0 = &c.tuple[0];
+    serde_json::json!({
+        "id": c.id,
+        "family": t0.family.name(),
+        "protocol": proto_name(t0.proto),
+        "protonum": t0.proto,
+        "timeout": c.seconds_left(now),
+        "state": c.proto.tcp_state_name(),
+        "original": t(0),
+        "reply": t(1),
+        "unreplied": !c.has(ips::SEEN_REPLY),
+        "assured": c.has(ips::ASSURED),
+        "mark": c.mark,
+        "zone": c.zone,
+    })
+}

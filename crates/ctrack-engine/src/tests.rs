@@ -1,0 +1,211 @@
+use super::*;
+use ctrack_conntrack::format::conntrack_line;
+use ctrack_packet::checksum;
+
+const C: [u8; 4] = [10, 0, 1, 2];
+const S: [u8; 4] = [10, 0, 2, 2];
+const SEC: u64 = 1_000_000_000;
+
+/// An IPv4 packet with correct header and transport checksums.
+fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
+    let total = 20 + l4.len();
+    let mut p = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0];
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let c = checksum::finish(checksum::sum(&p, 0));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut l4 = l4.to_vec();
+    let at = match proto {
+        6 => 16,
+        17 => 6,
+        _ => 2,
+    };
+    let acc = if proto == 1 {
+        0
+    } else {
+        checksum::pseudo_header(Family::V4, Addr::v4(src), Addr::v4(dst), proto, l4.len() as u32)
+    };
+    let c = checksum::finish(checksum::sum(&l4, acc));
+    l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&l4);
+    p
+}
+
+fn tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&sp.to_be_bytes());
+    t[2..4].copy_from_slice(&dp.to_be_bytes());
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[8..12].copy_from_slice(&ack.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    ipv4(src, dst, 6, &t)
+}
+
+fn udp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = vec![0u8; 8];
+    u[0..2].copy_from_slice(&sp.to_be_bytes());
+    u[2..4].copy_from_slice(&dp.to_be_bytes());
+    u[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(payload);
+    ipv4(src, dst, 17, &u)
+}
+
+fn acct() -> Settings {
+    let mut s = Settings::default();
+    s.acct = true;
+    s
+}
+
+fn listing<R: Rules>(e: &Engine<R>, now: u64) -> Vec<String> {
+    let mut v: Vec<String> = e
+        .conntrack()
+        .table()
+        .iter_listing()
+        .map(|(_, c)| conntrack_line(c, now, true, false))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn forwarded_handshake_is_established_and_assured() {
+    let mut e = Engine::new(acct(), Host::default(), 1);
+    for (i, p) in [
+        tcp(C, S, 40000, 80, 0x02, 100, 0),
+        tcp(S, C, 80, 40000, 0x12, 500, 101),
+        tcp(C, S, 40000, 80, 0x10, 101, 501),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let o = e.process(p, Entry::Wire, i as u64 * 1000);
+        assert_eq!(o.fate, Fate::Forwarded);
+    }
+    assert_eq!(
+        listing(&e, 0),
+        vec!["ipv4     2 tcp      6 432000 ESTABLISHED src=10.0.1.2 dst=10.0.2.2 sport=40000 dport=80 packets=2 bytes=80 src=10.0.2.2 dst=10.0.1.2 sport=80 dport=40000 packets=1 bytes=40 [ASSURED] mark=0 use=1"]
+    );
+}
+
+#[test]
+fn local_traffic_takes_input_and_output() {
+    let host = Host::new(vec![(Addr::v4(S), Family::V4)]);
+    let mut e = Engine::new(acct(), host, 1);
+    let o = e.process(&udp(C, S, 5000, 53, b"q"), Entry::Wire, 0);
+    assert_eq!((o.fate, o.entry_hook), (Fate::Delivered, Hook::PreRouting));
+    let o = e.process(&udp(S, C, 53, 5000, b"a"), Entry::Host, 1);
+    assert_eq!((o.fate, o.entry_hook), (Fate::Sent, Hook::LocalOut));
+    assert_eq!(o.state, PacketState::Tracked(ctrack_conntrack::CtInfo::EstablishedReply));
+    assert_eq!(e.conntrack().count(), 1);
+}
+
+#[test]
+fn udp_entry_expires_after_its_timeout() {
+    let mut e = Engine::new(acct(), Host::default(), 1);
+    e.conntrack_mut().record_events(true);
+    e.process(&udp(C, S, 5000, 53, b"q"), Entry::Wire, 0);
+    e.advance(29 * SEC);
+    assert_eq!(e.conntrack().count(), 1);
+    e.advance(30 * SEC);
+    assert_eq!(e.conntrack().count(), 0);
+    let kinds: Vec<_> = e.conntrack_mut().take_events().iter().map(|ev| ev.kind).collect();
+    use ctrack_conntrack::EventKind::*;
+    assert_eq!(kinds, vec![New, Destroy]);
+}
+
+#[test]
+fn bad_checksum_is_invalid_and_creates_nothing() {
+    let mut e = Engine::new(acct(), Host::default(), 1);
+    let mut p = udp(C, S, 5000, 53, b"q");
+    let n = p.len();
+    p[n - 1] ^= 0xff;
+    let o = e.process(&p, Entry::Wire, 0);
+    assert_eq!(o.state, PacketState::Invalid);
+    assert_eq!(o.invalid, Some("bad checksum"));
+    assert_eq!(e.conntrack().count(), 0);
+    assert_eq!(e.conntrack().stats().invalid, 1);
+    // Sent by the host, the same packet is not checked (the kernel trusts its own stack).
+    let o = e.process(&p, Entry::Host, 0);
+    assert!(matches!(o.state, PacketState::Tracked(_)));
+}
+
+#[test]
+fn full_table_early_drops_unassured_then_drops_and_logs() {
+    let mut s = acct();
+    s.max = 4;
+    s.buckets = 1;
+    let mut e = Engine::new(s, Host::default(), 1);
+    for port in 0..4 {
+        e.process(&udp(C, S, 1000 + port, 53, b"q"), Entry::Wire, 0);
+    }
+    assert_eq!(e.conntrack().count(), 4);
+    // One bucket: early drop evicts every unassured entry in it.
+    let o = e.process(&udp(C, S, 2000, 53, b"q"), Entry::Wire, 1);
+    assert_eq!(o.fate, Fate::Forwarded);
+    assert_eq!(e.conntrack().stats().early_drop, 4);
+    assert_eq!(e.conntrack().count(), 1);
+
+    // Now fill it with assured TCP connections: nothing can be evicted.
+    let mut s = acct();
+    s.max = 2;
+    s.buckets = 1;
+    let mut e = Engine::new(s, Host::default(), 1);
+    for port in [1u16, 2] {
+        e.process(&tcp(C, S, port, 80, 0x02, 100, 0), Entry::Wire, 0);
+        e.process(&tcp(S, C, 80, port, 0x12, 500, 101), Entry::Wire, 0);
+        e.process(&tcp(C, S, port, 80, 0x10, 101, 501), Entry::Wire, 0);
+    }
+    let o = e.process(&udp(C, S, 9, 53, b"q"), Entry::Wire, 5);
+    assert_eq!(o.fate, Fate::Dropped(DropReason::TableFull));
+    assert_eq!(e.conntrack().stats().drop, 1);
+    let log = e.conntrack_mut().take_log();
+    assert_eq!(log, vec![(5, "nf_conntrack: table full, dropping packet".to_string())]);
+}
+
+#[test]
+fn rst_answering_syn_leaves_nothing() {
+    let mut e = Engine::new(acct(), Host::default(), 1);
+    e.conntrack_mut().record_events(true);
+    e.process(&tcp(C, S, 40000, 80, 0x02, 100, 0), Entry::Wire, 0);
+    e.process(&tcp(S, C, 80, 40000, 0x14, 0, 101), Entry::Wire, 1);
+    assert_eq!(e.conntrack().count(), 0);
+    let kinds: Vec<_> = e.conntrack_mut().take_events().iter().map(|ev| ev.kind).collect();
+    use ctrack_conntrack::EventKind::*;
+    assert_eq!(kinds, vec![New, Destroy]);
+}
+
+#[test]
+fn fragments_are_tracked_once_reassembled() {
+    let mut e = Engine::new(acct(), Host::default(), 1);
+    let whole = udp(C, S, 5000, 53, &[7u8; 40]);
+    let payload = &whole[20..];
+    let mut frag = |off: usize, data: &[u8], more: bool| {
+        let mut p = whole[..20].to_vec();
+        p[2..4].copy_from_slice(&((20 + data.len()) as u16).to_be_bytes());
+        let fo = (off / 8) as u16 | if more { 0x2000 } else { 0 };
+        p[6..8].copy_from_slice(&fo.to_be_bytes());
+        p[10] = 0;
+        p[11] = 0;
+        let c = checksum::finish(checksum::sum(&p, 0));
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p.extend_from_slice(data);
+        e.process(&p, Entry::Wire, 0)
+    };
+    assert_eq!(frag(0, &payload[..24], true).fate, Fate::Held);
+    assert_eq!(frag(24, &payload[24..], false).fate, Fate::Forwarded);
+    let l = listing(&e, 0);
+    assert!(l[0].contains("packets=1 bytes=68"), "{l:?}");
+}
+
+#[test]
+fn malformed_packets_are_counted_not_fatal() {
+    let mut e = Engine::new(acct(), Host::default(), 1);
+    for junk in [&[][..], &[0x45, 0, 0][..], &[0x60; 10][..], &[0xff; 60][..]] {
+        let o = e.process(junk, Entry::Wire, 0);
+        assert!(matches!(o.fate, Fate::Dropped(DropReason::Malformed(_))));
+    }
+    assert_eq!(e.counts().malformed, 4);
+}

@@ -56,12 +56,21 @@ impl Conn {
     pub fn confirmed(&self) -> bool {
         self.has(ips::CONFIRMED)
     }
-    /// Whole seconds left at `now`, rounded down as the kernel prints them.
+    /// Whole seconds left at `now`, rounded down as the kernel prints them: the kernel
+    /// counts in jiffies, so both instants are taken at jiffy granularity first.
     pub fn seconds_left(&self, now: u64) -> u64 {
-        self.deadline.saturating_sub(now) / 1_000_000_000
+        jiffies(self.deadline).saturating_sub(jiffies(now)) / HZ
     }
     /// Expired at `now` (`nf_ct_is_expired`).
     pub fn expired(&self, now: u64) -> bool {
-        self.deadline <= now
+        jiffies(self.deadline) <= jiffies(now)
     }
+}
+
+/// Timer ticks per second of the kernels this was checked against (`CONFIG_HZ=250`).
+pub const HZ: u64 = 250;
+
+/// Packet time (ns) in jiffies.
+pub fn jiffies(ns: u64) -> u64 {
+    ns / (1_000_000_000 / HZ)
 }

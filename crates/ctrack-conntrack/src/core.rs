@@ -218,7 +218,7 @@ impl Conntrack {
                 continue;
             }
             let deadline = self.table.get(idx).deadline;
-            if deadline <= now {
+            if self.table.get(idx).expired(now) {
                 self.destroy(idx, deadline);
             } else {
                 self.schedule(idx, deadline);
@@ -443,15 +443,16 @@ impl Conntrack {
             c.status |= ips::ASSURED;
             c.events |= ipct::ASSURED;
         }
-        if dir == 1 && !c.seen_reply() {
-            c.status |= ips::SEEN_REPLY;
-            c.events |= ipct::REPLY;
-        }
-        let deadline = c.deadline;
-        if let CtRef::Confirmed(idx) = r {
-            if verdict == Verdict::Kill {
-                self.destroy(idx, now);
-            } else {
+        if let (Verdict::Kill, CtRef::Confirmed(idx)) = (verdict, r) {
+            // Killed by the tracker before the reply bit is set, as in the kernel.
+            self.destroy(idx, now);
+        } else {
+            if dir == 1 && !c.seen_reply() {
+                c.status |= ips::SEEN_REPLY;
+                c.events |= ipct::REPLY;
+            }
+            let deadline = c.deadline;
+            if let CtRef::Confirmed(idx) = r {
                 self.schedule(idx, deadline);
             }
         }

@@ -28,9 +28,11 @@ fn line(c: &Conn, now: u64, acct: bool, timestamp: bool, style: Style) -> String
         proto_name(t.proto),
         t.proto
     );
-    let destroy = style == Style::Event(EventKind::Destroy);
-    if !destroy {
-        let _ = write!(s, "{} ", c.seconds_left(now));
+    // A DESTROY event carries the timeout only while some of it is left (a kill, not an
+    // expiry).
+    let left = c.seconds_left(now);
+    if style != Style::Event(EventKind::Destroy) || left > 0 {
+        let _ = write!(s, "{left} ");
     }
     if let Some(state) = c.proto.tcp_state_name() {
         let _ = write!(s, "{state} ");

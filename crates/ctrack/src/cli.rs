@@ -1,0 +1,121 @@
+//! Command-line arguments, each flag defined once with its help.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Linux netfilter connection tracking, rebuilt in userspace.
+#[derive(Parser, Debug)]
+#[command(name = "ctrack", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Replay captures through the kernel's conntrack and show what Linux did.
+    Replay(ReplayArgs),
+}
+
+/// Listing formats for `--table`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum TableFormat {
+    /// `/proc/net/nf_conntrack`.
+    Proc,
+    /// `conntrack -L -o extended`.
+    Conntrack,
+    /// One JSON object per entry, one per line.
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Capture files (pcap or pcapng, gzip allowed); several are merged by time.
+    #[arg(required = true)]
+    pub captures: Vec<PathBuf>,
+
+    /// An address of the modelled host (repeatable). Without it, addresses are learned
+    /// from the capture's direction information.
+    #[arg(long = "local", value_name = "ADDR")]
+    pub locals: Vec<std::net::IpAddr>,
+
+    /// A conntrack sysctl, as `net.netfilter.nf_conntrack_acct=1` (repeatable; later wins).
+    #[arg(long = "sysctl", value_name = "KEY=VALUE")]
+    pub sysctls: Vec<String>,
+
+    /// A file in sysctl.conf syntax, or the output of `sysctl -a` (repeatable).
+    #[arg(long = "sysctl-file", value_name = "FILE")]
+    pub sysctl_files: Vec<PathBuf>,
+
+    /// RAM of the modelled host (e.g. 4G, 512M): sizes the table as the kernel does.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+
+    /// As `options nf_conntrack hashsize=N`: N buckets, nf_conntrack_max = 8 × N.
+    #[arg(long, value_name = "N")]
+    pub hashsize: Option<u32>,
+
+    /// Process packets up to this time (epoch seconds, fractions allowed) and show the
+    /// table as the kernel would list it then.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<f64>,
+
+    /// Print the table at the end (or at `--at`).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub table: Option<TableFormat>,
+
+    /// Write `conntrack -E -o timestamp,extended` lines to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+
+    /// Print `conntrack -S` lines.
+    #[arg(long)]
+    pub stats: bool,
+
+    /// Write kernel log lines (`nf_conntrack: table full, dropping packet`) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Seed of the table's hash key (which entries early drop meets, connection ids).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Print no summary on standard error.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Parses `4G`, `512M`, `65536K`, `1073741824`, with an optional `iB`/`B`.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
+    let (num, mult) = match t.chars().last()? {
+        'K' | 'k' => (&t[..t.len() - 1], 1u64 << 10),
+        'M' | 'm' => (&t[..t.len() - 1], 1 << 20),
+        'G' | 'g' => (&t[..t.len() - 1], 1 << 30),
+        'T' | 't' => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num.trim().parse().ok()?;
+    (n >= 0.0).then(|| (n * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_operators_write_them() {
+        assert_eq!(parse_size("4G"), Some(4 << 30));
+        assert_eq!(parse_size("512MiB"), Some(512 << 20));
+        assert_eq!(parse_size("1.5G"), Some(3 << 29));
+        assert_eq!(parse_size("1024"), Some(1024));
+        assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,266 @@
+//! `ctrack replay`: captures through the engine, then the table, events and counters as
+//! the kernel would show them.
+
+use crate::cli::{parse_size, ReplayArgs, TableFormat};
+use anyhow::{bail, Context, Result};
+use ctrack_capture::{merge, Capture, Direction};
+use ctrack_conntrack::format::{conntrack_line, conntrack_summary, event_line, json, proc_line};
+use ctrack_conntrack::{Applied, Settings};
+use ctrack_engine::{DropReason, Engine, Entry, Fate, Host};
+use ctrack_packet::{Addr, Datagram, Family};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeSet;
+use std::io::Write;
+
+/// Builds the settings from `--memory`, `--hashsize`, `--sysctl-file` and `--sysctl`, in
+/// that order, so that explicit sysctls win.
+pub fn settings(args: &ReplayArgs, notes: &mut Vec<String>) -> Result<Settings> {
+    let mut s = match &args.memory {
+        Some(m) => {
+            let bytes = parse_size(m)
+                .with_context(|| format!("--memory '{m}': expected a size such as 4G or 512M"))?;
+            Settings::for_memory(bytes)
+        }
+        None => Settings::default(),
+    };
+    if let Some(n) = args.hashsize {
+        if n == 0 {
+            bail!("--hashsize 0: the table needs at least one bucket");
+        }
+        s.set_hashsize(n);
+    }
+    for f in &args.sysctl_files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read sysctl file {}", f.display()))?;
+        match s.apply_file(&text) {
+            Ok(ignored) => {
+                for (line, key, why) in ignored {
+                    if key.contains("nf_conntrack") {
+                        notes.push(format!("{}:{line}: {key} ignored ({why})", f.display()));
+                    }
+                }
+            }
+            Err((line, e)) => bail!("{}:{line}: {e}", f.display()),
+        }
+    }
+    for kv in &args.sysctls {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--sysctl '{kv}': expected KEY=VALUE");
+        };
+        match s.set(k, v).with_context(|| format!("--sysctl '{kv}'"))? {
+            Applied::Set => {}
+            Applied::Ignored(why) => notes.push(format!("--sysctl {k} ignored ({why})")),
+        }
+    }
+    Ok(s)
+}
+
+/// Host addresses: the ones given, or those that send (outgoing) but never arrive as a
+/// source from outside (incoming), learned from the captures' direction information.
+fn learn_locals(caps: &[Capture]) -> Vec<(Addr, Family)> {
+    let mut out_src = BTreeSet::new();
+    let mut in_src = BTreeSet::new();
+    for f in merge(caps) {
+        let Ok((ip, Some(dir))) = f.ip() else { continue };
+        let Ok(d) = Datagram::parse(ip) else { continue };
+        match dir {
+            Direction::Outgoing => out_src.insert((d.src, d.family)),
+            Direction::Incoming => in_src.insert((d.src, d.family)),
+        };
+    }
+    out_src.difference(&in_src).copied().collect()
+}
+
+fn secs(ns: u64) -> String {
+    format!("{}.{:06}", ns / 1_000_000_000, ns % 1_000_000_000 / 1000)
+}
+
+#[derive(Default)]
+struct Skipped {
+    forwarded_copies: u64,
+    loopback_copies: u64,
+    not_ip: u64,
+    link_errors: u64,
+}
+
+/// Runs the replay; returns the exit code.
+pub fn run(args: ReplayArgs) -> Result<i32> {
+    let mut notes = Vec::new();
+    let settings = settings(&args, &mut notes)?;
+    let mut caps = Vec::new();
+    for p in &args.captures {
+        caps.push(Capture::open(p)?);
+    }
+    let (locals, learned) = if args.locals.is_empty() {
+        (learn_locals(&caps), true)
+    } else {
+        (args.locals.iter().map(|&ip| Addr::from_ip(ip)).collect(), false)
+    };
+    let host = Host::new(locals);
+    let acct = settings.acct;
+    let timestamp = settings.timestamp;
+    let mut engine = Engine::new(settings, host, args.seed);
+    engine.conntrack_mut().record_events(args.events.is_some());
+    let at = args.at.map(|t| (t * 1e9).round() as u64);
+
+    let total: usize = caps.iter().map(Capture::len).sum();
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} replay {bar:30} {pos}/{len} packets {per_sec} eta {eta}")
+            .expect("valid template"),
+    );
+    let mut skipped = Skipped::default();
+    let mut last = 0u64;
+    let mut events_out = Vec::new();
+    for (n, frame) in merge(&caps).enumerate() {
+        if at.is_some_and(|t| frame.time > t) {
+            break;
+        }
+        if n % 4096 == 0 {
+            bar.set_position(n as u64);
+        }
+        last = last.max(frame.time);
+        let (ip, dir) = match frame.ip() {
+            Ok(v) => v,
+            Err(ctrack_capture::LinkError::NotIp(_)) => {
+                skipped.not_ip += 1;
+                continue;
+            }
+            Err(_) => {
+                skipped.link_errors += 1;
+                continue;
+            }
+        };
+        let header = Datagram::parse(ip).ok();
+        let is_local = |a: Option<(Addr, Family)>| a.is_some_and(|(a, f)| engine.host().is_local(a, f));
+        let src = header.map(|d| (d.src, d.family));
+        let dst = header.map(|d| (d.dst, d.family));
+        let entry = match dir {
+            Some(Direction::Outgoing) if is_local(src) => Entry::Host,
+            Some(Direction::Outgoing) => {
+                // The copy of a forwarded packet leaving after POSTROUTING.
+                skipped.forwarded_copies += 1;
+                continue;
+            }
+            Some(Direction::Incoming) if is_local(src) && is_local(dst) => {
+                // Looped back: conntrack saw it at OUTPUT already.
+                skipped.loopback_copies += 1;
+                continue;
+            }
+            Some(Direction::Incoming) => Entry::Wire,
+            None if is_local(src) => Entry::Host,
+            None => Entry::Wire,
+        };
+        engine.process(ip, entry, frame.time);
+        if args.events.is_some() {
+            events_out.extend(engine.conntrack_mut().take_events());
+        }
+    }
+    bar.finish_and_clear();
+    let now = at.unwrap_or(last);
+    engine.advance(now);
+    events_out.extend(engine.conntrack_mut().take_events());
+
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if let Some(fmt) = args.table {
+        let ct = engine.conntrack();
+        let mut n = 0;
+        for (_, c) in ct.table().iter_listing() {
+            let line = match fmt {
+                TableFormat::Proc => proc_line(c, now, acct, timestamp),
+                TableFormat::Conntrack => conntrack_line(c, now, acct, timestamp),
+                TableFormat::Json => json(c, now).to_string(),
+            };
+            writeln!(out, "{line}")?;
+            n += 1;
+        }
+        if fmt == TableFormat::Conntrack {
+            eprintln!("{}", conntrack_summary(n));
+        }
+    }
+    if args.stats {
+        writeln!(out, "{}", engine.conntrack().stats().line(0))?;
+    }
+    if let Some(path) = &args.events {
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        );
+        for e in &events_out {
+            writeln!(f, "{}", event_line(e, acct))?;
+        }
+        f.flush()?;
+    }
+    let log = engine.conntrack_mut().take_log();
+    if let Some(path) = &args.log {
+        let mut f = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        for (t, line) in &log {
+            writeln!(f, "[{}] {line}", secs(*t))?;
+        }
+    }
+
+    if !args.quiet {
+        summary(&engine, &skipped, learned, &notes, now, log.len());
+    }
+    let mut code = 0;
+    for c in &caps {
+        if let Some(d) = c.damage() {
+            eprintln!("ctrack: {d} ({} packets before it were replayed)", c.len());
+            code = 3;
+        }
+    }
+    Ok(code)
+}
+
+fn summary<R: ctrack_engine::Rules>(
+    engine: &Engine<R>,
+    skipped: &Skipped,
+    learned: bool,
+    notes: &[String],
+    now: u64,
+    log_lines: usize,
+) {
+    let c = engine.counts();
+    let ct = engine.conntrack();
+    let st = ct.stats();
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "replayed {} packets up to {}", c.packets, secs(now));
+    let _ = writeln!(
+        e,
+        "  accepted: {} forwarded, {} delivered, {} sent by the host; {} fragments held",
+        c.forwarded, c.delivered, c.sent, c.held
+    );
+    let _ = writeln!(
+        e,
+        "  dropped: {} table full, {} malformed, {} bad fragments, {} by rules",
+        c.table_full, c.malformed, c.fragment_drops, c.rule_drops
+    );
+    let _ = writeln!(
+        e,
+        "  conntrack: {} INVALID (invalid={} error={}), early_drop={}, drop={}",
+        c.invalid, st.invalid, st.error, st.early_drop, st.drop
+    );
+    if log_lines > 0 {
+        let _ = writeln!(e, "  kernel log: {log_lines} lines 'nf_conntrack: table full, dropping packet'");
+    }
+    let _ = writeln!(
+        e,
+        "  skipped: {} outgoing copies of forwarded packets, {} loopback copies, {} not IP, {} unreadable link headers",
+        skipped.forwarded_copies, skipped.loopback_copies, skipped.not_ip, skipped.link_errors
+    );
+    let (peak, when) = ct.peak();
+    let _ = writeln!(e, "  entries: {} now, peak {} at {}", ct.count(), peak, secs(when));
+    let locals: Vec<String> = engine
+        .host()
+        .locals()
+        .iter()
+        .map(|(a, f)| a.to_ip(*f).to_string())
+        .collect();
+    let how = if learned { "learned from the capture" } else { "given" };
+    let shown = if locals.is_empty() { "none".to_string() } else { locals.join(", ") };
+    let _ = writeln!(e, "  host addresses ({how}): {shown}");
+    for n in notes {
+        let _ = writeln!(e, "  note: {n}");
+    }
+    let _ = (DropReason::TableFull, Fate::Held);
+}

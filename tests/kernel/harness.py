@@ -1,0 +1,404 @@
+#!/usr/bin/env python3
+"""The kernel as oracle: run each scenario's traffic through a real Linux firewall in
+network namespaces, record what conntrack did, replay the capture with ctrack, compare.
+
+Topology (addresses only inside these namespaces):
+
+    cl  veth 10.77.1.2/24 fd77:1::2/64 ── fw 10.77.1.1 / fd77:1::1
+    sv  veth 10.77.2.2/24 fd77:2::2/64 ── fw 10.77.2.1 / fd77:2::1
+
+fw forwards between cl and sv, and is an endpoint itself for scenarios that talk to it.
+Offloads are off on every veth end (real checksums, MTU-sized segments); neighbours are
+static (no ARP or ND noise).
+
+Usage: harness.py [--ctrack PATH] [--keep DIR] [SCENARIO.toml ...]   (default: all)
+Exit status: 0 when every scenario agrees, 1 when any differs, 2 when the suite cannot run.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+TOOLS = ["ip", "iptables-restore", "ip6tables-restore", "conntrack", "tcpdump", "ethtool"]
+
+CL4, FWC4, FWS4, SV4 = "10.77.1.2", "10.77.1.1", "10.77.2.1", "10.77.2.2"
+CL6, FWC6, FWS6, SV6 = "fd77:1::2", "fd77:1::1", "fd77:2::1", "fd77:2::2"
+ADDRS = {"cl": CL4, "sv": SV4, "fw": FWS4, "fw-cl": FWC4,
+         "cl6": CL6, "sv6": SV6, "fw6": FWS6, "fw-cl6": FWC6}
+
+# A rule in each family that needs conntrack, so the namespace's hooks are registered,
+# and that changes no verdict (the policy is ACCEPT anyway).
+BASE_RULES = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m conntrack --ctstate INVALID -j ACCEPT
+-A FORWARD -m conntrack --ctstate INVALID -j ACCEPT
+COMMIT
+"""
+
+
+def sh(*cmd, ns=None, check=True, capture=False, input=None, timeout=60):
+    full = (["ip", "netns", "exec", ns] if ns else []) + list(cmd)
+    r = subprocess.run(full, check=False, text=True, input=input, timeout=timeout,
+                       stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(full)} failed ({r.returncode}): {r.stderr.strip()}")
+    return r.stdout if capture else r
+
+
+class Topology:
+    def __init__(self, tag):
+        self.ns = {n: f"ctk{tag}{n}" for n in ("cl", "fw", "sv")}
+
+    def up(self):
+        cl, fw, sv = self.ns["cl"], self.ns["fw"], self.ns["sv"]
+        for n in self.ns.values():
+            sh("ip", "netns", "add", n)
+            sh("ip", "link", "set", "lo", "up", ns=n)
+            sh("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", ns=n)
+            sh("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", ns=n)
+            sh("sysctl", "-qw", "net.ipv6.conf.default.router_solicitations=0", ns=n)
+        macs = {"cl": "02:77:00:00:01:02", "fwc": "02:77:00:00:01:01",
+                "sv": "02:77:00:00:02:02", "fws": "02:77:00:00:02:01"}
+        sh("ip", "link", "add", "ctkcl0", "address", macs["cl"], "netns", cl, "type", "veth",
+           "peer", "name", "ctkfwc0", "address", macs["fwc"], "netns", fw)
+        sh("ip", "link", "add", "ctksv0", "address", macs["sv"], "netns", sv, "type", "veth",
+           "peer", "name", "ctkfws0", "address", macs["fws"], "netns", fw)
+        links = [(cl, "ctkcl0", [CL4 + "/24", CL6 + "/64"]), (fw, "ctkfwc0", [FWC4 + "/24", FWC6 + "/64"]),
+                 (fw, "ctkfws0", [FWS4 + "/24", FWS6 + "/64"]), (sv, "ctksv0", [SV4 + "/24", SV6 + "/64"])]
+        for n, dev, addrs in links:
+            sh("ethtool", "-K", dev, "rx", "off", "tx", "off", "tso", "off", "gso", "off", "gro", "off",
+               ns=n, check=False)
+            for a in addrs:
+                extra = ["nodad"] if ":" in a else []
+                sh("ip", "addr", "add", a, "dev", dev, *extra, ns=n)
+            sh("ip", "link", "set", dev, "up", ns=n)
+        sh("ip", "route", "add", "default", "via", FWC4, ns=cl)
+        sh("ip", "-6", "route", "add", "default", "via", FWC6, ns=cl)
+        sh("ip", "route", "add", "default", "via", FWS4, ns=sv)
+        sh("ip", "-6", "route", "add", "default", "via", FWS6, ns=sv)
+        neigh = [(cl, "ctkcl0", [FWC4, FWC6], macs["fwc"]), (fw, "ctkfwc0", [CL4, CL6], macs["cl"]),
+                 (fw, "ctkfws0", [SV4, SV6], macs["sv"]), (sv, "ctksv0", [FWS4, FWS6], macs["fws"])]
+        for n, dev, ips, mac in neigh:
+            for ip in ips:
+                sh("ip", "neigh", "replace", ip, "lladdr", mac, "dev", dev, "nud", "permanent", ns=n)
+        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=fw)
+        sh("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", ns=fw)
+
+    def down(self):
+        for n in self.ns.values():
+            subprocess.run(["ip", "netns", "del", n], stderr=subprocess.DEVNULL, check=False)
+
+
+# Traffic steps: each runs a short Python program inside a namespace.
+SERVER = r"""
+import socket, sys, threading, time
+fam = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET
+kind, port, mode = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+if kind == 'tcp':
+    s = socket.socket(fam, socket.SOCK_STREAM); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((sys.argv[1], port)); s.listen(64); print('ready', flush=True)
+    while True:
+        c, _ = s.accept()
+        def serve(c):
+            while True:
+                d = c.recv(65536)
+                if not d: break
+                c.sendall(d)
+            if mode == 'rst':
+                import struct; c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+            c.close()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+else:
+    s = socket.socket(fam, socket.SOCK_DGRAM); s.bind((sys.argv[1], port)); print('ready', flush=True)
+    while True:
+        d, a = s.recvfrom(65536); s.sendto(d, a)
+"""
+
+CLIENT = r"""
+import socket, sys, time, struct
+dst, kind, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+fam = socket.AF_INET6 if ':' in dst else socket.AF_INET
+if kind == 'tcp':
+    close, data, count = sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+    socks = []
+    for _ in range(count):
+        s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(5)
+        try:
+            s.connect((dst, port))
+        except OSError:
+            s.close(); continue
+        if data:
+            s.sendall(b'x' * data); got = 0
+            while got < data:
+                got += len(s.recv(65536))
+        socks.append(s)
+    time.sleep(0.2)
+    for s in socks:
+        if close == 'rst':
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+        if close != 'open':
+            s.close()
+    if close == 'open':
+        time.sleep(float(sys.argv[7]) if len(sys.argv) > 7 else 0)
+elif kind == 'udp':
+    count, gap = int(sys.argv[4]), float(sys.argv[5])
+    s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(1)
+    for i in range(count):
+        s.sendto(b'q' * 20, (dst, port))
+        try: s.recvfrom(100)
+        except OSError: pass
+        time.sleep(gap)
+"""
+
+
+class Recorder:
+    def __init__(self, topo, work):
+        self.topo, self.work = topo, work
+        self.procs = []
+
+    def start(self):
+        fw = self.topo.ns["fw"]
+        self.pcap = self.work / "fw.pcap"
+        self.tcpdump = subprocess.Popen(
+            ["ip", "netns", "exec", fw, "tcpdump", "-i", "any", "-y", "LINUX_SLL2", "-w", str(self.pcap),
+             "-U", "--immediate-mode", "-B", "65536", "-s", "262144", "--time-stamp-precision=nano"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.events = open(self.work / "kernel-events.txt", "w")
+        self.conntrack_e = subprocess.Popen(
+            ["ip", "netns", "exec", fw, "conntrack", "-E", "-o", "timestamp,extended,id"],
+            stdout=self.events, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            if self.tcpdump.poll() is not None:
+                raise RuntimeError("tcpdump exited: " + self.tcpdump.stderr.read())
+            time.sleep(0.1)
+            if self.pcap.exists() and self.pcap.stat().st_size >= 24:
+                break
+        time.sleep(0.3)
+
+    def stop(self):
+        time.sleep(0.2)
+        self.tcpdump.send_signal(signal.SIGINT)
+        _, err = self.tcpdump.communicate(timeout=10)
+        self.conntrack_e.send_signal(signal.SIGINT)
+        self.conntrack_e.wait(timeout=10)
+        self.events.close()
+        m = re.search(r"(\d+) packets? dropped by kernel", err)
+        if not m or int(m.group(1)) != 0:
+            raise RuntimeError(f"tcpdump lost packets or said nothing: {err.strip()}")
+
+
+def run_steps(topo, steps, servers):
+    for st in steps:
+        a = st["action"]
+        ns = topo.ns[st.get("from", "cl")]
+        if a == "sleep":
+            time.sleep(float(st["seconds"]))
+        elif a == "tcp":
+            sh("python3", "-c", CLIENT, ADDRS[st["to"]], "tcp", str(st["port"]), st.get("close", "fin"),
+               str(st.get("data", 0)), str(st.get("count", 1)), str(st.get("hold", 0)), ns=ns)
+        elif a == "udp":
+            sh("python3", "-c", CLIENT, ADDRS[st["to"]], "udp", str(st["port"]),
+               str(st.get("count", 1)), str(st.get("gap", 0)), ns=ns)
+        elif a == "ping":
+            dst = ADDRS[st["to"]]
+            sh("ping", "-6" if ":" in dst else "-4", "-c", str(st.get("count", 1)), "-i", "0.2", "-W", "1",
+               dst, ns=ns, check=False)
+        elif a == "iptables":
+            sh("iptables", *st["args"].split(), ns=topo.ns[st.get("on", "fw")])
+        else:
+            raise ValueError(f"unknown step action {a!r}")
+
+
+def start_servers(topo, scenario):
+    procs = []
+    for srv in scenario.get("servers", []):
+        ns = topo.ns[srv.get("on", "sv")]
+        bind = "::" if srv.get("family", "ipv4") == "ipv6" else "0.0.0.0"
+        p = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", SERVER, bind, srv["proto"],
+                              str(srv["port"]), srv.get("close", "fin")],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        p.stdout.readline()
+        procs.append(p)
+    return procs
+
+
+def kernel_state(topo, work):
+    fw = topo.ns["fw"]
+    at = time.time()
+    listing = sh("conntrack", "-L", "-o", "extended", ns=fw, capture=True)
+    stats = sh("conntrack", "-S", ns=fw, capture=True)
+    (work / "kernel-table.txt").write_text(listing)
+    (work / "kernel-stats.txt").write_text(stats)
+    (work / "kernel-proc.txt").write_text(sh("cat", "/proc/net/nf_conntrack", ns=fw, capture=True))
+    return at, listing, stats
+
+
+def parse_stats(text):
+    total = {}
+    for line in text.splitlines():
+        for k, v in re.findall(r"(\w+)=(\d+)", line):
+            if k != "cpu":
+                total[k] = total.get(k, 0) + int(v)
+    return total
+
+
+TIMEOUT = re.compile(r"^(\S+\s+\d+\s+\S+\s+\d+) (\d+) ")
+
+
+def normalise_entries(text):
+    """Entries keyed without the timeout; value is the timeout."""
+    out = {}
+    for line in text.strip().splitlines():
+        line = re.sub(r" use=\d+$", "", line.strip())
+        m = TIMEOUT.match(line)
+        if not m:
+            continue
+        out[m.group(1) + " " + line[m.end():]] = int(m.group(2))
+    return out
+
+
+def normalise_events(text):
+    out = []
+    for line in text.strip().splitlines():
+        if not line.startswith("["):
+            continue
+        body = line.split("\t", 1)[1].strip()
+        body = re.sub(r" id=\d+", "", body)
+        out.append(body)
+    return out
+
+
+def compare(scn_name, kernel, ours):
+    k_entries, o_entries = normalise_entries(kernel["table"]), normalise_entries(ours["table"])
+    diffs = {"entries": [], "events": [], "stats": []}
+    for key in sorted(set(k_entries) | set(o_entries)):
+        if key not in o_entries:
+            diffs["entries"].append(f"kernel only: {key}")
+        elif key not in k_entries:
+            diffs["entries"].append(f"ctrack only: {key}")
+        elif abs(k_entries[key] - o_entries[key]) > 1:
+            diffs["entries"].append(f"timeout {k_entries[key]} vs {o_entries[key]}: {key}")
+    k_ev, o_ev = normalise_events(kernel["events"]), normalise_events(ours["events"])
+    if k_ev != o_ev:
+        for i in range(max(len(k_ev), len(o_ev))):
+            a = k_ev[i] if i < len(k_ev) else "(none)"
+            b = o_ev[i] if i < len(o_ev) else "(none)"
+            if a != b:
+                diffs["events"].append(f"event {i}: kernel {a!r} / ctrack {b!r}")
+                break
+    ks, os_ = parse_stats(kernel["stats"]), parse_stats(ours["stats"])
+    for k in ("invalid", "drop", "early_drop", "insert_failed"):
+        if ks.get(k, 0) != os_.get(k, 0):
+            diffs["stats"].append(f"{k}: kernel {ks.get(k, 0)} / ctrack {os_.get(k, 0)}")
+    return diffs
+
+
+def run_scenario(path, ctrack, keep):
+    scn = tomllib.loads(path.read_text())
+    tag = str(os.getpid() % 10000)
+    topo = Topology(tag)
+    work = Path(tempfile.mkdtemp(prefix=f"ctk-{path.stem}-"))
+    servers = []
+    try:
+        topo.down()
+        topo.up()
+        fw = topo.ns["fw"]
+        sysctls = ["net.netfilter.nf_conntrack_acct=1"] + scn.get("sysctls", [])
+        for s in sysctls:
+            sh("sysctl", "-qw", s, ns=fw)
+        rules = scn.get("rules", BASE_RULES)
+        sh("iptables-restore", ns=fw, input=rules)
+        sh("ip6tables-restore", ns=fw, input=scn.get("rules6", BASE_RULES))
+        (work / "sysctl.conf").write_text("\n".join(sysctls) + "\n")
+        servers = start_servers(topo, scn)
+        rec = Recorder(topo, work)
+        rec.start()
+        run_steps(topo, scn.get("steps", []), servers)
+        time.sleep(float(scn.get("settle", 0.3)))
+        at, table, stats = kernel_state(topo, work)
+        rec.stop()
+        kernel = {"table": table, "stats": stats, "events": (work / "kernel-events.txt").read_text()}
+        r = subprocess.run([ctrack, "replay", str(rec.pcap), "--sysctl-file", str(work / "sysctl.conf"),
+                            "--at", f"{at:.9f}", "--table", "conntrack", "--stats",
+                            "--events", str(work / "ctrack-events.txt"), "-q"],
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"ctrack replay failed: {r.stderr.strip()}")
+        lines = r.stdout.splitlines()
+        ours = {"table": "\n".join(l for l in lines if not l.startswith("cpu=")),
+                "stats": "\n".join(l for l in lines if l.startswith("cpu=")),
+                "events": (work / "ctrack-events.txt").read_text()}
+        (work / "ctrack-table.txt").write_text(ours["table"] + "\n")
+        diffs = compare(path.stem, kernel, ours)
+        if keep:
+            dest = Path(keep) / path.stem
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.copytree(work, dest)
+        return diffs, len(normalise_entries(table)), len(normalise_events(kernel["events"]))
+    finally:
+        for p in servers:
+            p.kill()
+        topo.down()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ctrack", default=str(ROOT / "target" / "release" / "ctrack"))
+    ap.add_argument("--keep", help="copy each run's captures and dumps into this directory")
+    ap.add_argument("scenarios", nargs="*")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        print("kernel suite: must run as root (network namespaces, iptables)", file=sys.stderr)
+        return 2
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        print(f"kernel suite: missing tools {missing}: install iptables conntrack tcpdump ethtool iproute2",
+              file=sys.stderr)
+        return 2
+    if not Path(a.ctrack).exists():
+        print(f"kernel suite: no ctrack binary at {a.ctrack} (cargo build --release)", file=sys.stderr)
+        return 2
+    paths = [Path(p) for p in a.scenarios] or sorted((HERE / "scenarios").glob("*.toml"))
+    known = tomllib.loads((HERE / "known-differences.toml").read_text())
+    failed = 0
+    rows = []
+    for p in paths:
+        t0 = time.time()
+        try:
+            diffs, n_entries, n_events = run_scenario(p, a.ctrack, a.keep)
+        except Exception as e:  # a scenario that cannot run is a failure, never a skip
+            rows.append((p.stem, "ERROR", "ERROR", "ERROR", str(e)))
+            failed += 1
+            continue
+        allowed = known.get(p.stem, {})
+        cells = ["agree" if not diffs[k] else ("known" if k in allowed else "DIFFER")
+                 for k in ("entries", "events", "stats")]
+        first = next((d for k in ("entries", "events", "stats") for d in diffs[k]), "")
+        rows.append((p.stem, *cells, f"{n_entries} entries, {n_events} events, {time.time() - t0:.1f}s"
+                     + (f"; first difference: {first}" if first else "")))
+        failed += "DIFFER" in cells
+    width = max(len(r[0]) for r in rows) if rows else 10
+    print(f"{'scenario':<{width}}  entries  events   stats    notes")
+    for r in rows:
+        print(f"{r[0]:<{width}}  {r[1]:<7}  {r[2]:<7}  {r[3]:<7}  {r[4]}")
+    print(f"{len(rows) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -150,9 +150,8 @@ impl Capture {
     }
 
     fn index_pcap(&mut self, bytes: &[u8]) -> Result<(), CaptureError> {
-        let (mut rest, parser) = PcapParser::new(bytes).map_err(|e| {
-            self.error(0, format!("not a pcap or pcapng file ({e})"))
-        })?;
+        let (mut rest, parser) = PcapParser::new(bytes)
+            .map_err(|e| self.error(0, format!("not a pcap or pcapng file ({e})")))?;
         let linktype = u32::from(parser.header().datalink);
         while !rest.is_empty() {
             let at = bytes.len() - rest.len();
@@ -207,7 +206,10 @@ impl Capture {
                 }
                 Block::EnhancedPacket(epb) => {
                     let Some(&(linktype, per_sec)) = ifaces.get(epb.interface_id as usize) else {
-                        return Err(self.error(at, format!("packet names undeclared interface {}", epb.interface_id)));
+                        return Err(self.error(
+                            at,
+                            format!("packet names undeclared interface {}", epb.interface_id),
+                        ));
                     };
                     let ticks = epb.timestamp.as_nanos();
                     let time = (ticks * 1_000_000_000 / u128::from(per_sec)) as u64;

@@ -92,7 +92,10 @@ pub fn strip(linktype: u32, frame: &[u8]) -> Result<(&[u8], Option<Direction>), 
             let proto = be16(frame, 0)?;
             let packet_type = *frame.get(10).ok_or(LinkError::Truncated)?;
             let payload = frame.get(20..).ok_or(LinkError::Truncated)?;
-            Ok((ip_by_ethertype(proto, payload)?, sll_direction(u16::from(packet_type))))
+            Ok((
+                ip_by_ethertype(proto, payload)?,
+                sll_direction(u16::from(packet_type)),
+            ))
         }
         RAW | 12 | 14 | IPV4 | IPV6 => match frame.first().map(|b| b >> 4) {
             Some(4) | Some(6) => Ok((frame, None)),

@@ -43,7 +43,11 @@ fn truncated_file_keeps_what_came_before() {
     assert_eq!(c.len(), 1);
     let d = c.damage().unwrap();
     assert_eq!(d.offset, good as u64);
-    assert!(d.to_string().starts_with(&format!("t.pcap: at byte {good}: ")), "{d}");
+    assert!(
+        d.to_string()
+            .starts_with(&format!("t.pcap: at byte {good}: ")),
+        "{d}"
+    );
 }
 
 #[test]
@@ -64,9 +68,19 @@ fn strips_vlan_tags_and_cooked_headers() {
     sll2.push(0x60);
     let (ip, dir) = link::strip(link::LINUX_SLL2, &sll2).unwrap();
     assert_eq!((ip, dir), (&[0x60u8][..], Some(Direction::Outgoing)));
-    let arp = [0u8; 12].iter().chain(&[0x08, 0x06]).copied().collect::<Vec<_>>();
-    assert_eq!(link::strip(link::ETHERNET, &arp).unwrap_err(), LinkError::NotIp(0x0806));
-    assert_eq!(link::strip(link::NULL, &[2, 0, 0, 0, 0x45]).unwrap().0, &[0x45]);
+    let arp = [0u8; 12]
+        .iter()
+        .chain(&[0x08, 0x06])
+        .copied()
+        .collect::<Vec<_>>();
+    assert_eq!(
+        link::strip(link::ETHERNET, &arp).unwrap_err(),
+        LinkError::NotIp(0x0806)
+    );
+    assert_eq!(
+        link::strip(link::NULL, &[2, 0, 0, 0, 0x45]).unwrap().0,
+        &[0x45]
+    );
 }
 
 #[test]

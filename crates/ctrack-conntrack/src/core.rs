@@ -376,12 +376,24 @@ impl Conntrack {
                 out.verdict
             }
             ProtoState::Udp(u) => {
-                let (v, a) = udp::packet(u, conn.seen_reply(), conn.assured(), now, udp::Timeouts::udp(&self.settings));
+                let (v, a) = udp::packet(
+                    u,
+                    conn.seen_reply(),
+                    conn.assured(),
+                    now,
+                    udp::Timeouts::udp(&self.settings),
+                );
                 assure = a;
                 v
             }
             ProtoState::Gre(u) => {
-                let (v, a) = udp::packet(u, conn.seen_reply(), conn.assured(), now, udp::Timeouts::gre(&self.settings));
+                let (v, a) = udp::packet(
+                    u,
+                    conn.seen_reply(),
+                    conn.assured(),
+                    now,
+                    udp::Timeouts::gre(&self.settings),
+                );
                 assure = a;
                 v
             }
@@ -428,7 +440,11 @@ impl Conntrack {
                     c.counters[dir].bytes += len;
                 }
                 if !c.has(ips::FIXED_TIMEOUT) {
-                    c.deadline = if c.confirmed() { now + timeout } else { timeout };
+                    c.deadline = if c.confirmed() {
+                        now + timeout
+                    } else {
+                        timeout
+                    };
                 }
             }
             Verdict::AcceptNoRefresh => {}
@@ -475,7 +491,8 @@ impl Conntrack {
         let mut victims = std::mem::take(&mut self.scratch);
         for i in 0..EVICTION_RANGE {
             victims.clear();
-            self.table.bucket_entries((start + i) % buckets, &mut victims);
+            self.table
+                .bucket_entries((start + i) % buckets, &mut victims);
             let mut drops = 0;
             for &idx in &victims {
                 if self.table.is_live(idx) && !self.table.get(idx).assured() {
@@ -513,9 +530,11 @@ impl Conntrack {
     pub fn confirm(&mut self, r: &InResult, now: u64) {
         match r.ct {
             Some(CtRef::Unconfirmed) => {
-                let Some(mut c) = self.pending.take() else { return };
+                let Some(mut c) = self.pending.take() else {
+                    return;
+                };
                 c.status |= ips::CONFIRMED;
-                c.deadline = now + c.deadline;
+                c.deadline += now;
                 c.events = 0;
                 let idx = self.table.insert(c);
                 let deadline = c.deadline;
@@ -530,7 +549,9 @@ impl Conntrack {
                 let ev = std::mem::take(&mut c.events);
                 let snapshot = *c;
                 // Only state and status changes make an UPDATE.
-                if ev & (ipct::PROTOINFO | ipct::ASSURED | ipct::REPLY | ipct::MARK | ipct::HELPER) != 0 {
+                if ev & (ipct::PROTOINFO | ipct::ASSURED | ipct::REPLY | ipct::MARK | ipct::HELPER)
+                    != 0
+                {
                     self.emit(now, EventKind::Update, snapshot);
                 }
             }
@@ -561,7 +582,9 @@ impl Conntrack {
         }
         let ty = l4[0];
         match d.family {
-            Family::V4 if ty > icmp::NR_ICMP_TYPES => return error(&mut self.stats, "invalid icmp type"),
+            Family::V4 if ty > icmp::NR_ICMP_TYPES => {
+                return error(&mut self.stats, "invalid icmp type")
+            }
             Family::V6 if icmp::is_untracked_v6(ty) => {
                 return Some(InResult::no_ct(PacketState::Untracked, None))
             }
@@ -585,7 +608,11 @@ impl Conntrack {
         if self.table.get(idx).tuple[dir].dst != d.dst {
             return error(&mut self.stats, "outer daddr differs from inner");
         }
-        let info = if dir == 1 { CtInfo::RelatedReply } else { CtInfo::Related };
+        let info = if dir == 1 {
+            CtInfo::RelatedReply
+        } else {
+            CtInfo::Related
+        };
         Some(InResult {
             state: PacketState::Tracked(info),
             ct: Some(CtRef::Confirmed(idx)),
@@ -636,7 +663,11 @@ fn transport_checksum_ok(d: &Datagram<'_>) -> bool {
     if d.proto == p::UDPLITE {
         // Coverage 0 means the whole datagram.
         let cov = usize::from(u16::from_be_bytes([l4[4], l4[5]]));
-        let cov = if cov == 0 { l4.len() } else { cov.min(l4.len()) };
+        let cov = if cov == 0 {
+            l4.len()
+        } else {
+            cov.min(l4.len())
+        };
         let acc = checksum::pseudo_header(d.family, d.src, d.dst, d.proto, l4.len() as u32);
         return checksum::finish(checksum::sum(&l4[..cov], acc)) == 0;
     }

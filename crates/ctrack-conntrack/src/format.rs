@@ -37,7 +37,8 @@ fn line(c: &Conn, now: u64, acct: bool, timestamp: bool, style: Style) -> String
     if let Some(state) = c.proto.tcp_state_name() {
         let _ = write!(s, "{state} ");
     }
-    let counters = acct && (style != Style::Event(EventKind::New) && style != Style::Event(EventKind::Update));
+    let counters =
+        acct && (style != Style::Event(EventKind::New) && style != Style::Event(EventKind::Update));
     for dir in 0..2 {
         c.tuple[dir].write_to(&mut s);
         if counters {
@@ -55,7 +56,11 @@ fn line(c: &Conn, now: u64, acct: bool, timestamp: bool, style: Style) -> String
         Style::Proc => {
             let _ = write!(s, "mark={} zone={} ", c.mark, c.zone);
             if timestamp {
-                let _ = write!(s, "delta-time={} ", now.saturating_sub(c.start) / 1_000_000_000);
+                let _ = write!(
+                    s,
+                    "delta-time={} ",
+                    now.saturating_sub(c.start) / 1_000_000_000
+                );
             }
             s.push_str("use=2");
         }
@@ -65,7 +70,11 @@ fn line(c: &Conn, now: u64, acct: bool, timestamp: bool, style: Style) -> String
                 let _ = write!(s, "zone={} ", c.zone);
             }
             if timestamp {
-                let _ = write!(s, "delta-time={} ", now.saturating_sub(c.start) / 1_000_000_000);
+                let _ = write!(
+                    s,
+                    "delta-time={} ",
+                    now.saturating_sub(c.start) / 1_000_000_000
+                );
             }
             s.push_str("use=1");
         }

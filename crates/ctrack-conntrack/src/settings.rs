@@ -89,6 +89,9 @@ pub enum SettingError {
     },
 }
 
+/// A line of a sysctl file that was ignored: line number, key, why.
+pub type IgnoredLine = (usize, String, &'static str);
+
 /// What became of a `KEY=VALUE` line.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Applied {
@@ -250,10 +253,7 @@ impl Settings {
     /// Applies a file in `sysctl.conf` syntax, or the output of `sysctl -a`: `KEY = VALUE`
     /// lines, `#` and `;` comments, a leading `-` (ignore errors) accepted. Returns the
     /// keys that were ignored, with why; errors name the line.
-    pub fn apply_file(
-        &mut self,
-        text: &str,
-    ) -> Result<Vec<(usize, String, &'static str)>, (usize, SettingError)> {
+    pub fn apply_file(&mut self, text: &str) -> Result<Vec<IgnoredLine>, (usize, SettingError)> {
         let mut ignored = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -318,18 +318,28 @@ mod tests {
     #[test]
     fn accepts_linux_key_spellings() {
         let mut s = Settings::default();
-        assert_eq!(s.set("net.netfilter.nf_conntrack_max", "10"), Ok(Applied::Set));
+        assert_eq!(
+            s.set("net.netfilter.nf_conntrack_max", "10"),
+            Ok(Applied::Set)
+        );
         assert_eq!(s.max, 10);
         s.set("net.nf_conntrack_max", "20").unwrap();
         assert_eq!(s.max, 20);
-        s.set("net/netfilter/nf_conntrack_tcp_timeout_time_wait", "5").unwrap();
+        s.set("net/netfilter/nf_conntrack_tcp_timeout_time_wait", "5")
+            .unwrap();
         assert_eq!(s.tcp_timeouts[7], 5 * SEC);
         assert_eq!(
             s.set("net.netfilter.nf_conntrack_count", "3"),
             Ok(Applied::Ignored("read-only"))
         );
-        assert!(matches!(s.set("nf_conntrack_bogus", "1"), Err(SettingError::UnknownKey(_))));
-        assert!(matches!(s.set("nf_conntrack_acct", "yes"), Err(SettingError::BadValue { .. })));
+        assert!(matches!(
+            s.set("nf_conntrack_bogus", "1"),
+            Err(SettingError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            s.set("nf_conntrack_acct", "yes"),
+            Err(SettingError::BadValue { .. })
+        ));
     }
 
     #[test]
@@ -340,7 +350,9 @@ mod tests {
             .unwrap();
         assert!(!s.acct);
         assert_eq!(ignored.len(), 1);
-        let err = s.apply_file("\n\nnet.netfilter.nf_conntrack_max = lots\n").unwrap_err();
+        let err = s
+            .apply_file("\n\nnet.netfilter.nf_conntrack_max = lots\n")
+            .unwrap_err();
         assert_eq!(err.0, 3);
     }
 }

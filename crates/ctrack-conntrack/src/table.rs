@@ -38,7 +38,10 @@ impl Table {
             free: Vec::new(),
             heads: vec![NIL; buckets.max(1) as usize],
             len: 0,
-            key: (seed ^ 0x736f_6d65_7073_6575, seed.rotate_left(32) ^ 0x646f_7261_6e64_6f6d),
+            key: (
+                seed ^ 0x736f_6d65_7073_6575,
+                seed.rotate_left(32) ^ 0x646f_7261_6e64_6f6d,
+            ),
         }
     }
 

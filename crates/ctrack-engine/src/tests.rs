@@ -24,7 +24,13 @@ fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
     let acc = if proto == 1 {
         0
     } else {
-        checksum::pseudo_header(Family::V4, Addr::v4(src), Addr::v4(dst), proto, l4.len() as u32)
+        checksum::pseudo_header(
+            Family::V4,
+            Addr::v4(src),
+            Addr::v4(dst),
+            proto,
+            l4.len() as u32,
+        )
     };
     let c = checksum::finish(checksum::sum(&l4, acc));
     l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
@@ -54,9 +60,10 @@ fn udp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> 
 }
 
 fn acct() -> Settings {
-    let mut s = Settings::default();
-    s.acct = true;
-    s
+    Settings {
+        acct: true,
+        ..Default::default()
+    }
 }
 
 fn listing<R: Rules>(e: &Engine<R>, now: u64) -> Vec<String> {
@@ -98,7 +105,10 @@ fn local_traffic_takes_input_and_output() {
     assert_eq!((o.fate, o.entry_hook), (Fate::Delivered, Hook::PreRouting));
     let o = e.process(&udp(S, C, 53, 5000, b"a"), Entry::Host, 1);
     assert_eq!((o.fate, o.entry_hook), (Fate::Sent, Hook::LocalOut));
-    assert_eq!(o.state, PacketState::Tracked(ctrack_conntrack::CtInfo::EstablishedReply));
+    assert_eq!(
+        o.state,
+        PacketState::Tracked(ctrack_conntrack::CtInfo::EstablishedReply)
+    );
     assert_eq!(e.conntrack().count(), 1);
 }
 
@@ -111,7 +121,12 @@ fn udp_entry_expires_after_its_timeout() {
     assert_eq!(e.conntrack().count(), 1);
     e.advance(30 * SEC);
     assert_eq!(e.conntrack().count(), 0);
-    let kinds: Vec<_> = e.conntrack_mut().take_events().iter().map(|ev| ev.kind).collect();
+    let kinds: Vec<_> = e
+        .conntrack_mut()
+        .take_events()
+        .iter()
+        .map(|ev| ev.kind)
+        .collect();
     use ctrack_conntrack::EventKind::*;
     assert_eq!(kinds, vec![New, Destroy]);
 }
@@ -162,7 +177,10 @@ fn full_table_early_drops_unassured_then_drops_and_logs() {
     assert_eq!(o.fate, Fate::Dropped(DropReason::TableFull));
     assert_eq!(e.conntrack().stats().drop, 1);
     let log = e.conntrack_mut().take_log();
-    assert_eq!(log, vec![(5, "nf_conntrack: table full, dropping packet".to_string())]);
+    assert_eq!(
+        log,
+        vec![(5, "nf_conntrack: table full, dropping packet".to_string())]
+    );
 }
 
 #[test]
@@ -172,7 +190,12 @@ fn rst_answering_syn_leaves_nothing() {
     e.process(&tcp(C, S, 40000, 80, 0x02, 100, 0), Entry::Wire, 0);
     e.process(&tcp(S, C, 80, 40000, 0x14, 0, 101), Entry::Wire, 1);
     assert_eq!(e.conntrack().count(), 0);
-    let kinds: Vec<_> = e.conntrack_mut().take_events().iter().map(|ev| ev.kind).collect();
+    let kinds: Vec<_> = e
+        .conntrack_mut()
+        .take_events()
+        .iter()
+        .map(|ev| ev.kind)
+        .collect();
     use ctrack_conntrack::EventKind::*;
     assert_eq!(kinds, vec![New, Destroy]);
 }

@@ -91,7 +91,7 @@ impl Reassembler {
             .iter()
             .any(|(o, p)| f.offset < o + p.len() as u32 && *o < end);
         let too_big = end as usize + f.unfragmentable_len > 65535 + 40;
-        let misaligned = f.more && data.len() % 8 != 0;
+        let misaligned = f.more && !data.len().is_multiple_of(8);
         if overlaps || too_big || misaligned || q.total.is_some_and(|t| end > t) {
             self.queues.remove(&key);
             return Reassembly::Dropped;
@@ -158,7 +158,9 @@ mod tests {
     fn v4_frag(id: u16, offset: u16, more: bool, data: &[u8]) -> Vec<u8> {
         let len = 20 + data.len() as u16;
         let fo = (offset / 8) | if more { 0x2000 } else { 0 };
-        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let mut p = vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
         p[2..4].copy_from_slice(&len.to_be_bytes());
         p[4..6].copy_from_slice(&id.to_be_bytes());
         p[6..8].copy_from_slice(&fo.to_be_bytes());
@@ -190,7 +192,10 @@ mod tests {
         let a = v4_frag(9, 0, true, &[1; 16]);
         let b = v4_frag(9, 8, false, &[2; 16]);
         assert_eq!(r.push(&Datagram::parse(&a).unwrap(), 0), Reassembly::Held);
-        assert_eq!(r.push(&Datagram::parse(&b).unwrap(), 0), Reassembly::Dropped);
+        assert_eq!(
+            r.push(&Datagram::parse(&b).unwrap(), 0),
+            Reassembly::Dropped
+        );
         assert_eq!(r.pending(), 0);
     }
 

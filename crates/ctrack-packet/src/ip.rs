@@ -145,7 +145,9 @@ impl<'a> Datagram<'a> {
         loop {
             match next {
                 0 | 43 | 60 => {
-                    let h = bytes.get(off..off + 2).ok_or(Malformed::BadExtensionHeader)?;
+                    let h = bytes
+                        .get(off..off + 2)
+                        .ok_or(Malformed::BadExtensionHeader)?;
                     let len = (usize::from(h[1]) + 1) * 8;
                     if off + len > bytes.len() {
                         return Err(Malformed::BadExtensionHeader);
@@ -155,7 +157,9 @@ impl<'a> Datagram<'a> {
                     off += len;
                 }
                 51 => {
-                    let h = bytes.get(off..off + 2).ok_or(Malformed::BadExtensionHeader)?;
+                    let h = bytes
+                        .get(off..off + 2)
+                        .ok_or(Malformed::BadExtensionHeader)?;
                     let len = (usize::from(h[1]) + 2) * 4;
                     if off + len > bytes.len() {
                         return Err(Malformed::BadExtensionHeader);
@@ -165,7 +169,9 @@ impl<'a> Datagram<'a> {
                     off += len;
                 }
                 44 => {
-                    let h = bytes.get(off..off + 8).ok_or(Malformed::BadExtensionHeader)?;
+                    let h = bytes
+                        .get(off..off + 8)
+                        .ok_or(Malformed::BadExtensionHeader)?;
                     let fo = u16::from_be_bytes([h[2], h[3]]);
                     let offset = u32::from(fo >> 3) * 8;
                     let more = fo & 1 == 1;
@@ -256,14 +262,23 @@ mod tests {
     fn rejects_bad_header_checksum() {
         let mut p = v4_udp();
         p[10] ^= 1;
-        assert_eq!(Datagram::parse(&p).unwrap_err(), Malformed::BadHeaderChecksum);
+        assert_eq!(
+            Datagram::parse(&p).unwrap_err(),
+            Malformed::BadHeaderChecksum
+        );
     }
 
     #[test]
     fn rejects_short_and_garbage() {
         assert_eq!(Datagram::parse(&[]).unwrap_err(), Malformed::Truncated);
-        assert_eq!(Datagram::parse(&[0x45, 0]).unwrap_err(), Malformed::Truncated);
-        assert_eq!(Datagram::parse(&[0x15; 40]).unwrap_err(), Malformed::BadVersion);
+        assert_eq!(
+            Datagram::parse(&[0x45, 0]).unwrap_err(),
+            Malformed::Truncated
+        );
+        assert_eq!(
+            Datagram::parse(&[0x15; 40]).unwrap_err(),
+            Malformed::BadVersion
+        );
     }
 
     #[test]

@@ -208,7 +208,8 @@ impl<'a> TcpView<'a> {
                     }
                     if kind == OPT_SACK && size >= 10 && (size - 2) % 8 == 0 {
                         for block in opts[2..size].chunks_exact(8) {
-                            let right = u32::from_be_bytes([block[4], block[5], block[6], block[7]]);
+                            let right =
+                                u32::from_be_bytes([block[4], block[5], block[6], block[7]]);
                             if seq_after(right, sack) {
                                 sack = right;
                             }
@@ -239,7 +240,28 @@ mod tests {
 
     fn syn_with(opts: &[u8]) -> Vec<u8> {
         let doff = (20 + opts.len()) / 4;
-        let mut s = vec![0x30, 0x39, 0, 80, 0, 0, 0, 100, 0, 0, 0, 0, (doff as u8) << 4, 0x02, 0xff, 0xff, 0, 0, 0, 0];
+        let mut s = vec![
+            0x30,
+            0x39,
+            0,
+            80,
+            0,
+            0,
+            0,
+            100,
+            0,
+            0,
+            0,
+            0,
+            (doff as u8) << 4,
+            0x02,
+            0xff,
+            0xff,
+            0,
+            0,
+            0,
+            0,
+        ];
         s.extend_from_slice(opts);
         s
     }
@@ -263,7 +285,9 @@ mod tests {
 
     #[test]
     fn finds_highest_sack_edge() {
-        let s = syn_with(&[1, 1, 5, 18, 0, 0, 0, 1, 0, 0, 0, 50, 0, 0, 0, 60, 0, 0, 0, 90]);
+        let s = syn_with(&[
+            1, 1, 5, 18, 0, 0, 0, 1, 0, 0, 0, 50, 0, 0, 0, 60, 0, 0, 0, 90,
+        ]);
         let v = TcpView::new(&s).unwrap();
         assert_eq!(v.highest_sack(40), 90);
         assert_eq!(v.highest_sack(100), 100);

@@ -93,12 +93,18 @@ impl Tuple {
     ) -> Result<Tuple, TupleError> {
         let (src_port, dst_port) = if has_ports(p) {
             let h = l4.get(..4).ok_or(TupleError::ShortHeader)?;
-            (u16::from_be_bytes([h[0], h[1]]), u16::from_be_bytes([h[2], h[3]]))
+            (
+                u16::from_be_bytes([h[0], h[1]]),
+                u16::from_be_bytes([h[2], h[3]]),
+            )
         } else if (family, p) == (Family::V4, proto::ICMP)
             || (family, p) == (Family::V6, proto::ICMPV6)
         {
             let h = l4.get(..8).ok_or(TupleError::ShortHeader)?;
-            (u16::from_be_bytes([h[4], h[5]]), u16::from_be_bytes([h[0], h[1]]))
+            (
+                u16::from_be_bytes([h[4], h[5]]),
+                u16::from_be_bytes([h[0], h[1]]),
+            )
         } else if p == proto::GRE {
             gre_keys(l4)?
         } else {
@@ -164,7 +170,10 @@ impl Tuple {
     pub fn invert(&self) -> Option<Tuple> {
         let (src_port, dst_port) = if self.is_icmp() {
             let reply = icmp_reply_type(self.family, self.icmp_type())?;
-            (self.src_port, u16::from(reply) << 8 | u16::from(self.icmp_code()))
+            (
+                self.src_port,
+                u16::from(reply) << 8 | u16::from(self.icmp_code()),
+            )
         } else {
             (self.dst_port, self.src_port)
         };
@@ -201,7 +210,11 @@ impl Tuple {
                 let _ = write!(out, "sport={} dport={} ", self.src_port, self.dst_port);
             }
             proto::GRE => {
-                let _ = write!(out, "srckey=0x{:x} dstkey=0x{:x} ", self.src_port, self.dst_port);
+                let _ = write!(
+                    out,
+                    "srckey=0x{:x} dstkey=0x{:x} ",
+                    self.src_port, self.dst_port
+                );
             }
             _ => {}
         }
@@ -268,7 +281,10 @@ mod tests {
     #[test]
     fn inverts_ports_and_addresses() {
         let r = t(6, 1234, 80).invert().unwrap();
-        assert_eq!((r.src, r.src_port, r.dst_port), (Addr::v4([10, 0, 0, 2]), 80, 1234));
+        assert_eq!(
+            (r.src, r.src_port, r.dst_port),
+            (Addr::v4([10, 0, 0, 2]), 80, 1234)
+        );
         assert_eq!(r.invert().unwrap(), t(6, 1234, 80));
     }
 
@@ -276,7 +292,10 @@ mod tests {
     fn inverts_icmp_echo_keeping_id() {
         let r = t(1, 77, 8 << 8).invert().unwrap();
         assert_eq!((r.icmp_type(), r.src_port), (0, 77));
-        assert!(t(1, 0, 3 << 8).invert().is_none(), "an error type has no reply");
+        assert!(
+            t(1, 0, 3 << 8).invert().is_none(),
+            "an error type has no reply"
+        );
     }
 
     #[test]

@@ -61,7 +61,9 @@ fn learn_locals(caps: &[Capture]) -> Vec<(Addr, Family)> {
     let mut out_src = BTreeSet::new();
     let mut in_src = BTreeSet::new();
     for f in merge(caps) {
-        let Ok((ip, Some(dir))) = f.ip() else { continue };
+        let Ok((ip, Some(dir))) = f.ip() else {
+            continue;
+        };
         let Ok(d) = Datagram::parse(ip) else { continue };
         match dir {
             Direction::Outgoing => out_src.insert((d.src, d.family)),
@@ -94,7 +96,10 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     let (locals, learned) = if args.locals.is_empty() {
         (learn_locals(&caps), true)
     } else {
-        (args.locals.iter().map(|&ip| Addr::from_ip(ip)).collect(), false)
+        (
+            args.locals.iter().map(|&ip| Addr::from_ip(ip)).collect(),
+            false,
+        )
     };
     let host = Host::new(locals);
     let acct = settings.acct;
@@ -106,8 +111,10 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     let total: usize = caps.iter().map(Capture::len).sum();
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} replay {bar:30} {pos}/{len} packets {per_sec} eta {eta}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{spinner} replay {bar:30} {pos}/{len} packets {per_sec} eta {eta}",
+        )
+        .expect("valid template"),
     );
     let mut skipped = Skipped::default();
     let mut last = 0u64;
@@ -132,7 +139,8 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
             }
         };
         let header = Datagram::parse(ip).ok();
-        let is_local = |a: Option<(Addr, Family)>| a.is_some_and(|(a, f)| engine.host().is_local(a, f));
+        let is_local =
+            |a: Option<(Addr, Family)>| a.is_some_and(|(a, f)| engine.host().is_local(a, f));
         let src = header.map(|d| (d.src, d.family));
         let dst = header.map(|d| (d.dst, d.family));
         let entry = match dir {
@@ -184,7 +192,8 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     }
     if let Some(path) = &args.events {
         let mut f = std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
         );
         for e in &events_out {
             writeln!(f, "{}", event_line(e, acct))?;
@@ -193,7 +202,8 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     }
     let log = engine.conntrack_mut().take_log();
     if let Some(path) = &args.log {
-        let mut f = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let mut f = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
         for (t, line) in &log {
             writeln!(f, "[{}] {line}", secs(*t))?;
         }
@@ -241,7 +251,10 @@ fn summary<R: ctrack_engine::Rules>(
         c.invalid, st.invalid, st.error, st.early_drop, st.drop
     );
     if log_lines > 0 {
-        let _ = writeln!(e, "  kernel log: {log_lines} lines 'nf_conntrack: table full, dropping packet'");
+        let _ = writeln!(
+            e,
+            "  kernel log: {log_lines} lines 'nf_conntrack: table full, dropping packet'"
+        );
     }
     let _ = writeln!(
         e,
@@ -249,15 +262,29 @@ fn summary<R: ctrack_engine::Rules>(
         skipped.forwarded_copies, skipped.loopback_copies, skipped.not_ip, skipped.link_errors
     );
     let (peak, when) = ct.peak();
-    let _ = writeln!(e, "  entries: {} now, peak {} at {}", ct.count(), peak, secs(when));
+    let _ = writeln!(
+        e,
+        "  entries: {} now, peak {} at {}",
+        ct.count(),
+        peak,
+        secs(when)
+    );
     let locals: Vec<String> = engine
         .host()
         .locals()
         .iter()
         .map(|(a, f)| a.to_ip(*f).to_string())
         .collect();
-    let how = if learned { "learned from the capture" } else { "given" };
-    let shown = if locals.is_empty() { "none".to_string() } else { locals.join(", ") };
+    let how = if learned {
+        "learned from the capture"
+    } else {
+        "given"
+    };
+    let shown = if locals.is_empty() {
+        "none".to_string()
+    } else {
+        locals.join(", ")
+    };
     let _ = writeln!(e, "  host addresses ({how}): {shown}");
     for n in notes {
         let _ = writeln!(e, "  note: {n}");

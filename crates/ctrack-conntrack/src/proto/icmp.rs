@@ -53,11 +53,26 @@ mod tests {
     #[test]
     fn only_requests_start_connections() {
         let s = Settings::default();
-        assert!(matches!(packet(Family::V4, 8, false, &s), Verdict::Accept { .. }));
-        assert_eq!(packet(Family::V4, 0, false, &s), Verdict::Invalid("invalid new"));
-        assert!(matches!(packet(Family::V4, 0, true, &s), Verdict::Accept { .. }));
-        assert!(matches!(packet(Family::V6, 128, false, &s), Verdict::Accept { .. }));
-        assert_eq!(packet(Family::V6, 129, false, &s), Verdict::Invalid("invalid new"));
+        assert!(matches!(
+            packet(Family::V4, 8, false, &s),
+            Verdict::Accept { .. }
+        ));
+        assert_eq!(
+            packet(Family::V4, 0, false, &s),
+            Verdict::Invalid("invalid new")
+        );
+        assert!(matches!(
+            packet(Family::V4, 0, true, &s),
+            Verdict::Accept { .. }
+        ));
+        assert!(matches!(
+            packet(Family::V6, 128, false, &s),
+            Verdict::Accept { .. }
+        ));
+        assert_eq!(
+            packet(Family::V6, 129, false, &s),
+            Verdict::Invalid("invalid new")
+        );
     }
 
     #[test]

@@ -52,8 +52,18 @@ impl TcpState {
 
     fn from_index(i: u8) -> TcpState {
         use TcpState::*;
-        [None, SynSent, SynRecv, Established, FinWait, CloseWait, LastAck, TimeWait, Close, SynSent2]
-            [usize::from(i)]
+        [
+            None,
+            SynSent,
+            SynRecv,
+            Established,
+            FinWait,
+            CloseWait,
+            LastAck,
+            TimeWait,
+            Close,
+            SynSent2,
+        ][usize::from(i)]
     }
 }
 
@@ -404,10 +414,19 @@ fn in_window(
         let overshot = end.wrapping_sub(sender.td_maxend).wrapping_add(1);
         let ack_ok = seq_after(
             sack,
-            receiver.td_end.wrapping_sub(max_ack_window(&sender)).wrapping_sub(1),
+            receiver
+                .td_end
+                .wrapping_sub(max_ack_window(&sender))
+                .wrapping_sub(1),
         );
         let in_recv_win = receiver.td_maxwin != 0
-            && seq_after(end, sender.td_end.wrapping_sub(receiver.td_maxwin).wrapping_sub(1));
+            && seq_after(
+                end,
+                sender
+                    .td_end
+                    .wrapping_sub(receiver.td_maxwin)
+                    .wrapping_sub(1),
+            );
         if in_recv_win
             && ack_ok
             && overshot <= receiver.td_maxwin
@@ -424,10 +443,18 @@ fn in_window(
         ));
     }
     if !seq_before(sack, receiver.td_end.wrapping_add(1)) {
-        return log(Window::Invalid("ACK is over upper bound (ACKed data not seen yet)"));
+        return log(Window::Invalid(
+            "ACK is over upper bound (ACKed data not seen yet)",
+        ));
     }
     let in_recv_win = receiver.td_maxwin == 0
-        || seq_after(end, sender.td_end.wrapping_sub(receiver.td_maxwin).wrapping_sub(1));
+        || seq_after(
+            end,
+            sender
+                .td_end
+                .wrapping_sub(receiver.td_maxwin)
+                .wrapping_sub(1),
+        );
     if !in_recv_win {
         return log(Window::Ignore(
             "SEQ is under lower bound (already ACKed data retransmitted)",
@@ -435,9 +462,14 @@ fn in_window(
     }
     if !seq_after(
         sack,
-        receiver.td_end.wrapping_sub(max_ack_window(&sender)).wrapping_sub(1),
+        receiver
+            .td_end
+            .wrapping_sub(max_ack_window(&sender))
+            .wrapping_sub(1),
     ) {
-        return log(Window::Ignore("ignored ACK under lower bound (possible overly delayed)"));
+        return log(Window::Ignore(
+            "ignored ACK under lower bound (possible overly delayed)",
+        ));
     }
 
     if !flags.syn() {
@@ -461,7 +493,9 @@ fn in_window(
         }
     }
     if receiver.td_maxwin != 0 && seq_after(end, sender.td_maxend) {
-        receiver.td_maxwin = receiver.td_maxwin.wrapping_add(end.wrapping_sub(sender.td_maxend));
+        receiver.td_maxwin = receiver
+            .td_maxwin
+            .wrapping_add(end.wrapping_sub(sender.td_maxend));
     }
     if seq_after(sack.wrapping_add(win), receiver.td_maxend.wrapping_sub(1)) {
         receiver.td_maxend = sack.wrapping_add(win);
@@ -587,26 +621,22 @@ pub fn packet(
             }
         }
         IV => return Outcome::verdict(Verdict::Invalid("invalid state transition")),
-        TW => {
-            if old == TcpState::LastAck
-                && class == FlagClass::Ack
-                && conn.last_dir != d
-                && conn.last_index == FlagClass::Syn as u8
-                && conn.last_flags & flag::EXP_CHALLENGE_ACK != 0
-            {
-                // An RFC 5961 challenge ACK, not the ACK of the last FIN.
-                conn.last_flags &= !flag::EXP_CHALLENGE_ACK;
-                return Outcome::verdict(Verdict::AcceptNoRefresh);
-            }
+        TW if old == TcpState::LastAck
+            && class == FlagClass::Ack
+            && conn.last_dir != d
+            && conn.last_index == FlagClass::Syn as u8
+            && conn.last_flags & flag::EXP_CHALLENGE_ACK != 0 =>
+        {
+            // An RFC 5961 challenge ACK, not the ACK of the last FIN.
+            conn.last_flags &= !flag::EXP_CHALLENGE_ACK;
+            return Outcome::verdict(Verdict::AcceptNoRefresh);
         }
         S2 => conn.last_flags |= flag::SIMULTANEOUS_OPEN,
-        SR => {
-            if dir == 1
-                && class == FlagClass::Ack
-                && conn.last_flags & flag::SIMULTANEOUS_OPEN != 0
-            {
-                new_index = ES;
-            }
+        SR if dir == 1
+            && class == FlagClass::Ack
+            && conn.last_flags & flag::SIMULTANEOUS_OPEN != 0 =>
+        {
+            new_index = ES;
         }
         CL if class == FlagClass::Rst => {
             if can_early_drop_state(conn.state) {
@@ -686,19 +716,18 @@ pub fn packet(
 
     let t = |i: usize| s.tcp_timeout(i);
     let unacked = (conn.seen[0].flags | conn.seen[1].flags) & flag::DATA_UNACKNOWLEDGED != 0;
-    let mut timeout = if u32::from(conn.retrans) >= s.tcp_max_retrans
-        && t(new as usize) > t(TCP_RETRANS)
-    {
-        t(TCP_RETRANS)
-    } else if class == FlagClass::Rst {
-        t(TcpState::Close as usize)
-    } else if unacked && t(new as usize) > t(TCP_UNACK) {
-        t(TCP_UNACK)
-    } else if conn.last_win == 0 && t(new as usize) > t(TCP_RETRANS) {
-        t(TCP_RETRANS)
-    } else {
-        t(new as usize)
-    };
+    let mut timeout =
+        if u32::from(conn.retrans) >= s.tcp_max_retrans && t(new as usize) > t(TCP_RETRANS) {
+            t(TCP_RETRANS)
+        } else if class == FlagClass::Rst {
+            t(TcpState::Close as usize)
+        } else if unacked && t(new as usize) > t(TCP_UNACK) {
+            t(TCP_UNACK)
+        } else if conn.last_win == 0 && t(new as usize) > t(TCP_RETRANS) {
+            t(TCP_RETRANS)
+        } else {
+            t(new as usize)
+        };
 
     let mut out = Outcome {
         verdict: Verdict::Accept { timeout },

@@ -52,15 +52,31 @@ impl Timeouts {
 }
 
 /// The tracker's decision: the timeout, and whether the flow becomes ASSURED now.
-pub fn packet(c: &UdpConn, seen_reply: bool, assured: bool, now: u64, t: Timeouts) -> (Verdict, bool) {
+pub fn packet(
+    c: &UdpConn,
+    seen_reply: bool,
+    assured: bool,
+    now: u64,
+    t: Timeouts,
+) -> (Verdict, bool) {
     if !seen_reply {
-        return (Verdict::Accept { timeout: t.unreplied }, false);
+        return (
+            Verdict::Accept {
+                timeout: t.unreplied,
+            },
+            false,
+        );
     }
     // time_after(jiffies, stream_ts): strictly later.
     if now > c.stream_ts {
         (Verdict::Accept { timeout: t.stream }, !assured)
     } else {
-        (Verdict::Accept { timeout: t.unreplied }, false)
+        (
+            Verdict::Accept {
+                timeout: t.unreplied,
+            },
+            false,
+        )
     }
 }
 
@@ -73,10 +89,26 @@ mod tests {
         let s = Settings::default();
         let c = UdpConn::new(0);
         let (v, assure) = packet(&c, false, false, 0, Timeouts::udp(&s));
-        assert_eq!((v, assure), (Verdict::Accept { timeout: s.udp_timeout }, false));
+        assert_eq!(
+            (v, assure),
+            (
+                Verdict::Accept {
+                    timeout: s.udp_timeout
+                },
+                false
+            )
+        );
         // A later packet within two seconds, reply seen: still not a stream.
         let (v, assure) = packet(&c, true, false, 1_900_000_000, Timeouts::udp(&s));
-        assert_eq!((v, assure), (Verdict::Accept { timeout: s.udp_timeout }, false));
+        assert_eq!(
+            (v, assure),
+            (
+                Verdict::Accept {
+                    timeout: s.udp_timeout
+                },
+                false
+            )
+        );
     }
 
     #[test]
@@ -84,10 +116,24 @@ mod tests {
         let s = Settings::default();
         let c = UdpConn::new(0);
         let (v, assure) = packet(&c, true, false, 2_000_000_001, Timeouts::udp(&s));
-        assert_eq!((v, assure), (Verdict::Accept { timeout: s.udp_timeout_stream }, true));
+        assert_eq!(
+            (v, assure),
+            (
+                Verdict::Accept {
+                    timeout: s.udp_timeout_stream
+                },
+                true
+            )
+        );
         let (_, assure) = packet(&c, true, true, 3_000_000_000, Timeouts::udp(&s));
         assert!(!assure, "already assured");
         let (v, _) = packet(&c, false, false, 9_000_000_000, Timeouts::udp(&s));
-        assert_eq!(v, Verdict::Accept { timeout: s.udp_timeout }, "no reply, no stream");
+        assert_eq!(
+            v,
+            Verdict::Accept {
+                timeout: s.udp_timeout
+            },
+            "no reply, no stream"
+        );
     }
 }

@@ -79,7 +79,9 @@ impl Flow {
 }
 
 fn accept(secs: u64) -> Verdict {
-    Verdict::Accept { timeout: secs * SEC }
+    Verdict::Accept {
+        timeout: secs * SEC,
+    }
 }
 
 /// One step of a table: direction, segment, expected state and verdict afterwards.
@@ -113,9 +115,27 @@ fn run(flow: &mut Flow, steps: &[Step]) {
 fn handshake() -> Vec<Step> {
     use TcpState::*;
     vec![
-        step(0, seg(SYN, 1000, 0, 64240, 0, &OPTS), SynSent, accept(120), false),
-        step(1, seg(SYN | ACK, 5000, 1001, 65160, 0, &OPTS), SynRecv, accept(60), false),
-        step(0, seg(ACK, 1001, 5001, 502, 0, &[]), Established, accept(432000), true),
+        step(
+            0,
+            seg(SYN, 1000, 0, 64240, 0, &OPTS),
+            SynSent,
+            accept(120),
+            false,
+        ),
+        step(
+            1,
+            seg(SYN | ACK, 5000, 1001, 65160, 0, &OPTS),
+            SynRecv,
+            accept(60),
+            false,
+        ),
+        step(
+            0,
+            seg(ACK, 1001, 5001, 502, 0, &[]),
+            Established,
+            accept(432000),
+            true,
+        ),
     ]
 }
 
@@ -130,14 +150,48 @@ fn fin_close_walks_through_the_closing_states() {
     let mut f = Flow::new();
     let mut steps = handshake();
     steps.extend([
-        step(0, seg(PSH | ACK, 1001, 5001, 502, 5, &[]), Established, accept(300), true),
-        step(1, seg(ACK, 5001, 1006, 509, 0, &[]), Established, accept(432000), true),
-        step(0, seg(FIN | ACK, 1006, 5001, 502, 0, &[]), FinWait, accept(120), true),
-        step(1, seg(FIN | ACK, 5001, 1007, 509, 0, &[]), LastAck, accept(30), true),
-        step(0, seg(ACK, 1007, 5002, 502, 0, &[]), TimeWait, accept(120), true),
+        step(
+            0,
+            seg(PSH | ACK, 1001, 5001, 502, 5, &[]),
+            Established,
+            accept(300),
+            true,
+        ),
+        step(
+            1,
+            seg(ACK, 5001, 1006, 509, 0, &[]),
+            Established,
+            accept(432000),
+            true,
+        ),
+        step(
+            0,
+            seg(FIN | ACK, 1006, 5001, 502, 0, &[]),
+            FinWait,
+            accept(120),
+            true,
+        ),
+        step(
+            1,
+            seg(FIN | ACK, 5001, 1007, 509, 0, &[]),
+            LastAck,
+            accept(30),
+            true,
+        ),
+        step(
+            0,
+            seg(ACK, 1007, 5002, 502, 0, &[]),
+            TimeWait,
+            accept(120),
+            true,
+        ),
     ]);
     run(&mut f, &steps);
-    assert_ne!(f.conn.seen[0].flags & flag::CLOSE_INIT, 0, "client closed first");
+    assert_ne!(
+        f.conn.seen[0].flags & flag::CLOSE_INIT,
+        0,
+        "client closed first"
+    );
 }
 
 #[test]
@@ -165,8 +219,20 @@ fn simultaneous_open_goes_through_syn_sent2() {
     run(
         &mut f,
         &[
-            step(0, seg(SYN, 1000, 0, 64240, 0, &OPTS), SynSent, accept(120), false),
-            step(1, seg(SYN, 5000, 0, 64240, 0, &OPTS), SynSent2, Verdict::AcceptNoRefresh, false),
+            step(
+                0,
+                seg(SYN, 1000, 0, 64240, 0, &OPTS),
+                SynSent,
+                accept(120),
+                false,
+            ),
+            step(
+                1,
+                seg(SYN, 5000, 0, 64240, 0, &OPTS),
+                SynSent2,
+                Verdict::AcceptNoRefresh,
+                false,
+            ),
         ],
     );
 }
@@ -187,8 +253,10 @@ fn loose_pickup_is_established_unreplied_with_the_unack_timeout() {
 
 #[test]
 fn no_pickup_without_tcp_loose() {
-    let mut s = Settings::default();
-    s.tcp_loose = false;
+    let s = Settings {
+        tcp_loose: false,
+        ..Default::default()
+    };
     let mut f = Flow::with(s);
     let out = f.send(0, &seg(ACK, 7000, 9000, 500, 10, &[]));
     assert!(matches!(out.verdict, Verdict::Invalid(_)));
@@ -201,8 +269,10 @@ fn out_of_window_data_is_invalid_unless_liberal() {
     // Far beyond what the server's window allows.
     let bad = seg(PSH | ACK, 1001 + 50_000_000, 5001, 502, 10, &[]);
     assert!(matches!(f.send(0, &bad).verdict, Verdict::Invalid(r) if r.starts_with("SEQ is over")));
-    let mut s = Settings::default();
-    s.tcp_be_liberal = true;
+    let s = Settings {
+        tcp_be_liberal: true,
+        ..Default::default()
+    };
     let mut f = Flow::with(s);
     run(&mut f, &handshake());
     assert!(matches!(f.send(0, &bad).verdict, Verdict::Accept { .. }));
@@ -222,9 +292,27 @@ fn syn_in_time_wait_reopens() {
     let mut steps = handshake();
     use TcpState::*;
     steps.extend([
-        step(0, seg(FIN | ACK, 1001, 5001, 502, 0, &[]), FinWait, accept(120), true),
-        step(1, seg(FIN | ACK, 5001, 1002, 509, 0, &[]), LastAck, accept(30), true),
-        step(0, seg(ACK, 1002, 5002, 502, 0, &[]), TimeWait, accept(120), true),
+        step(
+            0,
+            seg(FIN | ACK, 1001, 5001, 502, 0, &[]),
+            FinWait,
+            accept(120),
+            true,
+        ),
+        step(
+            1,
+            seg(FIN | ACK, 5001, 1002, 509, 0, &[]),
+            LastAck,
+            accept(30),
+            true,
+        ),
+        step(
+            0,
+            seg(ACK, 1002, 5002, 502, 0, &[]),
+            TimeWait,
+            accept(120),
+            true,
+        ),
     ]);
     run(&mut f, &steps);
     let out = f.send(0, &seg(SYN, 90000, 0, 64240, 0, &OPTS));
@@ -276,12 +364,15 @@ fn invalid_flag_combinations() {
 fn every_transition_row_matches_the_kernel_table() {
     // Spot checks of rows that the scenarios above do not reach.
     use TcpState::*;
-    let t = |dir: usize, class: FlagClass, st: TcpState| TRANSITIONS[dir][class as usize][st as usize];
+    let t =
+        |dir: usize, class: FlagClass, st: TcpState| TRANSITIONS[dir][class as usize][st as usize];
     assert_eq!(t(0, FlagClass::SynAck, SynSent2), SR);
     assert_eq!(t(1, FlagClass::Syn, TimeWait), SS);
     assert_eq!(t(1, FlagClass::Ack, SynSent), IG);
     assert_eq!(t(0, FlagClass::Ack, SynSent), IV);
     assert_eq!(t(0, FlagClass::Fin, SynSent), IV);
     assert_eq!(t(1, FlagClass::Rst, None), IV);
-    assert!(TRANSITIONS.iter().all(|d| d[FlagClass::None as usize].iter().all(|&x| x == IV)));
+    assert!(TRANSITIONS
+        .iter()
+        .all(|d| d[FlagClass::None as usize].iter().all(|&x| x == IV)));
 }

@@ -1,0 +1,153 @@
+//! Runs the real `ctrack` binary on the bundled example, recorded from a real kernel, and on
+//! the public corpus.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn ctrack(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ctrack"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("ctrack runs")
+}
+
+/// `conntrack -L` lines keyed without timeout and `use=`, valued by timeout.
+fn entries(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter(|l| l.starts_with("ipv"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let timeout: u64 = f[4].parse().unwrap();
+            let key: Vec<&str> = f
+                .iter()
+                .enumerate()
+                .filter(|(i, w)| *i != 4 && !w.starts_with("use="))
+                .map(|(_, w)| *w)
+                .collect();
+            (key.join(" "), timeout)
+        })
+        .collect()
+}
+
+#[test]
+fn example_replay_lists_what_the_kernel_listed() {
+    let ex = root().join("examples/basic");
+    let at = std::fs::read_to_string(ex.join("kernel-at.txt")).unwrap();
+    let out = ctrack(&[
+        "replay",
+        "examples/basic/capture.pcap",
+        "--sysctl-file",
+        "examples/basic/sysctl.conf",
+        "--at",
+        at.trim(),
+        "--table",
+        "conntrack",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours = entries(&String::from_utf8(out.stdout).unwrap());
+    let kernel = entries(&std::fs::read_to_string(ex.join("kernel-conntrack-L.txt")).unwrap());
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        kernel.keys().collect::<Vec<_>>()
+    );
+    for (k, t) in &kernel {
+        assert!(
+            ours[k].abs_diff(*t) <= 1,
+            "timeout {} vs kernel {t}: {k}",
+            ours[k]
+        );
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("conntrack v1.4.7 (conntrack-tools): 5 flow entries have been shown."));
+}
+
+#[test]
+fn every_corpus_capture_replays_without_error() {
+    let corpus = root().join("../shared/corpus");
+    let mut n = 0;
+    for e in std::fs::read_dir(&corpus).expect("../shared/corpus is present") {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if !name.contains(".pcap") {
+            continue;
+        }
+        let out = ctrack(&["replay", p.to_str().unwrap(), "--table", "proc", "--stats"]);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        n += 1;
+    }
+    assert!(n >= 10, "expected the ten corpus captures, found {n}");
+}
+
+#[test]
+fn damaged_capture_reports_file_and_offset_after_replaying_the_rest() {
+    let dir = std::env::temp_dir().join(format!("ctrack-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes = std::fs::read(root().join("examples/basic/capture.pcap")).unwrap();
+    let cut = dir.join("cut.pcap");
+    std::fs::write(&cut, &bytes[..bytes.len() - 7]).unwrap();
+    let out = ctrack(&["replay", cut.to_str().unwrap(), "--table", "conntrack"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cut.pcap: at byte "), "{err}");
+    assert!(
+        !out.stdout.is_empty(),
+        "the packets before the damage were replayed"
+    );
+}
+
+#[test]
+fn bad_sysctl_names_the_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("ctrack-test-sysctl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("bad.conf");
+    std::fs::write(
+        &f,
+        "net.netfilter.nf_conntrack_acct = 1\nnet.netfilter.nf_conntrack_max = many\n",
+    )
+    .unwrap();
+    let out = ctrack(&[
+        "replay",
+        "examples/basic/capture.pcap",
+        "--sysctl-file",
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.conf:2:") && err.contains("many"), "{err}");
+}
+
+#[test]
+fn events_file_has_conntrack_e_lines() {
+    let dir = std::env::temp_dir().join(format!("ctrack-test-ev-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ev = dir.join("ev.txt");
+    let out = ctrack(&[
+        "replay",
+        "examples/basic/capture.pcap",
+        "--sysctl-file",
+        "examples/basic/sysctl.conf",
+        "--events",
+        ev.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(ev).unwrap();
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.starts_with('[') && first.contains("\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT "),
+        "{first}"
+    );
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Every test of ctrack: unit and integration tests, then the kernel differential suite.
+# Needs root (network namespaces, iptables) and installs its Debian packages when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for t in iptables:iptables conntrack:conntrack tcpdump:tcpdump ethtool:ethtool ip:iproute2 ping:iputils-ping; do
+    command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t#*:}")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+    echo "installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+cargo build --release -p ctrack
+cargo test --workspace --release
+python3 tests/kernel/harness.py --ctrack target/release/ctrack

@@ -32,7 +32,14 @@ fn udp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16) -> Vec<u8> {
 
 fn flows(n: usize) -> Vec<Vec<u8>> {
     (0..n)
-        .map(|i| udp([10, 1, (i >> 16) as u8, (i >> 8) as u8], [10, 2, 0, 1], 1024 + (i & 0xff) as u16, 53))
+        .map(|i| {
+            udp(
+                [10, 1, (i >> 16) as u8, (i >> 8) as u8],
+                [10, 2, 0, 1],
+                1024 + (i & 0xff) as u16,
+                53,
+            )
+        })
         .collect()
 }
 

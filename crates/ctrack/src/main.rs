@@ -8,6 +8,7 @@
 //! before the damage was processed and printed).
 
 mod cli;
+mod gso;
 mod replay;
 
 use clap::Parser;

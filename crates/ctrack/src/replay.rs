@@ -2,6 +2,7 @@
 //! the kernel would show them.
 
 use crate::cli::{parse_size, ReplayArgs, TableFormat};
+use crate::gso::Coalescer;
 use anyhow::{bail, Context, Result};
 use ctrack_capture::{merge, Capture, Direction};
 use ctrack_conntrack::format::{conntrack_line, conntrack_summary, event_line, json, proc_line};
@@ -79,6 +80,7 @@ fn secs(ns: u64) -> String {
 
 #[derive(Default)]
 struct Skipped {
+    coalesced: u64,
     forwarded_copies: u64,
     loopback_copies: u64,
     not_ip: u64,
@@ -119,6 +121,8 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     let mut skipped = Skipped::default();
     let mut last = 0u64;
     let mut events_out = Vec::new();
+    let mut gso = Coalescer::default();
+    let mut ready = Vec::new();
     for (n, frame) in merge(&caps).enumerate() {
         if at.is_some_and(|t| frame.time > t) {
             break;
@@ -159,12 +163,27 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
             None if is_local(src) => Entry::Host,
             None => Entry::Wire,
         };
-        engine.process(ip, entry, frame.time);
+        if entry == Entry::Host {
+            gso.offer(frame.time, ip, &mut ready);
+        } else {
+            gso.flush(&mut ready);
+        }
+        for (t, bytes) in ready.drain(..) {
+            engine.process(&bytes, Entry::Host, t);
+        }
+        if entry == Entry::Wire {
+            engine.process(ip, entry, frame.time);
+        }
         if args.events.is_some() {
             events_out.extend(engine.conntrack_mut().take_events());
         }
     }
+    gso.flush(&mut ready);
+    for (t, bytes) in ready.drain(..) {
+        engine.process(&bytes, Entry::Host, t);
+    }
     bar.finish_and_clear();
+    skipped.coalesced = gso.merged;
     let now = at.unwrap_or(last);
     engine.advance(now);
     events_out.extend(engine.conntrack_mut().take_events());
@@ -261,6 +280,13 @@ fn summary<R: ctrack_engine::Rules>(
         "  skipped: {} outgoing copies of forwarded packets, {} loopback copies, {} not IP, {} unreadable link headers",
         skipped.forwarded_copies, skipped.loopback_copies, skipped.not_ip, skipped.link_errors
     );
+    if skipped.coalesced > 0 {
+        let _ = writeln!(
+            e,
+            "  {} segments of the host's own TCP packets joined back into the packets conntrack saw (GSO)",
+            skipped.coalesced
+        );
+    }
     let (peak, when) = ct.peak();
     let _ = writeln!(
         e,

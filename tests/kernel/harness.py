@@ -286,21 +286,49 @@ def normalise_events(text):
 EVENT_TIMEOUT = re.compile(r"^(\S+ \S+\s+\d+ \S+\s+\d+ )(\d+) ")
 
 
-def events_agree(a, b):
-    """Same events in the same order; timeouts may differ by one second, because the kernel
-    delivers an event a few microseconds after the timer was set and a jiffy can tick in
-    between."""
-    if len(a) != len(b):
-        return False
-    for x, y in zip(a, b):
-        mx, my = EVENT_TIMEOUT.match(x), EVENT_TIMEOUT.match(y)
-        if mx and my:
-            if abs(int(mx.group(2)) - int(my.group(2))) > 1:
-                return False
-            x, y = mx.group(1) + x[mx.end():], my.group(1) + y[my.end():]
-        if x != y:
+def event_key(body):
+    """The connection an event is about: family, protocol and the original tuple."""
+    toks = body.split()
+    first = next(i for i, t in enumerate(toks) if t.startswith("src="))
+    key = [toks[1], toks[3]]
+    for t in toks[first:]:
+        if t.startswith("src=") and len(key) > 2:
+            break
+        if not (t.startswith("packets=") or t.startswith("bytes=") or t.startswith("[")):
+            key.append(t)
+    return " ".join(key)
+
+
+def same_event(x, y):
+    """Equal but for a timeout one second apart: the kernel delivers an event a few
+    microseconds after the timer was set, and a jiffy can tick in between."""
+    mx, my = EVENT_TIMEOUT.match(x), EVENT_TIMEOUT.match(y)
+    if mx and my:
+        if abs(int(mx.group(2)) - int(my.group(2))) > 1:
             return False
-    return True
+        x, y = mx.group(1) + x[mx.end():], my.group(1) + y[my.end():]
+    return x == y
+
+
+def event_differences(a, b):
+    """Compares the events of each connection in order. Across connections the kernel's
+    order is not the capture's: two CPUs handle packets at once, and netlink and the
+    capture each interleave them their own way."""
+    by_a, by_b = {}, {}
+    for ev in a:
+        by_a.setdefault(event_key(ev), []).append(ev)
+    for ev in b:
+        by_b.setdefault(event_key(ev), []).append(ev)
+    out = []
+    for key in sorted(set(by_a) | set(by_b)):
+        xa, xb = by_a.get(key, []), by_b.get(key, [])
+        for i in range(max(len(xa), len(xb))):
+            x = xa[i] if i < len(xa) else "(none)"
+            y = xb[i] if i < len(xb) else "(none)"
+            if not same_event(x, y):
+                out.append(f"{key}: event {i}: kernel {x!r} / ctrack {y!r}")
+                break
+    return out
 
 
 def compare(scn_name, kernel, ours):
@@ -314,13 +342,7 @@ def compare(scn_name, kernel, ours):
         elif abs(k_entries[key] - o_entries[key]) > 1:
             diffs["entries"].append(f"timeout {k_entries[key]} vs {o_entries[key]}: {key}")
     k_ev, o_ev = normalise_events(kernel["events"]), normalise_events(ours["events"])
-    if not events_agree(k_ev, o_ev):
-        for i in range(max(len(k_ev), len(o_ev))):
-            a = k_ev[i] if i < len(k_ev) else "(none)"
-            b = o_ev[i] if i < len(o_ev) else "(none)"
-            if not events_agree([a], [b]):
-                diffs["events"].append(f"event {i}: kernel {a!r} / ctrack {b!r}")
-                break
+    diffs["events"] = event_differences(k_ev, o_ev)
     ks, os_ = parse_stats(kernel["stats"]), parse_stats(ours["stats"])
     for k in ("invalid", "drop", "early_drop", "insert_failed"):
         if ks.get(k, 0) != os_.get(k, 0):

@@ -29,7 +29,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-TOOLS = ["ip", "iptables-restore", "ip6tables-restore", "conntrack", "tcpdump", "ethtool"]
+TOOLS = ["ip", "iptables-restore", "ip6tables-restore", "conntrack", "tcpdump", "ethtool", "ping",
+         "tcpreplay"]
 
 CL4, FWC4, FWS4, SV4 = "10.77.1.2", "10.77.1.1", "10.77.2.1", "10.77.2.2"
 CL6, FWC6, FWS6, SV6 = "fd77:1::2", "fd77:1::1", "fd77:2::1", "fd77:2::2"
@@ -100,6 +101,112 @@ class Topology:
     def down(self):
         for n in self.ns.values():
             subprocess.run(["ip", "netns", "del", n], stderr=subprocess.DEVNULL, check=False)
+
+
+class Injector:
+    """fw with one interface towards an injector namespace. Every packet of a public capture
+    is sent from inj to fw, which routes it back out the same way (so it is forwarded and
+    tracked like on a router); inj has no addresses and drops what comes back."""
+
+    INJ_MAC, FW_MAC = "02:77:00:00:09:02", "02:77:00:00:09:01"
+
+    def __init__(self, tag):
+        self.ns = {"inj": f"ctk{tag}inj", "fw": f"ctk{tag}fw"}
+
+    def up(self, addrs):
+        inj, fw = self.ns["inj"], self.ns["fw"]
+        for n in (inj, fw):
+            sh("ip", "netns", "add", n)
+            sh("ip", "link", "set", "lo", "up", ns=n)
+            sh("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", ns=n)
+            sh("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", ns=n)
+            # No link-local address: no router solicitations, no redirects, no MLD.
+            sh("sysctl", "-qw", "net.ipv6.conf.default.addr_gen_mode=1", ns=n)
+        sh("ip", "link", "add", "ctkinj0", "address", self.INJ_MAC, "netns", inj, "type", "veth",
+           "peer", "name", "ctkfw0", "address", self.FW_MAC, "netns", fw)
+        for n, dev in ((inj, "ctkinj0"), (fw, "ctkfw0")):
+            sh("ethtool", "-K", dev, "rx", "off", "tx", "off", "tso", "off", "gso", "off", "gro", "off",
+               ns=n, check=False)
+            sh("ip", "link", "set", dev, "up", ns=n)
+        for k in ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
+                  "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.ctkfw0.send_redirects=0",
+                  "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.ctkfw0.rp_filter=0",
+                  "net.ipv4.conf.all.accept_local=1"):
+            sh("sysctl", "-qw", k, ns=fw)
+        for a in sorted(addrs):
+            six = ":" in a
+            sh("ip", *(["-6"] if six else []), "route", "add", a + ("/128" if six else "/32"),
+               "dev", "ctkfw0", ns=fw)
+            sh("ip", "neigh", "replace", a, "lladdr", self.INJ_MAC, "dev", "ctkfw0", "nud", "permanent", ns=fw)
+
+    def down(self):
+        for n in self.ns.values():
+            subprocess.run(["ip", "netns", "del", n], stderr=subprocess.DEVNULL, check=False)
+
+
+def pcap_unicast_addresses(path):
+    """Unicast source and destination addresses of a classic Ethernet pcap."""
+    import ipaddress
+    import struct
+    data = Path(path).read_bytes()
+    magic = data[:4]
+    endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    off, addrs = 24, set()
+    while off + 16 <= len(data):
+        _, _, incl, _ = struct.unpack(endian + "IIII", data[off:off + 16])
+        frame = data[off + 16:off + 16 + incl]
+        off += 16 + incl
+        et, at = struct.unpack(">H", frame[12:14])[0] if len(frame) >= 14 else 0, 14
+        while et in (0x8100, 0x88a8) and len(frame) >= at + 4:
+            et, at = struct.unpack(">H", frame[at + 2:at + 4])[0], at + 4
+        ip = frame[at:]
+        if et == 0x0800 and len(ip) >= 20:
+            pair = (ipaddress.IPv4Address(ip[12:16]), ipaddress.IPv4Address(ip[16:20]))
+        elif et == 0x86DD and len(ip) >= 40:
+            pair = (ipaddress.IPv6Address(ip[8:24]), ipaddress.IPv6Address(ip[24:40]))
+        else:
+            continue
+        for a in pair:
+            if not (a.is_multicast or a.is_link_local or a.is_unspecified or a.is_loopback
+                    or str(a) == "255.255.255.255" or str(a).endswith(".255")):
+                addrs.add(str(a))
+    return addrs
+
+
+CORPUS = ROOT.parent / "shared" / "corpus"
+UNICAST_FILTER = ("not broadcast and not multicast and not (ip6 and (src net fe80::/10 or dst net fe80::/10))"
+                  " and not (ip and dst host 255.255.255.255)")
+
+
+def inject_capture(scn, work):
+    """Prepares the capture to inject: the corpus file, gunzipped and cut to unicast IP."""
+    src = CORPUS / scn["capture"]
+    raw = work / "in.pcap"
+    if src.suffix == ".gz":
+        import gzip
+        raw.write_bytes(gzip.decompress(src.read_bytes()))
+    else:
+        shutil.copy(src, raw)
+    unicast = work / "unicast.pcap"
+    sh("tcpdump", "-r", str(raw), "-w", str(unicast), UNICAST_FILTER)
+    clean = work / "inject.pcap"
+    clean.write_bytes(rewrite_macs(unicast.read_bytes(), Injector.INJ_MAC, Injector.FW_MAC))
+    return clean
+
+
+def rewrite_macs(data, src, dst):
+    """Every Ethernet frame of a classic pcap from `src` to `dst` (tcpreplay-edit turns some
+    IPv6 destinations into multicast MACs, so the frames are rewritten here)."""
+    import struct
+    endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    out, off = bytearray(data), 24
+    mac = bytes.fromhex(dst.replace(":", "")) + bytes.fromhex(src.replace(":", ""))
+    while off + 16 <= len(data):
+        incl = struct.unpack(endian + "I", data[off + 8:off + 12])[0]
+        if incl >= 12:
+            out[off + 16:off + 28] = mac
+        off += 16 + incl
+    return bytes(out)
 
 
 # Traffic steps: each runs a short Python program inside a namespace.
@@ -353,12 +460,17 @@ def compare(scn_name, kernel, ours):
 def run_scenario(path, ctrack, keep):
     scn = tomllib.loads(path.read_text())
     tag = str(os.getpid() % 10000)
-    topo = Topology(tag)
+    injected = "capture" in scn
+    topo = Injector(tag) if injected else Topology(tag)
     work = Path(tempfile.mkdtemp(prefix=f"ctk-{path.stem}-"))
     servers = []
     try:
         topo.down()
-        topo.up()
+        if injected:
+            clean = inject_capture(scn, work)
+            topo.up(pcap_unicast_addresses(clean))
+        else:
+            topo.up()
         fw = topo.ns["fw"]
         sysctls = ["net.netfilter.nf_conntrack_acct=1"] + scn.get("sysctls", [])
         for s in sysctls:
@@ -368,10 +480,14 @@ def run_scenario(path, ctrack, keep):
         (work / "rules.v4").write_text(rules)
         sh("ip6tables-restore", ns=fw, input=scn.get("rules6", BASE_RULES))
         (work / "sysctl.conf").write_text("\n".join(sysctls) + "\n")
-        servers = start_servers(topo, scn)
+        servers = [] if injected else start_servers(topo, scn)
         rec = Recorder(topo, work)
         rec.start()
-        run_steps(topo, scn.get("steps", []), servers)
+        if injected:
+            sh("tcpreplay", "-q", "-i", "ctkinj0", "-x", str(scn.get("multiplier", 1)), str(clean),
+               ns=topo.ns["inj"], timeout=300)
+        else:
+            run_steps(topo, scn.get("steps", []), servers)
         time.sleep(float(scn.get("settle", 0.3)))
         at, table, stats = kernel_state(topo, work)
         rec.stop()

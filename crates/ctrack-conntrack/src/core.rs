@@ -96,6 +96,9 @@ pub struct Event {
     pub kind: EventKind,
     /// The connection at that moment.
     pub conn: Conn,
+    /// The `IPCT_*` bits delivered: they decide what the event carries (the TCP state only
+    /// with `IPCT_PROTOINFO`, as ctnetlink does).
+    pub bits: u16,
 }
 
 /// One network namespace's connection tracking.
@@ -251,15 +254,16 @@ impl Conntrack {
         self.generation = self.generation.wrapping_add(1);
         self.scheduled[i] = (u64::MAX, self.generation);
         conn.status |= ips::DYING;
-        self.emit(now, EventKind::Destroy, conn);
+        self.emit(now, EventKind::Destroy, conn, ipct::DESTROY);
     }
 
-    fn emit(&mut self, now: u64, kind: EventKind, conn: Conn) {
+    fn emit(&mut self, now: u64, kind: EventKind, conn: Conn, bits: u16) {
         if self.record_events && self.settings.events != 0 {
             self.events.push(Event {
                 time: now,
                 kind,
                 conn,
+                bits,
             });
         }
     }
@@ -535,6 +539,7 @@ impl Conntrack {
                 };
                 c.status |= ips::CONFIRMED;
                 c.deadline += now;
+                let bits = c.events | ipct::NEW;
                 c.events = 0;
                 let idx = self.table.insert(c);
                 let deadline = c.deadline;
@@ -542,7 +547,7 @@ impl Conntrack {
                 if self.table.len() > self.peak.0 {
                     self.peak = (self.table.len(), now);
                 }
-                self.emit(now, EventKind::New, c);
+                self.emit(now, EventKind::New, c, bits);
             }
             Some(CtRef::Confirmed(idx)) if self.table.is_live(idx) => {
                 let c = self.table.get_mut(idx);
@@ -552,7 +557,7 @@ impl Conntrack {
                 if ev & (ipct::PROTOINFO | ipct::ASSURED | ipct::REPLY | ipct::MARK | ipct::HELPER)
                     != 0
                 {
-                    self.emit(now, EventKind::Update, snapshot);
+                    self.emit(now, EventKind::Update, snapshot, ev);
                 }
             }
             _ => {}

@@ -17,7 +17,7 @@ enum Style {
     Event(EventKind),
 }
 
-fn line(c: &Conn, now: u64, acct: bool, timestamp: bool, style: Style) -> String {
+fn line(c: &Conn, now: u64, acct: bool, timestamp: bool, style: Style, bits: u16) -> String {
     let t = &c.tuple[0];
     let mut s = String::with_capacity(256);
     let _ = write!(
@@ -34,7 +34,13 @@ fn line(c: &Conn, now: u64, acct: bool, timestamp: bool, style: Style) -> String
     if style != Style::Event(EventKind::Destroy) || left > 0 {
         let _ = write!(s, "{left} ");
     }
-    if let Some(state) = c.proto.tcp_state_name() {
+    // Events carry the protocol state only when it changed (IPCT_PROTOINFO), and always
+    // on DESTROY.
+    let with_state = match style {
+        Style::Event(EventKind::Destroy) | Style::Proc | Style::Conntrack => true,
+        Style::Event(_) => bits & crate::status::ipct::PROTOINFO != 0,
+    };
+    if let (true, Some(state)) = (with_state, c.proto.tcp_state_name()) {
         let _ = write!(s, "{state} ");
     }
     let counters =
@@ -95,12 +101,12 @@ fn line(c: &Conn, now: u64, acct: bool, timestamp: bool, style: Style) -> String
 
 /// One line of `/proc/net/nf_conntrack` at `now` (no newline).
 pub fn proc_line(c: &Conn, now: u64, acct: bool, timestamp: bool) -> String {
-    line(c, now, acct, timestamp, Style::Proc)
+    line(c, now, acct, timestamp, Style::Proc, 0)
 }
 
 /// One line of `conntrack -L -o extended` at `now` (no newline).
 pub fn conntrack_line(c: &Conn, now: u64, acct: bool, timestamp: bool) -> String {
-    line(c, now, acct, timestamp, Style::Conntrack)
+    line(c, now, acct, timestamp, Style::Conntrack, 0)
 }
 
 /// The summary `conntrack -L` writes to standard error.
@@ -116,7 +122,7 @@ pub fn event_line(e: &Event, acct: bool) -> String {
         EventKind::Update => "[UPDATE]",
         EventKind::Destroy => "[DESTROY]",
     };
-    let body = line(&e.conn, e.time, acct, false, Style::Event(e.kind));
+    let body = line(&e.conn, e.time, acct, false, Style::Event(e.kind), e.bits);
     format!(
         "[{}.{:06}]\t{:>9} {}",
         e.time / 1_000_000_000,

@@ -224,6 +224,7 @@ if kind == 'tcp':
                 d = c.recv(65536)
                 if not d: break
                 c.sendall(d)
+                if mode == 'first': break
             if mode == 'rst':
                 import struct; c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
             c.close()
@@ -240,9 +241,13 @@ dst, kind, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 fam = socket.AF_INET6 if ':' in dst else socket.AF_INET
 if kind == 'tcp':
     close, data, count = sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+    sport = int(sys.argv[8]) if len(sys.argv) > 8 else 0
     socks = []
     for _ in range(count):
         s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(5)
+        if sport:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(('', sport))
         try:
             s.connect((dst, port))
         except OSError:
@@ -254,6 +259,8 @@ if kind == 'tcp':
         socks.append(s)
     time.sleep(0.2)
     for s in socks:
+        if close == 'wait':
+            while s.recv(65536): pass
         if close == 'rst':
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
         if close != 'open':
@@ -268,6 +275,36 @@ elif kind == 'udp':
         try: s.recvfrom(100)
         except OSError: pass
         time.sleep(gap)
+"""
+
+
+# Crafts one IPv4 TCP or UDP packet and sends it from a raw socket, for segments a real
+# stack would not send: mid-stream pickups, out-of-window data, bad checksums.
+CRAFT = r"""
+import socket, struct, sys
+def csum(b):
+    if len(b) % 2: b += b'\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+src, dst, proto, sport, dport, flags, seq, ack, data, ttl, bad = sys.argv[1:12]
+sport, dport, seq, ack, data, ttl = int(sport), int(dport), int(seq), int(ack), int(data), int(ttl)
+payload = b'd' * data
+if proto == 'tcp':
+    fl = sum({'F': 1, 'S': 2, 'R': 4, 'P': 8, 'A': 16}[c] for c in flags)
+    l4 = struct.pack('!HHIIBBHHH', sport, dport, seq, ack, 5 << 4, fl, 29200, 0, 0) + payload
+    pn, at = 6, 16
+else:
+    l4 = struct.pack('!HHHH', sport, dport, 8 + len(payload), 0) + payload
+    pn, at = 17, 6
+pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack('!BBH', 0, pn, len(l4))
+c = csum(pseudo + l4) ^ (0x5555 if bad == 'bad' else 0)
+l4 = l4[:at] + struct.pack('!H', c) + l4[at + 2:]
+ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(l4), 4242, 0x4000, ttl, pn, 0,
+                 socket.inet_aton(src), socket.inet_aton(dst))
+ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+s.sendto(ip + l4, (dst, 0))
 """
 
 
@@ -316,7 +353,8 @@ def run_steps(topo, steps, servers):
             time.sleep(float(st["seconds"]))
         elif a == "tcp":
             sh("python3", "-c", CLIENT, ADDRS[st["to"]], "tcp", str(st["port"]), st.get("close", "fin"),
-               str(st.get("data", 0)), str(st.get("count", 1)), str(st.get("hold", 0)), ns=ns)
+               str(st.get("data", 0)), str(st.get("count", 1)), str(st.get("hold", 0)),
+               str(st.get("sport", 0)), ns=ns)
         elif a == "udp":
             sh("python3", "-c", CLIENT, ADDRS[st["to"]], "udp", str(st["port"]),
                str(st.get("count", 1)), str(st.get("gap", 0)), ns=ns)
@@ -324,6 +362,12 @@ def run_steps(topo, steps, servers):
             dst = ADDRS[st["to"]]
             sh("ping", "-6" if ":" in dst else "-4", "-c", str(st.get("count", 1)), "-i", "0.2", "-W", "1",
                dst, ns=ns, check=False)
+        elif a == "craft":
+            src = ADDRS[st.get("from", "cl")]
+            sh("python3", "-c", CRAFT, src, ADDRS[st["to"]], st.get("proto", "tcp"), str(st["sport"]),
+               str(st["dport"]), st.get("flags", "A"), str(st.get("seq", 1000)), str(st.get("ack", 0)),
+               str(st.get("data", 0)), str(st.get("ttl", 64)), "bad" if st.get("bad_checksum") else "good",
+               ns=ns)
         elif a == "iptables":
             sh("iptables", *st["args"].split(), ns=topo.ns[st.get("on", "fw")])
         else:

@@ -268,10 +268,10 @@ if kind == 'tcp':
     if close == 'open':
         time.sleep(float(sys.argv[7]) if len(sys.argv) > 7 else 0)
 elif kind == 'udp':
-    count, gap = int(sys.argv[4]), float(sys.argv[5])
+    count, gap, size = int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
     s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(1)
     for i in range(count):
-        s.sendto(b'q' * 20, (dst, port))
+        s.sendto(b'q' * size, (dst, port))
         try: s.recvfrom(100)
         except OSError: pass
         time.sleep(gap)
@@ -294,12 +294,19 @@ if proto == 'tcp':
     fl = sum({'F': 1, 'S': 2, 'R': 4, 'P': 8, 'A': 16}[c] for c in flags)
     l4 = struct.pack('!HHIIBBHHH', sport, dport, seq, ack, 5 << 4, fl, 29200, 0, 0) + payload
     pn, at = 6, 16
-else:
+elif proto == 'udp':
     l4 = struct.pack('!HHHH', sport, dport, 8 + len(payload), 0) + payload
     pn, at = 17, 6
+elif proto == 'gre':
+    l4 = struct.pack('!HH', 0, 0x0800) + payload
+    pn, at = 47, None
+else:
+    l4 = struct.pack('!II', sport, dport) + payload
+    pn, at = int(proto), None
 pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack('!BBH', 0, pn, len(l4))
-c = csum(pseudo + l4) ^ (0x5555 if bad == 'bad' else 0)
-l4 = l4[:at] + struct.pack('!H', c) + l4[at + 2:]
+if at is not None:
+    c = csum(pseudo + l4) ^ (0x5555 if bad == 'bad' else 0)
+    l4 = l4[:at] + struct.pack('!H', c) + l4[at + 2:]
 ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(l4), 4242, 0x4000, ttl, pn, 0,
                  socket.inet_aton(src), socket.inet_aton(dst))
 ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
@@ -357,11 +364,11 @@ def run_steps(topo, steps, servers):
                str(st.get("sport", 0)), ns=ns)
         elif a == "udp":
             sh("python3", "-c", CLIENT, ADDRS[st["to"]], "udp", str(st["port"]),
-               str(st.get("count", 1)), str(st.get("gap", 0)), ns=ns)
+               str(st.get("count", 1)), str(st.get("gap", 0)), str(st.get("size", 20)), ns=ns)
         elif a == "ping":
             dst = ADDRS[st["to"]]
             sh("ping", "-6" if ":" in dst else "-4", "-c", str(st.get("count", 1)), "-i", "0.2", "-W", "1",
-               dst, ns=ns, check=False)
+               "-t", str(st.get("ttl", 64)), "-s", str(st.get("size", 56)), dst, ns=ns, check=False)
         elif a == "craft":
             src = ADDRS[st.get("from", "cl")]
             sh("python3", "-c", CRAFT, src, ADDRS[st["to"]], st.get("proto", "tcp"), str(st["sport"]),
@@ -397,6 +404,18 @@ def kernel_state(topo, work):
     (work / "kernel-stats.txt").write_text(stats)
     (work / "kernel-proc.txt").write_text(sh("cat", "/proc/net/nf_conntrack", ns=fw, capture=True))
     return at, listing, stats
+
+
+# "table full, dropping packet" in the initial namespace, "table full in netns N, dropping
+# packet" in others: the harness's fw is the latter, ctrack models the former.
+TABLE_FULL = "table full"
+
+
+def kernel_log_lines():
+    """The kernel's `table full` lines so far (the ring buffer is shared by all namespaces,
+    so a run compares what it added)."""
+    r = subprocess.run(["dmesg"], capture_output=True, text=True, check=False)
+    return [l for l in r.stdout.splitlines() if TABLE_FULL in l]
 
 
 def parse_stats(text):
@@ -485,6 +504,10 @@ def event_differences(a, b):
 def compare(scn_name, kernel, ours):
     k_entries, o_entries = normalise_entries(kernel["table"]), normalise_entries(ours["table"])
     diffs = {"entries": [], "events": [], "stats": []}
+    k_proc, o_proc = normalise_entries(kernel["proc"]), normalise_entries(ours["proc"])
+    for key in sorted(set(k_proc) ^ set(o_proc)):
+        side = "kernel" if key in k_proc else "ctrack"
+        diffs["entries"].append(f"/proc/net/nf_conntrack, {side} only: {key}")
     for key in sorted(set(k_entries) | set(o_entries)):
         if key not in o_entries:
             diffs["entries"].append(f"kernel only: {key}")
@@ -498,6 +521,8 @@ def compare(scn_name, kernel, ours):
     for k in ("invalid", "drop", "early_drop", "insert_failed"):
         if ks.get(k, 0) != os_.get(k, 0):
             diffs["stats"].append(f"{k}: kernel {ks.get(k, 0)} / ctrack {os_.get(k, 0)}")
+    if len(kernel["log"]) != len(ours["log"]):
+        diffs["stats"].append(f"'{TABLE_FULL}' lines: kernel {len(kernel['log'])} / ctrack {len(ours['log'])}")
     return diffs
 
 
@@ -508,6 +533,7 @@ def run_scenario(path, ctrack, keep):
     topo = Injector(tag) if injected else Topology(tag)
     work = Path(tempfile.mkdtemp(prefix=f"ctk-{path.stem}-"))
     servers = []
+    saved = []
     try:
         topo.down()
         if injected:
@@ -516,7 +542,11 @@ def run_scenario(path, ctrack, keep):
         else:
             topo.up()
         fw = topo.ns["fw"]
-        sysctls = ["net.netfilter.nf_conntrack_acct=1"] + scn.get("sysctls", [])
+        for g in scn.get("global_sysctls", []):
+            key = g.split("=", 1)[0]
+            saved.append(f"{key}={sh('sysctl', '-n', key, capture=True).strip()}")
+            sh("sysctl", "-qw", g)
+        sysctls = ["net.netfilter.nf_conntrack_acct=1"] + scn.get("sysctls", []) + scn.get("global_sysctls", [])
         for s in sysctls:
             sh("sysctl", "-qw", s, ns=fw)
         rules = scn.get("rules", BASE_RULES)
@@ -525,6 +555,7 @@ def run_scenario(path, ctrack, keep):
         sh("ip6tables-restore", ns=fw, input=scn.get("rules6", BASE_RULES))
         (work / "sysctl.conf").write_text("\n".join(sysctls) + "\n")
         servers = [] if injected else start_servers(topo, scn)
+        log_before = kernel_log_lines()
         rec = Recorder(topo, work)
         rec.start()
         if injected:
@@ -535,18 +566,29 @@ def run_scenario(path, ctrack, keep):
         time.sleep(float(scn.get("settle", 0.3)))
         at, table, stats = kernel_state(topo, work)
         rec.stop()
-        kernel = {"table": table, "stats": stats, "events": (work / "kernel-events.txt").read_text()}
+        kernel_log = kernel_log_lines()[len(log_before):]
+        kernel = {"table": table, "stats": stats, "events": (work / "kernel-events.txt").read_text(),
+                  "log": kernel_log}
         r = subprocess.run([ctrack, "replay", str(rec.pcap), "--sysctl-file", str(work / "sysctl.conf"),
                             "--at", f"{at:.9f}", "--table", "conntrack", "--stats",
-                            "--events", str(work / "ctrack-events.txt"), "-q"],
+                            "--events", str(work / "ctrack-events.txt"), "--log", str(work / "ctrack-log.txt"),
+                            "-q"],
                            capture_output=True, text=True, timeout=120)
         if r.returncode != 0:
             raise RuntimeError(f"ctrack replay failed: {r.stderr.strip()}")
         lines = r.stdout.splitlines()
         ours = {"table": "\n".join(l for l in lines if not l.startswith("cpu=")),
                 "stats": "\n".join(l for l in lines if l.startswith("cpu=")),
-                "events": (work / "ctrack-events.txt").read_text()}
+                "events": (work / "ctrack-events.txt").read_text(),
+                "log": [l for l in (work / "ctrack-log.txt").read_text().splitlines() if TABLE_FULL in l]}
         (work / "ctrack-table.txt").write_text(ours["table"] + "\n")
+        r = subprocess.run([ctrack, "replay", str(rec.pcap), "--sysctl-file", str(work / "sysctl.conf"),
+                            "--at", f"{at:.9f}", "--table", "proc", "-q"],
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"ctrack replay --table proc failed: {r.stderr.strip()}")
+        ours["proc"] = r.stdout
+        kernel["proc"] = (work / "kernel-proc.txt").read_text()
         diffs = compare(path.stem, kernel, ours)
         if keep:
             dest = Path(keep) / path.stem
@@ -554,6 +596,8 @@ def run_scenario(path, ctrack, keep):
             shutil.copytree(work, dest)
         return diffs, len(normalise_entries(table)), len(normalise_events(kernel["events"]))
     finally:
+        for g in saved:
+            sh("sysctl", "-qw", g, check=False)
         for p in servers:
             p.kill()
         topo.down()

@@ -118,7 +118,15 @@ pub struct Conntrack {
     full_log_burst: u32,
     scratch: Vec<u32>,
     peak: (usize, u64),
+    /// Original tuple of the last new connection whose packet was dropped before
+    /// confirmation: the host's own ICMP error about that packet carries it (`nf_ct_attach`).
+    last_discarded: Option<Tuple>,
 }
+
+/// The kernel log line of a drop for a full table, as `dmesg` shows it in the initial
+/// network namespace (the message carries the module's `pr_fmt` prefix as well as its own;
+/// other namespaces print `table full in netns N`).
+pub const TABLE_FULL_LOG: &str = "nf_conntrack: nf_conntrack: table full, dropping packet";
 
 /// How long `net_ratelimit` lets a burst of 10 messages through: 5 s.
 const RATELIMIT_NS: u64 = 5_000_000_000;
@@ -147,6 +155,7 @@ impl Conntrack {
             full_log_burst: 0,
             scratch: Vec::new(),
             peak: (0, 0),
+            last_discarded: None,
         }
     }
 
@@ -282,7 +291,7 @@ impl Conntrack {
         }
         let verify = self.settings.checksum && hook == Hook::PreRouting;
         if d.is_icmp() {
-            if let Some(r) = self.icmp_error(d, verify) {
+            if let Some(r) = self.icmp_error(d, hook, verify) {
                 return r;
             }
         }
@@ -511,7 +520,7 @@ impl Conntrack {
             }
         }
         self.scratch = victims;
-        self.ratelimited_log(now, "nf_conntrack: table full, dropping packet");
+        self.ratelimited_log(now, TABLE_FULL_LOG);
         Some("table full")
     }
 
@@ -567,13 +576,13 @@ impl Conntrack {
     /// The packet was dropped before confirmation: its new connection is forgotten.
     pub fn discard(&mut self, r: &InResult) {
         if r.ct == Some(CtRef::Unconfirmed) {
-            self.pending = None;
+            self.last_discarded = self.pending.take().map(|c| c.tuple[0]);
         }
     }
 
     /// ICMP error handling (`nf_conntrack_icmpv4_error`/`icmpv6_error`). `None` when the
     /// packet is a query or reply to track normally.
-    fn icmp_error(&mut self, d: &Datagram<'_>, verify: bool) -> Option<InResult> {
+    fn icmp_error(&mut self, d: &Datagram<'_>, hook: Hook, verify: bool) -> Option<InResult> {
         let l4 = d.l4();
         let error = |s: &mut Stats, why| {
             s.error += 1;
@@ -608,6 +617,15 @@ impl Conntrack {
             return error(&mut self.stats, "no reply tuple");
         };
         let Some((idx, dir)) = self.table.find(&inner, 0) else {
+            if hook == Hook::LocalOut && self.last_discarded == Some(quoted) {
+                // The host answers a packet it dropped (TTL exceeded, say): the kernel
+                // attached that packet's unconfirmed connection to the error, which is
+                // RELATED but never confirmed.
+                return Some(InResult::no_ct(
+                    PacketState::Tracked(CtInfo::RelatedReply),
+                    None,
+                ));
+            }
             return error(&mut self.stats, "no matching connection");
         };
         if self.table.get(idx).tuple[dir].dst != d.dst {

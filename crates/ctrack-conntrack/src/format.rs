@@ -46,7 +46,11 @@ fn line(c: &Conn, now: u64, acct: bool, timestamp: bool, style: Style, bits: u16
     let counters =
         acct && (style != Style::Event(EventKind::New) && style != Style::Event(EventKind::Update));
     for dir in 0..2 {
-        c.tuple[dir].write_to(&mut s);
+        if style == Style::Proc {
+            c.tuple[dir].write_proc(&mut s);
+        } else {
+            c.tuple[dir].write_to(&mut s);
+        }
         if counters {
             let k = c.counters[dir];
             let _ = write!(s, "packets={} bytes={} ", k.packets, k.bytes);

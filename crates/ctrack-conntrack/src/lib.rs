@@ -19,7 +19,7 @@ pub mod stats;
 pub mod status;
 pub mod table;
 
-pub use crate::core::{Conntrack, CtRef, Event, EventKind, Hook, InResult};
+pub use crate::core::{Conntrack, CtRef, Event, EventKind, Hook, InResult, TABLE_FULL_LOG};
 pub use conn::Conn;
 pub use settings::{Applied, SettingError, Settings};
 pub use stats::Stats;

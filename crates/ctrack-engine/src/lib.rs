@@ -111,6 +111,9 @@ pub enum DropReason {
     Rule(Hook, Table, &'static str),
     /// An overlapping or oversized fragment.
     Fragment,
+    /// TTL or hop limit ran out in forwarding (`ip_forward` drops it before FORWARD and
+    /// the host answers with time exceeded).
+    TtlExceeded,
 }
 
 /// The fate of one packet.
@@ -162,6 +165,8 @@ pub struct Counts {
     pub rule_drops: u64,
     /// Dropped fragments.
     pub fragment_drops: u64,
+    /// Dropped in forwarding because the TTL ran out.
+    pub ttl_exceeded: u64,
     /// Packets whose conntrack state was INVALID.
     pub invalid: u64,
 }
@@ -318,6 +323,9 @@ impl<R: Rules> Engine<R> {
                     path(self, Hook::LocalIn, nat)?;
                     Ok(Fate::Delivered)
                 } else {
+                    if d.ttl <= 1 {
+                        return Err(DropReason::TtlExceeded);
+                    }
                     path(self, Hook::Forward, &[Mangle, Filter, Security])?;
                     path(self, Hook::PostRouting, &[Mangle])?;
                     path(self, Hook::PostRouting, nat)?;
@@ -355,6 +363,7 @@ impl<R: Rules> Engine<R> {
         match r {
             DropReason::TableFull => self.counts.table_full += 1,
             DropReason::Rule(..) => self.counts.rule_drops += 1,
+            DropReason::TtlExceeded => self.counts.ttl_exceeded += 1,
             _ => {}
         }
         out.fate = Fate::Dropped(r);

@@ -177,10 +177,7 @@ fn full_table_early_drops_unassured_then_drops_and_logs() {
     assert_eq!(o.fate, Fate::Dropped(DropReason::TableFull));
     assert_eq!(e.conntrack().stats().drop, 1);
     let log = e.conntrack_mut().take_log();
-    assert_eq!(
-        log,
-        vec![(5, "nf_conntrack: table full, dropping packet".to_string())]
-    );
+    assert_eq!(log, vec![(5, ctrack_conntrack::TABLE_FULL_LOG.to_string())]);
 }
 
 #[test]
@@ -231,4 +228,21 @@ fn malformed_packets_are_counted_not_fatal() {
         assert!(matches!(o.fate, Fate::Dropped(DropReason::Malformed(_))));
     }
     assert_eq!(e.counts().malformed, 4);
+}
+
+#[test]
+fn ttl_exceeded_in_forwarding_confirms_nothing() {
+    let mut e = Engine::new(acct(), Host::default(), 1);
+    let mut p = udp(C, S, 5000, 53, b"q");
+    p[8] = 1;
+    p[10] = 0;
+    p[11] = 0;
+    let c = checksum::finish(checksum::sum(&p[..20], 0));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    let o = e.process(&p, Entry::Wire, 0);
+    assert_eq!(o.fate, Fate::Dropped(DropReason::TtlExceeded));
+    assert_eq!(e.conntrack().count(), 0);
+    // Delivered locally, TTL 1 is fine.
+    let mut e = Engine::new(acct(), Host::new(vec![(Addr::v4(S), Family::V4)]), 1);
+    assert_eq!(e.process(&p, Entry::Wire, 0).fate, Fate::Delivered);
 }

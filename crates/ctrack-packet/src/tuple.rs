@@ -187,15 +187,33 @@ impl Tuple {
         })
     }
 
-    /// Appends the tuple as `/proc/net/nf_conntrack` and `conntrack -L` print it, with a
-    /// trailing space: `src=… dst=… sport=… dport=… `.
+    /// Appends the tuple as `conntrack -L` prints it, with a trailing space:
+    /// `src=… dst=… sport=… dport=… `.
     pub fn write_to(&self, out: &mut String) {
-        let _ = write!(
-            out,
-            "src={} dst={} ",
-            self.src.display(self.family),
-            self.dst.display(self.family)
-        );
+        self.write_styled(out, false);
+    }
+
+    /// Appends the tuple as `/proc/net/nf_conntrack` prints it: the same, but IPv6
+    /// addresses in full (`%pI6`, eight groups of four digits).
+    pub fn write_proc(&self, out: &mut String) {
+        self.write_styled(out, true);
+    }
+
+    fn write_styled(&self, out: &mut String, full_v6: bool) {
+        if full_v6 && self.family == Family::V6 {
+            out.push_str("src=");
+            write_full_v6(out, &self.src);
+            out.push_str(" dst=");
+            write_full_v6(out, &self.dst);
+            out.push(' ');
+        } else {
+            let _ = write!(
+                out,
+                "src={} dst={} ",
+                self.src.display(self.family),
+                self.dst.display(self.family)
+            );
+        }
         match self.proto {
             _ if self.is_icmp() => {
                 let _ = write!(
@@ -226,6 +244,16 @@ impl fmt::Display for Tuple {
         let mut s = String::new();
         self.write_to(&mut s);
         f.write_str(s.trim_end())
+    }
+}
+
+/// An IPv6 address as the kernel's `%pI6`: eight groups of four hex digits.
+fn write_full_v6(out: &mut String, a: &Addr) {
+    for (i, pair) in a.0.chunks_exact(2).enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        let _ = write!(out, "{:02x}{:02x}", pair[0], pair[1]);
     }
 }
 
@@ -309,6 +337,23 @@ mod tests {
         s.clear();
         t(50, 0, 0).write_to(&mut s);
         assert_eq!(s, "src=10.0.0.1 dst=10.0.0.2 ");
+    }
+
+    #[test]
+    fn proc_prints_ipv6_in_full() {
+        let mut t = t(6, 1, 2);
+        t.family = Family::V6;
+        t.src = Addr::v6([0xfd, 0x77, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        t.dst = Addr::v6([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x1a]);
+        let mut s = String::new();
+        t.write_proc(&mut s);
+        assert_eq!(
+            s,
+            "src=fd77:0001:0000:0000:0000:0000:0000:0002 dst=fe80:0000:0000:0000:0000:0000:0000:001a sport=1 dport=2 "
+        );
+        s.clear();
+        t.write_to(&mut s);
+        assert_eq!(s, "src=fd77:1::2 dst=fe80::1a sport=1 dport=2 ");
     }
 
     #[test]

@@ -261,8 +261,8 @@ fn summary<R: ctrack_engine::Rules>(
     );
     let _ = writeln!(
         e,
-        "  dropped: {} table full, {} malformed, {} bad fragments, {} by rules",
-        c.table_full, c.malformed, c.fragment_drops, c.rule_drops
+        "  dropped: {} table full, {} malformed, {} bad fragments, {} TTL exceeded, {} by rules",
+        c.table_full, c.malformed, c.fragment_drops, c.ttl_exceeded, c.rule_drops
     );
     let _ = writeln!(
         e,
@@ -272,7 +272,8 @@ fn summary<R: ctrack_engine::Rules>(
     if log_lines > 0 {
         let _ = writeln!(
             e,
-            "  kernel log: {log_lines} lines 'nf_conntrack: table full, dropping packet'"
+            "  kernel log: {log_lines} lines '{}'",
+            ctrack_conntrack::TABLE_FULL_LOG
         );
     }
     let _ = writeln!(

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for t in iptables:iptables conntrack:conntrack tcpdump:tcpdump ethtool:ethtool ip:iproute2 ping:iputils-ping; do
+for t in iptables:iptables conntrack:conntrack tcpdump:tcpdump ethtool:ethtool ip:iproute2 ping:iputils-ping tcpreplay:tcpreplay; do
     command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t#*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -13,6 +13,9 @@ if [ "${#need[@]}" -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+# The FTP scenarios' server.
+python3 -c 'import pyftpdlib' 2>/dev/null || python3 -m pip install -q --root-user-action=ignore pyftpdlib
 
 cargo build --release -p ctrack
 cargo test --workspace --release

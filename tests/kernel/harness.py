@@ -352,9 +352,10 @@ class Recorder:
             raise RuntimeError(f"tcpdump lost packets or said nothing: {err.strip()}")
 
 
-def run_steps(topo, steps, servers):
+def run_steps(topo, steps, servers, log):
     for st in steps:
         a = st["action"]
+        log.write(f"{time.time():.6f} start {st}\n")
         ns = topo.ns[st.get("from", "cl")]
         if a == "sleep":
             time.sleep(float(st["seconds"]))
@@ -369,6 +370,8 @@ def run_steps(topo, steps, servers):
             dst = ADDRS[st["to"]]
             sh("ping", "-6" if ":" in dst else "-4", "-c", str(st.get("count", 1)), "-i", "0.2", "-W", "1",
                "-t", str(st.get("ttl", 64)), "-s", str(st.get("size", 56)), dst, ns=ns, check=False)
+        elif a == "ftp":
+            sh("python3", "-c", FTP_CLIENT, ADDRS[st["to"]], st.get("mode", "passive"), ns=ns)
         elif a == "craft":
             src = ADDRS[st.get("from", "cl")]
             sh("python3", "-c", CRAFT, src, ADDRS[st["to"]], st.get("proto", "tcp"), str(st["sport"]),
@@ -379,12 +382,44 @@ def run_steps(topo, steps, servers):
             sh("iptables", *st["args"].split(), ns=topo.ns[st.get("on", "fw")])
         else:
             raise ValueError(f"unknown step action {a!r}")
+        log.write(f"{time.time():.6f} end\n")
 
 
-def start_servers(topo, scenario):
+FTP_CLIENT = r"""
+import ftplib, sys
+f = ftplib.FTP()
+f.connect(sys.argv[1], 21, timeout=5)
+f.login()
+f.set_pasv(sys.argv[2] == 'passive')
+data = []
+f.retrbinary('RETR file.bin', data.append)
+f.retrlines('LIST', lambda line: None)
+f.quit()
+"""
+
+
+def start_ftp(ns, work):
+    root = work / "ftp-root"
+    root.mkdir(exist_ok=True)
+    (root / "file.bin").write_bytes(b"ctrack" * 2000)
+    p = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-m", "pyftpdlib", "-p", "21", "-d", str(root),
+                          "-r", "30000-30010"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    probe = "import socket; socket.create_connection(('127.0.0.1', 21), timeout=1).close()"
+    for _ in range(50):
+        if sh("python3", "-c", probe, ns=ns, check=False).returncode == 0:
+            return p
+        time.sleep(0.1)
+    p.kill()
+    raise RuntimeError("FTP server did not start (is pyftpdlib installed?)")
+
+
+def start_servers(topo, scenario, work):
     procs = []
     for srv in scenario.get("servers", []):
         ns = topo.ns[srv.get("on", "sv")]
+        if srv["proto"] == "ftp":
+            procs.append(start_ftp(ns, work))
+            continue
         bind = "::" if srv.get("family", "ipv4") == "ipv6" else "0.0.0.0"
         p = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", SERVER, bind, srv["proto"],
                               str(srv["port"]), srv.get("close", "fin")],
@@ -403,6 +438,9 @@ def kernel_state(topo, work):
     (work / "kernel-table.txt").write_text(listing)
     (work / "kernel-stats.txt").write_text(stats)
     (work / "kernel-proc.txt").write_text(sh("cat", "/proc/net/nf_conntrack", ns=fw, capture=True))
+    (work / "kernel-expect.txt").write_text(sh("conntrack", "-L", "expect", ns=fw, capture=True, check=False) or "")
+    (work / "kernel-iptables-save.txt").write_text(sh("iptables-save", "-c", ns=fw, capture=True))
+    (work / "kernel-ip6tables-save.txt").write_text(sh("ip6tables-save", "-c", ns=fw, capture=True))
     return at, listing, stats
 
 
@@ -554,7 +592,7 @@ def run_scenario(path, ctrack, keep):
         (work / "rules.v4").write_text(rules)
         sh("ip6tables-restore", ns=fw, input=scn.get("rules6", BASE_RULES))
         (work / "sysctl.conf").write_text("\n".join(sysctls) + "\n")
-        servers = [] if injected else start_servers(topo, scn)
+        servers = [] if injected else start_servers(topo, scn, work)
         log_before = kernel_log_lines()
         rec = Recorder(topo, work)
         rec.start()
@@ -562,7 +600,8 @@ def run_scenario(path, ctrack, keep):
             sh("tcpreplay", "-q", "-i", "ctkinj0", "-x", str(scn.get("multiplier", 1)), str(clean),
                ns=topo.ns["inj"], timeout=300)
         else:
-            run_steps(topo, scn.get("steps", []), servers)
+            with open(work / "steps.log", "w") as log:
+                run_steps(topo, scn.get("steps", []), servers, log)
         time.sleep(float(scn.get("settle", 0.3)))
         at, table, stats = kernel_state(topo, work)
         rec.stop()

@@ -97,3 +97,84 @@ fn merges_files_by_time() {
     let files: Vec<usize> = merge(&caps).map(|f| f.file).collect();
     assert_eq!(files, vec![0, 1, 0]);
 }
+
+#[test]
+fn reads_pcapng_with_nanosecond_resolution_and_direction_flags() {
+    use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
+    use pcap_file::pcapng::blocks::interface_description::{
+        InterfaceDescriptionBlock, InterfaceDescriptionOption,
+    };
+    use pcap_file::pcapng::PcapNgWriter;
+    use pcap_file::DataLink;
+    use std::borrow::Cow;
+    use std::time::Duration;
+
+    let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+    w.write_pcapng_block(InterfaceDescriptionBlock {
+        linktype: DataLink::RAW,
+        snaplen: 65535,
+        options: vec![InterfaceDescriptionOption::IfTsResol(9)],
+    })
+    .unwrap();
+    w.write_pcapng_block(InterfaceDescriptionBlock {
+        linktype: DataLink::RAW,
+        snaplen: 65535,
+        options: vec![],
+    })
+    .unwrap();
+    // The writer stores the raw tick count; with if_tsresol 9 a tick is a nanosecond.
+    for (iface, ticks, flags) in [(0u32, 5_000_000_123u64, 1u32), (1, 7_000_001, 2)] {
+        w.write_pcapng_block(EnhancedPacketBlock {
+            interface_id: iface,
+            timestamp: Duration::from_nanos(ticks),
+            original_len: 1,
+            data: Cow::Owned(vec![0x45]),
+            options: vec![EnhancedPacketOption::Flags(flags)],
+        })
+        .unwrap();
+    }
+    let c = Capture::from_bytes(Path::new("x.pcapng"), w.into_inner()).unwrap();
+    assert_eq!(c.len(), 2);
+    let (a, b) = (c.frame(0, 0), c.frame(0, 1));
+    assert_eq!(a.time, 5_000_000_123, "nanosecond resolution");
+    assert_eq!(b.time, 7_000_001_000, "default microsecond resolution");
+    assert_eq!(a.direction, Some(Direction::Incoming));
+    assert_eq!(b.direction, Some(Direction::Outgoing));
+    assert!(c.damage().is_none());
+}
+
+#[test]
+fn reads_gzip_compressed_captures() {
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+    let mut f = pcap_header(false, link::RAW);
+    f.extend(record(3, 0, &[0x45, 0, 0, 20]));
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&f).unwrap();
+    let c = Capture::from_bytes(Path::new("a.pcap.gz"), gz.finish().unwrap()).unwrap();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c.frame(0, 0).time, 3_000_000_000);
+}
+
+#[test]
+fn cooked_v1_gives_direction_and_loopback_families() {
+    let mut sll = vec![0, 4, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00];
+    sll.push(0x45);
+    assert_eq!(
+        link::strip(link::LINUX_SLL, &sll).unwrap(),
+        (&[0x45u8][..], Some(Direction::Outgoing))
+    );
+    sll[1] = 0;
+    assert_eq!(
+        link::strip(link::LINUX_SLL, &sll).unwrap().1,
+        Some(Direction::Incoming)
+    );
+    assert_eq!(
+        link::strip(link::LOOP, &[0, 0, 0, 30, 0x60]).unwrap().0,
+        &[0x60]
+    );
+    assert_eq!(
+        link::strip(147, &[0]).unwrap_err(),
+        LinkError::UnsupportedLinkType(147)
+    );
+}

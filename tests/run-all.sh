@@ -19,4 +19,5 @@ python3 -c 'import pyftpdlib' 2>/dev/null || python3 -m pip install -q --root-us
 
 cargo build --release -p ctrack
 cargo test --workspace --release
+python3 tests/kernel/rules_roundtrip.py target/release/ctrack
 python3 tests/kernel/harness.py --ctrack target/release/ctrack

@@ -15,6 +15,43 @@ pub struct Cli {
 pub enum Command {
     /// Replay captures through the kernel's conntrack and show what Linux did.
     Replay(ReplayArgs),
+    /// Rulesets: `ctrack rules fmt FILE` prints the canonical iptables-save form.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Print FILE (iptables-save output or a script of iptables commands) as iptables-save
+    /// prints it after iptables-restore of the same rules.
+    Fmt {
+        /// The ruleset file (`-` for standard input).
+        file: PathBuf,
+        /// Print as this iptables does: they differ in small ways (nft merges a rule's
+        /// repeated tcp/udp matches into one).
+        #[arg(long, value_enum, default_value_t = BackendArg::Nft)]
+        backend: BackendArg,
+    },
+}
+
+/// iptables backends for `--backend`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum BackendArg {
+    /// iptables-nft (Debian's default `iptables`).
+    Nft,
+    /// iptables-legacy.
+    Legacy,
+}
+
+impl From<BackendArg> for ctrack_rules::Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Nft => ctrack_rules::Backend::Nft,
+            BackendArg::Legacy => ctrack_rules::Backend::Legacy,
+        }
+    }
 }
 
 /// Listing formats for `--table`.

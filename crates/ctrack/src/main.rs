@@ -13,10 +13,30 @@ mod replay;
 
 use clap::Parser;
 
+/// `ctrack rules fmt`: the canonical form on standard output.
+fn rules_fmt(file: &std::path::Path, backend: ctrack_rules::Backend) -> anyhow::Result<i32> {
+    use anyhow::Context;
+    let (text, name) = if file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+        (s, "-".to_string())
+    } else {
+        let s = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        (s, file.display().to_string())
+    };
+    let rules = ctrack_rules::load(&text, &name)?;
+    print!("{}", rules.save(false, backend));
+    Ok(0)
+}
+
 fn main() {
     let args = cli::Cli::parse();
     let code = match args.command {
         cli::Command::Replay(r) => replay::run(r),
+        cli::Command::Rules {
+            command: cli::RulesCommand::Fmt { file, backend },
+        } => rules_fmt(&file, backend.into()),
     };
     match code {
         Ok(code) => std::process::exit(code),

@@ -1,0 +1,478 @@
+//! Targets: what a matching rule does, with the options iptables reads and prints.
+
+use crate::args::{bounded, number, value_mask, Args};
+use crate::error::{OptError, OptResult};
+use crate::lex::save_string;
+use ctrack_packet::Family;
+use std::fmt::Write;
+
+/// The `--reject-with` types, with their aliases, per family.
+const REJECT_V4: [(&str, &str); 8] = [
+    ("icmp-net-unreachable", "net-unreach"),
+    ("icmp-host-unreachable", "host-unreach"),
+    ("icmp-port-unreachable", "port-unreach"),
+    ("icmp-proto-unreachable", "proto-unreach"),
+    ("icmp-net-prohibited", "net-prohib"),
+    ("icmp-host-prohibited", "host-prohib"),
+    ("tcp-reset", "tcp-rst"),
+    ("icmp-admin-prohibited", "admin-prohib"),
+];
+const REJECT_V6: [(&str, &str); 7] = [
+    ("icmp6-no-route", "no-route"),
+    ("icmp6-adm-prohibited", "adm-prohibited"),
+    ("icmp6-addr-unreachable", "addr-unreach"),
+    ("icmp6-port-unreachable", "port-unreach"),
+    ("tcp-reset", "tcp-rst"),
+    ("icmp6-policy-fail", "policy-fail"),
+    ("icmp6-reject-route", "reject-route"),
+];
+
+/// Syslog levels by name, as `--log-level` accepts them.
+const LOG_LEVELS: [&str; 8] = [
+    "emerg", "alert", "crit", "error", "warning", "notice", "info", "debug",
+];
+
+/// `-j LOG` options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Log {
+    /// `--log-level` (default 4, warning).
+    pub level: u8,
+    /// `--log-prefix`.
+    pub prefix: Option<String>,
+    /// `--log-tcp-sequence`, `--log-tcp-options`, `--log-ip-options`, `--log-uid`, `--log-macdecode`.
+    pub flags: [bool; 5],
+}
+
+/// A NAT target's range (`--to-source`/`--to-destination`/`--to-ports`), as written.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct NatSpec {
+    /// The range exactly as given (checked, printed back).
+    pub to: Option<String>,
+    /// `--random`.
+    pub random: bool,
+    /// `--random-fully`.
+    pub random_fully: bool,
+    /// `--persistent`.
+    pub persistent: bool,
+}
+
+/// What a rule does when it matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// No `-j`: only counts.
+    None,
+    /// `ACCEPT`.
+    Accept,
+    /// `DROP`.
+    Drop,
+    /// `RETURN`.
+    Return,
+    /// `-j CHAIN`.
+    Jump(String),
+    /// `-g CHAIN`.
+    Goto(String),
+    /// `REJECT --reject-with TYPE` (index into the family's table).
+    Reject(usize),
+    /// `LOG`.
+    Log(Log),
+    /// `NFLOG`: group, prefix, size, threshold.
+    Nflog(u16, Option<String>, Option<u32>, u16),
+    /// `NOTRACK`.
+    Notrack,
+    /// `CT`.
+    Ct {
+        /// `--notrack`.
+        notrack: bool,
+        /// `--helper`.
+        helper: Option<String>,
+        /// `--timeout`.
+        timeout: Option<String>,
+        /// `--ctevents`.
+        ctevents: Option<String>,
+        /// `--expevents`.
+        expevents: Option<String>,
+        /// `--zone`.
+        zone: u16,
+    },
+    /// `MARK --set-xmark value/mask`.
+    Mark(u32, u32),
+    /// `CONNMARK --set-xmark value/mask`.
+    ConnMarkSet(u32, u32),
+    /// `CONNMARK --save-mark --nfmask --ctmask`.
+    ConnMarkSave(u32, u32),
+    /// `CONNMARK --restore-mark --nfmask --ctmask`.
+    ConnMarkRestore(u32, u32),
+    /// `SNAT`.
+    Snat(NatSpec),
+    /// `DNAT`.
+    Dnat(NatSpec),
+    /// `MASQUERADE`.
+    Masquerade(NatSpec),
+    /// `REDIRECT`.
+    Redirect(NatSpec),
+}
+
+impl Target {
+    /// A target by name; user chains are resolved by the loader.
+    pub fn new(name: &str) -> Option<Target> {
+        Some(match name {
+            "ACCEPT" => Target::Accept,
+            "DROP" => Target::Drop,
+            "RETURN" => Target::Return,
+            "REJECT" => Target::Reject(usize::MAX),
+            "LOG" => Target::Log(Log {
+                level: 4,
+                prefix: None,
+                flags: [false; 5],
+            }),
+            "NFLOG" => Target::Nflog(0, None, None, 1),
+            "NOTRACK" => Target::Notrack,
+            "CT" => Target::Ct {
+                notrack: false,
+                helper: None,
+                timeout: None,
+                ctevents: None,
+                expevents: None,
+                zone: 0,
+            },
+            "MARK" => Target::Mark(0, 0),
+            "CONNMARK" => Target::ConnMarkSet(0, 0),
+            "SNAT" => Target::Snat(NatSpec::default()),
+            "DNAT" => Target::Dnat(NatSpec::default()),
+            "MASQUERADE" => Target::Masquerade(NatSpec::default()),
+            "REDIRECT" => Target::Redirect(NatSpec::default()),
+            _ => return None,
+        })
+    }
+
+    /// True when the target needs connection tracking.
+    pub fn needs_conntrack(&self) -> bool {
+        matches!(
+            self,
+            Target::Ct { .. }
+                | Target::ConnMarkSet(..)
+                | Target::ConnMarkSave(..)
+                | Target::ConnMarkRestore(..)
+                | Target::Snat(_)
+                | Target::Dnat(_)
+                | Target::Masquerade(_)
+                | Target::Redirect(_)
+        )
+    }
+
+    /// Consumes one target option; `Ok(false)` when it is not this target's.
+    pub fn parse_opt(&mut self, opt: &str, args: &mut Args<'_>, family: Family) -> OptResult<bool> {
+        let val = |args: &mut Args<'_>| args.value(opt).map(|s| s.to_string());
+        match self {
+            Target::Reject(kind) => match opt {
+                "--reject-with" => {
+                    let v = val(args)?;
+                    let found = match family {
+                        Family::V4 => REJECT_V4.iter().position(|(a, b)| *a == v || *b == v),
+                        Family::V6 => REJECT_V6.iter().position(|(a, b)| *a == v || *b == v),
+                    };
+                    *kind = found.ok_or_else(|| {
+                        OptError::opt(opt, format!("unknown reject type \"{v}\""))
+                    })?;
+                }
+                _ => return Ok(false),
+            },
+            Target::Log(l) => match opt {
+                "--log-level" => {
+                    let v = val(args)?;
+                    l.level = match LOG_LEVELS.iter().position(|n| {
+                        *n == v || (*n == "error" && v == "err") || (*n == "warning" && v == "warn")
+                    }) {
+                        Some(i) => i as u8,
+                        None => bounded(opt, &v, 7)
+                            .map_err(|_| OptError::opt(opt, format!("log-level `{v}' unknown")))?
+                            as u8,
+                    };
+                }
+                "--log-prefix" => {
+                    let v = val(args)?;
+                    if v.len() > 29 {
+                        return Err(OptError::opt(
+                            opt,
+                            "Maximum prefix length 29 for --log-prefix",
+                        ));
+                    }
+                    l.prefix = Some(v);
+                }
+                "--log-tcp-sequence" => l.flags[0] = true,
+                "--log-tcp-options" => l.flags[1] = true,
+                "--log-ip-options" => l.flags[2] = true,
+                "--log-uid" => l.flags[3] = true,
+                "--log-macdecode" => l.flags[4] = true,
+                _ => return Ok(false),
+            },
+            Target::Nflog(group, prefix, size, threshold) => match opt {
+                "--nflog-group" => *group = bounded(opt, &val(args)?, 65535)? as u16,
+                "--nflog-prefix" => *prefix = Some(val(args)?),
+                "--nflog-range" | "--nflog-size" => {
+                    *size = Some(bounded(opt, &val(args)?, u64::from(u32::MAX))? as u32)
+                }
+                "--nflog-threshold" => *threshold = bounded(opt, &val(args)?, 65535)? as u16,
+                _ => return Ok(false),
+            },
+            Target::Ct {
+                notrack,
+                helper,
+                timeout,
+                ctevents,
+                expevents,
+                zone,
+            } => match opt {
+                "--notrack" => *notrack = true,
+                "--helper" => *helper = Some(val(args)?),
+                "--timeout" => *timeout = Some(val(args)?),
+                "--ctevents" => *ctevents = Some(val(args)?),
+                "--expevents" => *expevents = Some(val(args)?),
+                "--zone" => *zone = bounded(opt, &val(args)?, 65535)? as u16,
+                _ => return Ok(false),
+            },
+            Target::Mark(v, m) => match opt {
+                "--set-xmark" => (*v, *m) = value_mask(opt, &val(args)?)?,
+                "--set-mark" => {
+                    let (a, b) = value_mask(opt, &val(args)?)?;
+                    (*v, *m) = (a, a | b);
+                }
+                "--and-mark" => (*v, *m) = (0, !(number(opt, &val(args)?)? as u32)),
+                "--or-mark" => {
+                    let x = number(opt, &val(args)?)? as u32;
+                    (*v, *m) = (x, x);
+                }
+                "--xor-mark" => (*v, *m) = (number(opt, &val(args)?)? as u32, 0),
+                _ => return Ok(false),
+            },
+            Target::ConnMarkSet(..) | Target::ConnMarkSave(..) | Target::ConnMarkRestore(..) => {
+                match opt {
+                    "--set-xmark" => {
+                        let (a, b) = value_mask(opt, &val(args)?)?;
+                        *self = Target::ConnMarkSet(a, b);
+                    }
+                    "--set-mark" => {
+                        let (a, b) = value_mask(opt, &val(args)?)?;
+                        *self = Target::ConnMarkSet(a, a | b);
+                    }
+                    "--and-mark" => {
+                        *self = Target::ConnMarkSet(0, !(number(opt, &val(args)?)? as u32))
+                    }
+                    "--or-mark" => {
+                        let x = number(opt, &val(args)?)? as u32;
+                        *self = Target::ConnMarkSet(x, x);
+                    }
+                    "--xor-mark" => {
+                        *self = Target::ConnMarkSet(number(opt, &val(args)?)? as u32, 0)
+                    }
+                    "--save-mark" => *self = Target::ConnMarkSave(u32::MAX, u32::MAX),
+                    "--restore-mark" => *self = Target::ConnMarkRestore(u32::MAX, u32::MAX),
+                    "--mask" | "--nfmask" | "--ctmask" => {
+                        let x = number(opt, &val(args)?)? as u32;
+                        match self {
+                            Target::ConnMarkSave(nf, ct) | Target::ConnMarkRestore(nf, ct) => {
+                                match opt {
+                                    "--nfmask" => *nf = x,
+                                    "--ctmask" => *ct = x,
+                                    _ => {
+                                        *nf = x;
+                                        *ct = x;
+                                    }
+                                }
+                            }
+                            _ => {
+                                return Err(OptError::opt(
+                                    opt,
+                                    "only with --save-mark or --restore-mark",
+                                ))
+                            }
+                        }
+                    }
+                    _ => return Ok(false),
+                }
+            }
+            Target::Snat(n) | Target::Dnat(n) | Target::Masquerade(n) | Target::Redirect(n) => {
+                match opt {
+                    "--to-source" | "--to-destination" | "--to-ports" | "--to" => {
+                        let v = val(args)?;
+                        if v.is_empty() {
+                            return Err(OptError::opt(opt, "empty range"));
+                        }
+                        n.to = Some(v);
+                    }
+                    "--random" => n.random = true,
+                    "--random-fully" => n.random_fully = true,
+                    "--persistent" => n.persistent = true,
+                    _ => return Ok(false),
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Checks what a target needs once its options are read.
+    pub fn finish(&mut self, table: &str) -> OptResult<()> {
+        let nat_only = |name: &str| {
+            if table == "nat" {
+                Ok(())
+            } else {
+                Err(OptError::line(format!(
+                    "{name} target: only valid in nat table, not {table}"
+                )))
+            }
+        };
+        match self {
+            Target::Reject(k) if *k == usize::MAX => *k = 2,
+            Target::Mark(v, m) if *v == 0 && *m == 0 => {
+                return Err(OptError::line("MARK target: one of --set-xmark, --set-mark, --and-mark, --or-mark or --xor-mark is required"))
+            }
+            Target::Ct { .. } | Target::Notrack if table != "raw" => {
+                return Err(OptError::line(format!("the CT and NOTRACK targets are only valid in the raw table, not {table}")))
+            }
+            Target::Snat(n) => {
+                nat_only("SNAT")?;
+                if n.to.is_none() {
+                    return Err(OptError::line("SNAT target: --to-source is required"));
+                }
+            }
+            Target::Dnat(n) => {
+                nat_only("DNAT")?;
+                if n.to.is_none() {
+                    return Err(OptError::line("DNAT target: --to-destination is required"));
+                }
+            }
+            Target::Masquerade(_) => nat_only("MASQUERADE")?,
+            Target::Redirect(_) => nat_only("REDIRECT")?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Appends ` -j NAME OPTIONS` (or ` -g CHAIN`) as iptables-save prints it.
+    pub fn save(&self, out: &mut String, family: Family) {
+        match self {
+            Target::None => {}
+            Target::Accept => out.push_str(" -j ACCEPT"),
+            Target::Drop => out.push_str(" -j DROP"),
+            Target::Return => out.push_str(" -j RETURN"),
+            Target::Jump(c) => {
+                let _ = write!(out, " -j {c}");
+            }
+            Target::Goto(c) => {
+                let _ = write!(out, " -g {c}");
+            }
+            Target::Reject(k) => {
+                let name = match family {
+                    Family::V4 => REJECT_V4[*k].0,
+                    Family::V6 => REJECT_V6[*k].0,
+                };
+                let _ = write!(out, " -j REJECT --reject-with {name}");
+            }
+            Target::Log(l) => {
+                out.push_str(" -j LOG");
+                if l.level != 4 {
+                    let _ = write!(out, " --log-level {}", l.level);
+                }
+                if let Some(p) = &l.prefix {
+                    let _ = write!(out, " --log-prefix {}", save_string(p));
+                }
+                let names = [
+                    "--log-tcp-sequence",
+                    "--log-tcp-options",
+                    "--log-ip-options",
+                    "--log-uid",
+                    "--log-macdecode",
+                ];
+                for (i, n) in names.iter().enumerate() {
+                    if l.flags[i] {
+                        let _ = write!(out, " {n}");
+                    }
+                }
+            }
+            Target::Nflog(group, prefix, size, threshold) => {
+                out.push_str(" -j NFLOG");
+                if let Some(p) = prefix {
+                    let _ = write!(out, " --nflog-prefix {}", save_string(p));
+                }
+                if *group != 0 {
+                    let _ = write!(out, " --nflog-group {group}");
+                }
+                if let Some(s) = size {
+                    let _ = write!(out, " --nflog-size {s}");
+                }
+                if *threshold != 1 {
+                    let _ = write!(out, " --nflog-threshold {threshold}");
+                }
+            }
+            Target::Notrack => out.push_str(" -j NOTRACK"),
+            Target::Ct {
+                notrack,
+                helper,
+                timeout,
+                ctevents,
+                expevents,
+                zone,
+            } => {
+                out.push_str(" -j CT");
+                if *notrack {
+                    out.push_str(" --notrack");
+                }
+                if let Some(h) = helper {
+                    let _ = write!(out, " --helper {}", save_string(h));
+                }
+                if let Some(t) = timeout {
+                    let _ = write!(out, " --timeout {}", save_string(t));
+                }
+                if let Some(e) = ctevents {
+                    let _ = write!(out, " --ctevents {e}");
+                }
+                if let Some(e) = expevents {
+                    let _ = write!(out, " --expevents {e}");
+                }
+                if *zone != 0 {
+                    let _ = write!(out, " --zone {zone}");
+                }
+            }
+            Target::Mark(v, m) => {
+                let _ = write!(out, " -j MARK --set-xmark 0x{v:x}/0x{m:x}");
+            }
+            Target::ConnMarkSet(v, m) => {
+                let _ = write!(out, " -j CONNMARK --set-xmark 0x{v:x}/0x{m:x}");
+            }
+            Target::ConnMarkSave(nf, ct) => {
+                let _ = write!(
+                    out,
+                    " -j CONNMARK --save-mark --nfmask 0x{nf:x} --ctmask 0x{ct:x}"
+                );
+            }
+            Target::ConnMarkRestore(nf, ct) => {
+                let _ = write!(
+                    out,
+                    " -j CONNMARK --restore-mark --nfmask 0x{nf:x} --ctmask 0x{ct:x}"
+                );
+            }
+            Target::Snat(n) | Target::Dnat(n) | Target::Masquerade(n) | Target::Redirect(n) => {
+                let (name, opt) = match self {
+                    Target::Snat(_) => ("SNAT", "--to-source"),
+                    Target::Dnat(_) => ("DNAT", "--to-destination"),
+                    Target::Masquerade(_) => ("MASQUERADE", "--to-ports"),
+                    _ => ("REDIRECT", "--to-ports"),
+                };
+                let _ = write!(out, " -j {name}");
+                if let Some(t) = &n.to {
+                    let _ = write!(out, " {opt} {t}");
+                }
+                if n.random {
+                    out.push_str(" --random");
+                }
+                if n.random_fully {
+                    out.push_str(" --random-fully");
+                }
+                if n.persistent {
+                    out.push_str(" --persistent");
+                }
+            }
+        }
+    }
+}

@@ -59,7 +59,31 @@ def sh(*cmd, ns=None, check=True, capture=False, input=None, timeout=60):
     return r.stdout if capture else r
 
 
+def mld_reports(ns):
+    text = sh("cat", "/proc/net/snmp6", ns=ns, capture=True)
+    return sum(int(l.split()[1]) for l in text.splitlines() if l.startswith("Icmp6OutMLDv2Reports")
+               or l.startswith("Icmp6OutMLDv1Reports") or l.startswith("Icmp6OutNeighborAdvertisements"))
+
+
+def wait_for_quiet(namespaces, settle=0.6, limit=4.0):
+    """Waits until no namespace has sent a multicast listener report for `settle` seconds:
+    the links' own IPv6 chatter must not fall in the middle of a scenario."""
+    start = time.time()
+    last = [mld_reports(n) for n in namespaces]
+    quiet_since = time.time()
+    while time.time() - start < limit:
+        time.sleep(0.1)
+        now = [mld_reports(n) for n in namespaces]
+        if now != last:
+            last, quiet_since = now, time.time()
+        elif time.time() - quiet_since >= settle:
+            return
+
+
 class Topology:
+    # fw's interfaces, for ctrack's host model (`--iface`).
+    ifaces = [f"ctkfwc0={FWC4}/24", f"ctkfwc0={FWC6}/64", f"ctkfws0={FWS4}/24", f"ctkfws0={FWS6}/64"]
+
     def __init__(self, tag):
         self.ns = {n: f"ctk{tag}{n}" for n in ("cl", "fw", "sv")}
 
@@ -71,6 +95,10 @@ class Topology:
             sh("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", ns=n)
             sh("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", ns=n)
             sh("sysctl", "-qw", "net.ipv6.conf.default.router_solicitations=0", ns=n)
+            # Multicast listener reports go out at once when the links come up, not up to a
+            # second later in the middle of a scenario.
+            sh("sysctl", "-qw", "net.ipv6.conf.default.mldv1_unsolicited_report_interval=1", ns=n)
+            sh("sysctl", "-qw", "net.ipv6.conf.default.mldv2_unsolicited_report_interval=1", ns=n)
         macs = {"cl": "02:77:00:00:01:02", "fwc": "02:77:00:00:01:01",
                 "sv": "02:77:00:00:02:02", "fws": "02:77:00:00:02:01"}
         sh("ip", "link", "add", "ctkcl0", "address", macs["cl"], "netns", cl, "type", "veth",
@@ -97,6 +125,7 @@ class Topology:
                 sh("ip", "neigh", "replace", ip, "lladdr", mac, "dev", dev, "nud", "permanent", ns=n)
         sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=fw)
         sh("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", ns=fw)
+        wait_for_quiet(self.ns.values())
 
     def down(self):
         for n in self.ns.values():
@@ -109,6 +138,7 @@ class Injector:
     tracked like on a router); inj has no addresses and drops what comes back."""
 
     INJ_MAC, FW_MAC = "02:77:00:00:09:02", "02:77:00:00:09:01"
+    ifaces = ["ctkfw0=0.0.0.0/0", "ctkfw0=::/0"]
 
     def __init__(self, tag):
         self.ns = {"inj": f"ctk{tag}inj", "fw": f"ctk{tag}fw"}
@@ -133,6 +163,7 @@ class Injector:
                   "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.ctkfw0.rp_filter=0",
                   "net.ipv4.conf.all.accept_local=1"):
             sh("sysctl", "-qw", k, ns=fw)
+        wait_for_quiet(self.ns.values())
         for a in sorted(addrs):
             six = ":" in a
             sh("ip", *(["-6"] if six else []), "route", "add", a + ("/128" if six else "/32"),
@@ -456,6 +487,27 @@ def kernel_log_lines():
     return [l for l in r.stdout.splitlines() if TABLE_FULL in l]
 
 
+def counter_tables(text):
+    """`iptables-save -c` text by (family, table): chain and rule lines with counters. The
+    family is told apart by the order of the two dumps (IPv4 first)."""
+    out, cur, seen = {}, None, set()
+    fam = "ipv4"
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        if line.startswith("*"):
+            if (fam, line[1:]) in seen:
+                fam = "ipv6"
+            cur = (fam, line[1:])
+            seen.add(cur)
+            out[cur] = []
+        elif line == "COMMIT":
+            cur = None
+        elif cur:
+            out[cur].append(line)
+    return {f"{k[0]}/{k[1]}": v for k, v in out.items()}
+
+
 def parse_stats(text):
     total = {}
     for line in text.splitlines():
@@ -541,7 +593,7 @@ def event_differences(a, b):
 
 def compare(scn_name, kernel, ours):
     k_entries, o_entries = normalise_entries(kernel["table"]), normalise_entries(ours["table"])
-    diffs = {"entries": [], "events": [], "stats": []}
+    diffs = {"entries": [], "events": [], "stats": [], "counters": []}
     k_proc, o_proc = normalise_entries(kernel["proc"]), normalise_entries(ours["proc"])
     for key in sorted(set(k_proc) ^ set(o_proc)):
         side = "kernel" if key in k_proc else "ctrack"
@@ -559,6 +611,13 @@ def compare(scn_name, kernel, ours):
     for k in ("invalid", "drop", "early_drop", "insert_failed"):
         if ks.get(k, 0) != os_.get(k, 0):
             diffs["stats"].append(f"{k}: kernel {ks.get(k, 0)} / ctrack {os_.get(k, 0)}")
+    kc, oc = counter_tables(kernel["counters"]), counter_tables(ours["counters"])
+    for key in sorted(set(kc) | set(oc)):
+        a, b = kc.get(key, []), oc.get(key, [])
+        if a != b:
+            diff = next(((x, y) for x, y in zip(a + ["(none)"] * len(b), b + ["(none)"] * len(a)) if x != y), None)
+            diffs["counters"].append(f"{key}: iptables-save -c {diff[0]!r} / ctrack {diff[1]!r}")
+            break
     if len(kernel["log"]) != len(ours["log"]):
         diffs["stats"].append(f"'{TABLE_FULL}' lines: kernel {len(kernel['log'])} / ctrack {len(ours['log'])}")
     return diffs
@@ -590,12 +649,19 @@ def run_scenario(path, ctrack, keep):
         rules = scn.get("rules", BASE_RULES)
         sh("iptables-restore", ns=fw, input=rules)
         (work / "rules.v4").write_text(rules)
-        sh("ip6tables-restore", ns=fw, input=scn.get("rules6", BASE_RULES))
+        rules6 = scn.get("rules6", BASE_RULES)
+        sh("ip6tables-restore", ns=fw, input=rules6)
+        (work / "rules.v6").write_text(rules6)
         (work / "sysctl.conf").write_text("\n".join(sysctls) + "\n")
         servers = [] if injected else start_servers(topo, scn, work)
         log_before = kernel_log_lines()
         rec = Recorder(topo, work)
         rec.start()
+        # Counters start with the capture: what fw sent while the links came up is in
+        # neither.
+        zeroed = time.time()
+        sh("iptables", "-Z", ns=fw)
+        sh("ip6tables", "-Z", ns=fw)
         if injected:
             sh("tcpreplay", "-q", "-i", "ctkinj0", "-x", str(scn.get("multiplier", 1)), str(clean),
                ns=topo.ns["inj"], timeout=300)
@@ -607,8 +673,14 @@ def run_scenario(path, ctrack, keep):
         rec.stop()
         kernel_log = kernel_log_lines()[len(log_before):]
         kernel = {"table": table, "stats": stats, "events": (work / "kernel-events.txt").read_text(),
-                  "log": kernel_log}
+                  "log": kernel_log,
+                  "counters": (work / "kernel-iptables-save.txt").read_text()
+                  + (work / "kernel-ip6tables-save.txt").read_text()}
+        rule_args = ["--rules", str(work / "rules.v4"), "--rules6", str(work / "rules.v6")]
+        for spec in topo.ifaces:
+            rule_args += ["--iface", spec]
         r = subprocess.run([ctrack, "replay", str(rec.pcap), "--sysctl-file", str(work / "sysctl.conf"),
+                            *rule_args, "--counters", "--zero-counters-at", f"{zeroed:.9f}", "--verdicts", str(work / "ctrack-verdicts.jsonl"),
                             "--at", f"{at:.9f}", "--table", "conntrack", "--stats",
                             "--events", str(work / "ctrack-events.txt"), "--log", str(work / "ctrack-log.txt"),
                             "-q"],
@@ -616,13 +688,14 @@ def run_scenario(path, ctrack, keep):
         if r.returncode != 0:
             raise RuntimeError(f"ctrack replay failed: {r.stderr.strip()}")
         lines = r.stdout.splitlines()
-        ours = {"table": "\n".join(l for l in lines if not l.startswith("cpu=")),
+        ours = {"table": "\n".join(l for l in lines if l.startswith("ipv")),
                 "stats": "\n".join(l for l in lines if l.startswith("cpu=")),
+                "counters": "\n".join(l for l in lines if l[:1] in "*:[-C"),
                 "events": (work / "ctrack-events.txt").read_text(),
                 "log": [l for l in (work / "ctrack-log.txt").read_text().splitlines() if TABLE_FULL in l]}
         (work / "ctrack-table.txt").write_text(ours["table"] + "\n")
         r = subprocess.run([ctrack, "replay", str(rec.pcap), "--sysctl-file", str(work / "sysctl.conf"),
-                            "--at", f"{at:.9f}", "--table", "proc", "-q"],
+                            *rule_args, "--at", f"{at:.9f}", "--table", "proc", "-q"],
                            capture_output=True, text=True, timeout=120)
         if r.returncode != 0:
             raise RuntimeError(f"ctrack replay --table proc failed: {r.stderr.strip()}")
@@ -669,20 +742,20 @@ def main():
         try:
             diffs, n_entries, n_events = run_scenario(p, a.ctrack, a.keep)
         except Exception as e:  # a scenario that cannot run is a failure, never a skip
-            rows.append((p.stem, "ERROR", "ERROR", "ERROR", str(e)))
+            rows.append((p.stem, "ERROR", "ERROR", "ERROR", "ERROR", str(e)))
             failed += 1
             continue
         allowed = known.get(p.stem, {})
         cells = ["agree" if not diffs[k] else ("known" if k in allowed else "DIFFER")
-                 for k in ("entries", "events", "stats")]
-        first = next((d for k in ("entries", "events", "stats") for d in diffs[k]), "")
+                 for k in ("entries", "events", "stats", "counters")]
+        first = next((d for k in ("entries", "events", "stats", "counters") for d in diffs[k]), "")
         rows.append((p.stem, *cells, f"{n_entries} entries, {n_events} events, {time.time() - t0:.1f}s"
                      + (f"; first difference: {first}" if first else "")))
         failed += "DIFFER" in cells
     width = max(len(r[0]) for r in rows) if rows else 10
-    print(f"{'scenario':<{width}}  entries  events   stats    notes")
+    print(f"{'scenario':<{width}}  entries  events   stats    counters notes")
     for r in rows:
-        print(f"{r[0]:<{width}}  {r[1]:<7}  {r[2]:<7}  {r[3]:<7}  {r[4]}")
+        print(f"{r[0]:<{width}}  {r[1]:<7}  {r[2]:<7}  {r[3]:<7}  {r[4]:<7}  {r[5]}")
     print(f"{len(rows) - failed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -302,6 +302,11 @@ impl Conntrack {
                 return InResult::no_ct(PacketState::Invalid, Some("short header"));
             }
         };
+        if hook == Hook::LocalOut && self.last_discarded.and_then(|t| t.invert()) == Some(tuple) {
+            // The host answers a packet it dropped (REJECT's TCP reset): the kernel attached
+            // that packet's unconfirmed connection to the answer, RELATED, never confirmed.
+            return InResult::no_ct(PacketState::Tracked(CtInfo::RelatedReply), None);
+        }
         if let Some(reason) = self.l4_error(d, verify) {
             self.stats.invalid += 1;
             return InResult::no_ct(PacketState::Invalid, Some(reason));

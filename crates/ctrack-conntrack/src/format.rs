@@ -18,6 +18,18 @@ enum Style {
 }
 
 fn line(c: &Conn, now: u64, acct: bool, timestamp: bool, style: Style, bits: u16) -> String {
+    line_with(c, now, acct, timestamp, style, bits, None)
+}
+
+fn line_with(
+    c: &Conn,
+    now: u64,
+    acct: bool,
+    timestamp: bool,
+    style: Style,
+    bits: u16,
+    gre: Option<(u64, u64)>,
+) -> String {
     let t = &c.tuple[0];
     let mut s = String::with_capacity(256);
     let _ = write!(
@@ -42,6 +54,10 @@ fn line(c: &Conn, now: u64, acct: bool, timestamp: bool, style: Style, bits: u16
     };
     if let (true, Some(state)) = (with_state, c.proto.tcp_state_name()) {
         let _ = write!(s, "{state} ");
+    }
+    // /proc prints GRE's own timeouts (`gre_print_conntrack`).
+    if let (Style::Proc, Some((t, st)), crate::proto::ProtoState::Gre(_)) = (style, gre, &c.proto) {
+        let _ = write!(s, "timeout={t}, stream_timeout={st} ");
     }
     let counters =
         acct && (style != Style::Event(EventKind::New) && style != Style::Event(EventKind::Update));
@@ -104,8 +120,12 @@ fn line(c: &Conn, now: u64, acct: bool, timestamp: bool, style: Style, bits: u16
 }
 
 /// One line of `/proc/net/nf_conntrack` at `now` (no newline).
-pub fn proc_line(c: &Conn, now: u64, acct: bool, timestamp: bool) -> String {
-    line(c, now, acct, timestamp, Style::Proc, 0)
+pub fn proc_line(c: &Conn, now: u64, s: &crate::Settings) -> String {
+    let gre = (
+        s.gre_timeout / 1_000_000_000,
+        s.gre_timeout_stream / 1_000_000_000,
+    );
+    line_with(c, now, s.acct, s.timestamp, Style::Proc, 0, Some(gre))
 }
 
 /// One line of `conntrack -L -o extended` at `now` (no newline).

@@ -6,13 +6,17 @@
 //! `nf_defrag` does; conntrack runs at PREROUTING or OUTPUT; the routing decision uses the
 //! [`Host`] model; a new connection is confirmed only after the last hook.
 //!
-//! Rules plug in through [`Rules`]: every table of every hook is asked in priority order.
-//! [`AcceptAll`] is the ruleset of a host with empty tables. The engine is sans-IO: no
-//! clock, no files; time is the caller's.
+//! Rules are a [`Ruleset`]: every table of every hook is evaluated in priority order, with
+//! the packet's interfaces from the [`Host`] model, its mark, and the conntrack state; raw
+//! table NOTRACK keeps a packet out of conntrack; MARK and CONNMARK act as in the kernel.
+//! An empty ruleset is a host whose tables are empty with ACCEPT policies. The engine is
+//! sans-IO: no clock, no files; time is the caller's.
 
 use ctrack_conntrack::{Conntrack, CtRef, Hook, InResult, PacketState, Settings};
 use ctrack_packet::frag::Reassembly;
 use ctrack_packet::{Addr, Datagram, Family, Malformed, Reassembler};
+use ctrack_rules::ctx::{addrtype, HostInfo, PacketCtx};
+use ctrack_rules::{Decision, Effects, Ruleset};
 
 /// Where a packet enters the pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +28,7 @@ pub enum Entry {
 }
 
 /// The iptables tables, in the order the kernel runs them within a hook.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Table {
     /// `raw` (before conntrack).
     Raw,
@@ -38,55 +42,96 @@ pub enum Table {
     Security,
 }
 
-/// What a table decided.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RuleVerdict {
-    /// Continue to the next table or hook.
-    Accept,
-    /// Drop the packet; the string says which rule or policy.
-    Drop(&'static str),
-}
-
-/// What rules see of a packet.
-pub struct RuleContext<'a, 'b> {
-    /// The datagram.
-    pub packet: &'a Datagram<'b>,
-    /// Hook.
-    pub hook: Hook,
-    /// Table.
-    pub table: Table,
-    /// Conntrack state (INVALID before conntrack ran at this hook's entry).
-    pub state: PacketState,
-    /// Packet time, ns.
-    pub now: u64,
-}
-
-/// A ruleset evaluated at each hook and table.
-pub trait Rules {
-    /// Evaluates one table of one hook.
-    fn evaluate(&mut self, ctx: &RuleContext<'_, '_>) -> RuleVerdict;
-}
-
-/// The ruleset of a host whose tables are empty with ACCEPT policies.
-#[derive(Default)]
-pub struct AcceptAll;
-
-impl Rules for AcceptAll {
-    fn evaluate(&mut self, _: &RuleContext<'_, '_>) -> RuleVerdict {
-        RuleVerdict::Accept
+impl Table {
+    /// The table's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Raw => "raw",
+            Table::Mangle => "mangle",
+            Table::Nat => "nat",
+            Table::Filter => "filter",
+            Table::Security => "security",
+        }
     }
 }
 
-/// The host: which addresses are its own.
+/// An interface of the modelled host: name, address and prefix length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Iface {
+    /// Name, as `-i`/`-o` match it.
+    pub name: String,
+    /// Address on it (one of the host's).
+    pub addr: Addr,
+    /// Prefix length of its subnet.
+    pub prefix: u8,
+    /// Family of the address.
+    pub family: Family,
+}
+
+impl Iface {
+    fn contains(&self, a: Addr, f: Family) -> bool {
+        if f != self.family {
+            return false;
+        }
+        let bits = usize::from(self.prefix);
+        (0..16).all(|i| {
+            let keep = if bits >= (i + 1) * 8 {
+                0xff
+            } else if bits > i * 8 {
+                0xffu8 << (8 - (bits - i * 8))
+            } else {
+                0
+            };
+            a.0[i] & keep == self.addr.0[i] & keep
+        })
+    }
+}
+
+/// The host: which addresses are its own, and its interfaces (the first of each family
+/// carries the default route).
 #[derive(Clone, Debug, Default)]
 pub struct Host {
     locals: Vec<(Addr, Family)>,
+    ifaces: Vec<Iface>,
 }
 
 impl Host {
     /// A host owning these addresses.
     pub fn new(locals: Vec<(Addr, Family)>) -> Host {
-        Host { locals }
+        Host {
+            locals,
+            ifaces: Vec::new(),
+        }
+    }
+
+    /// Adds interfaces; their addresses become the host's (an unspecified address, `0.0.0.0`
+    /// or `::`, gives an interface with no address of its own).
+    pub fn with_ifaces(mut self, ifaces: Vec<Iface>) -> Host {
+        for i in &ifaces {
+            if i.addr != Addr::default() && !self.is_local(i.addr, i.family) {
+                self.locals.push((i.addr, i.family));
+            }
+        }
+        self.ifaces = ifaces;
+        self
+    }
+
+    /// The interfaces.
+    pub fn ifaces(&self) -> &[Iface] {
+        &self.ifaces
+    }
+
+    /// The interface a packet from or to `a` uses: the one whose subnet holds it, else the
+    /// first of the family (the default route); empty when the host has none.
+    pub fn route(&self, a: Addr, f: Family) -> &str {
+        if self.is_local(a, f) && !self.ifaces.iter().any(|i| i.addr == a) {
+            return "lo";
+        }
+        self.ifaces
+            .iter()
+            .find(|i| i.contains(a, f))
+            .or_else(|| self.ifaces.iter().find(|i| i.family == f))
+            .map_or("", |i| i.name.as_str())
     }
 
     /// True when the address is one of the host's.
@@ -100,6 +145,35 @@ impl Host {
     }
 }
 
+impl HostInfo for Host {
+    fn addr_type(&self, a: Addr, f: Family) -> u16 {
+        if self.is_local(a, f) {
+            return addrtype::LOCAL;
+        }
+        let multicast = match f {
+            Family::V4 => a.0[0] >= 224 && a.0[0] < 240,
+            Family::V6 => a.0[0] == 0xff,
+        };
+        if multicast {
+            return addrtype::MULTICAST;
+        }
+        let broadcast = f == Family::V4
+            && (a.0[..4] == [255; 4]
+                || self.ifaces.iter().any(|i| {
+                    i.family == Family::V4 && i.prefix < 31 && i.contains(a, f) && {
+                        let host_bits = 32 - u32::from(i.prefix);
+                        let v = u32::from_be_bytes([a.0[0], a.0[1], a.0[2], a.0[3]]);
+                        v & ((1u32 << host_bits) - 1) == (1u32 << host_bits) - 1
+                    }
+                }));
+        if broadcast {
+            addrtype::BROADCAST
+        } else {
+            addrtype::UNICAST
+        }
+    }
+}
+
 /// Why a packet did not make it through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DropReason {
@@ -107,8 +181,19 @@ pub enum DropReason {
     Malformed(Malformed),
     /// Conntrack dropped it: the table was full.
     TableFull,
-    /// A rule or policy dropped it.
-    Rule(Hook, Table, &'static str),
+    /// A rule (or, with `rule` `None`, the policy) of a chain dropped it.
+    Rule {
+        /// The hook.
+        hook: Hook,
+        /// The table.
+        table: Table,
+        /// The chain's index in the table.
+        chain: usize,
+        /// The rule's index in the chain; `None` for the policy.
+        rule: Option<usize>,
+        /// It was REJECT: the host answers.
+        reject: bool,
+    },
     /// An overlapping or oversized fragment.
     Fragment,
     /// TTL or hop limit ran out in forwarding (`ip_forward` drops it before FORWARD and
@@ -142,6 +227,8 @@ pub struct Outcome {
     pub state: PacketState,
     /// Why conntrack called it INVALID, if it did.
     pub invalid: Option<&'static str>,
+    /// The last rule that matched: hook, table, chain index and rule index.
+    pub rule: Option<(Hook, Table, usize, usize)>,
 }
 
 /// Counts of what the pipeline did.
@@ -172,24 +259,32 @@ pub struct Counts {
 }
 
 /// The pipeline of one host.
-pub struct Engine<R: Rules = AcceptAll> {
+pub struct Engine {
     conntrack: Conntrack,
     host: Host,
-    rules: R,
+    rules: Ruleset,
     reassembler: Reassembler,
     counts: Counts,
 }
 
-impl Engine<AcceptAll> {
-    /// A host with empty tables.
-    pub fn new(settings: Settings, host: Host, seed: u64) -> Self {
-        Engine::with_rules(settings, host, seed, AcceptAll)
-    }
+/// Where a packet is and what it carries through the hooks.
+struct Meta {
+    rule: Option<(Hook, Table, usize, usize)>,
+    state: PacketState,
+    ct: Option<CtRef>,
+    mark: u32,
+    iif: String,
+    oif: String,
 }
 
-impl<R: Rules> Engine<R> {
+impl Engine {
+    /// A host with empty tables.
+    pub fn new(settings: Settings, host: Host, seed: u64) -> Self {
+        Engine::with_rules(settings, host, seed, Ruleset::default())
+    }
+
     /// A host with a ruleset.
-    pub fn with_rules(settings: Settings, host: Host, seed: u64, rules: R) -> Self {
+    pub fn with_rules(settings: Settings, host: Host, seed: u64, rules: Ruleset) -> Self {
         Engine {
             conntrack: Conntrack::new(settings, seed),
             host,
@@ -197,6 +292,16 @@ impl<R: Rules> Engine<R> {
             reassembler: Reassembler::new(),
             counts: Counts::default(),
         }
+    }
+
+    /// The ruleset, with its counters.
+    pub fn rules(&self) -> &Ruleset {
+        &self.rules
+    }
+
+    /// `iptables -Z`: the rule and policy counters restart from zero.
+    pub fn zero_counters(&mut self) {
+        self.rules.zero();
     }
 
     /// The connection tracker.
@@ -232,62 +337,107 @@ impl<R: Rules> Engine<R> {
             Entry::Wire => Hook::PreRouting,
             Entry::Host => Hook::LocalOut,
         };
-        let mut outcome = Outcome {
+        let outcome = Outcome {
             fate: Fate::Held,
             entry_hook,
             state: PacketState::Invalid,
             invalid: None,
+            rule: None,
         };
         let d = match Datagram::parse(bytes) {
             Ok(d) => d,
             Err(m) => {
                 self.counts.malformed += 1;
-                outcome.fate = Fate::Dropped(DropReason::Malformed(m));
-                return outcome;
+                return Outcome {
+                    fate: Fate::Dropped(DropReason::Malformed(m)),
+                    ..outcome
+                };
             }
         };
         if d.fragment.is_some() {
-            match self.reassembler.push(&d, now) {
+            return match self.reassembler.push(&d, now) {
                 Reassembly::Held => {
                     self.counts.held += 1;
-                    return outcome;
+                    outcome
                 }
                 Reassembly::Dropped => {
                     self.counts.fragment_drops += 1;
-                    outcome.fate = Fate::Dropped(DropReason::Fragment);
-                    return outcome;
+                    Outcome {
+                        fate: Fate::Dropped(DropReason::Fragment),
+                        ..outcome
+                    }
                 }
-                Reassembly::Complete(whole) => {
-                    let Ok(d) = Datagram::parse(&whole) else {
+                Reassembly::Complete(whole) => match Datagram::parse(&whole) {
+                    Ok(d) => self.run_hooks(&d, entry_hook, now, outcome),
+                    Err(_) => {
                         self.counts.fragment_drops += 1;
-                        outcome.fate = Fate::Dropped(DropReason::Fragment);
-                        return outcome;
-                    };
-                    return self.run_hooks(&d, entry_hook, now, outcome);
-                }
-            }
+                        Outcome {
+                            fate: Fate::Dropped(DropReason::Fragment),
+                            ..outcome
+                        }
+                    }
+                },
+            };
         }
         self.run_hooks(&d, entry_hook, now, outcome)
     }
 
-    fn table_pass(
+    /// Runs the tables of one hook in order.
+    fn tables(
         &mut self,
         d: &Datagram<'_>,
         hook: Hook,
         tables: &[Table],
-        state: PacketState,
+        m: &mut Meta,
         now: u64,
     ) -> Result<(), DropReason> {
         for &table in tables {
-            let ctx = RuleContext {
+            let Engine {
+                conntrack,
+                host,
+                rules,
+                ..
+            } = self;
+            let conn = m.ct.and_then(|r| conntrack.conn(r));
+            let mut ctx = PacketCtx {
                 packet: d,
-                hook,
-                table,
-                state,
+                iif: &m.iif,
+                oif: &m.oif,
+                state: m.state,
+                conn,
+                mark: m.mark,
+                ct_mark: conn.map_or(0, |c| c.mark),
                 now,
+                host,
             };
-            if let RuleVerdict::Drop(why) = self.rules.evaluate(&ctx) {
-                return Err(DropReason::Rule(hook, table, why));
+            let mut fx = Effects::default();
+            let decision = rules.evaluate(table.name(), hook.name(), &mut ctx, &mut fx);
+            if let Some((c, r)) = fx.last_rule {
+                m.rule = Some((hook, table, c, r));
+            }
+            m.mark = ctx.mark;
+            let ct_mark = ctx.ct_mark;
+            if fx.ct_mark_changed {
+                if let Some(c) = m.ct.and_then(|r| self.conntrack.conn_mut(r)) {
+                    c.mark = ct_mark;
+                }
+            }
+            if fx.notrack && table == Table::Raw {
+                m.state = PacketState::Untracked;
+            }
+            if let Decision::Drop {
+                chain,
+                rule,
+                reject,
+            } = decision
+            {
+                return Err(DropReason::Rule {
+                    hook,
+                    table,
+                    chain,
+                    rule,
+                    reject,
+                });
             }
         }
         Ok(())
@@ -295,55 +445,80 @@ impl<R: Rules> Engine<R> {
 
     fn run_hooks(&mut self, d: &Datagram<'_>, entry: Hook, now: u64, mut out: Outcome) -> Outcome {
         use Table::*;
+        let wire = entry == Hook::PreRouting;
+        let local_dst = self.host.is_local(d.dst, d.family);
+        let mut m = Meta {
+            rule: None,
+            state: PacketState::Invalid,
+            ct: None,
+            mark: 0,
+            iif: if wire {
+                self.host.route(d.src, d.family).to_string()
+            } else {
+                String::new()
+            },
+            oif: String::new(),
+        };
         // raw runs before conntrack (priority -300 against -200).
-        if let Err(r) = self.table_pass(d, entry, &[Raw], PacketState::Invalid, now) {
+        if let Err(r) = self.tables(d, entry, &[Raw], &mut m, now) {
+            out.rule = m.rule;
             return self.dropped(out, r, None);
         }
-        let ct = self.conntrack.conntrack_in(d, entry, now);
-        out.state = ct.state;
-        out.invalid = ct.invalid;
-        if ct.state == PacketState::Invalid && ct.drop.is_none() {
-            self.counts.invalid += 1;
-        }
-        if ct.drop.is_some() {
-            return self.dropped(out, DropReason::TableFull, Some(&ct));
-        }
-        let first = ct.ct == Some(CtRef::Unconfirmed);
-        let nat: &[Table] = if first { &[Nat] } else { &[] };
-        let state = ct.state;
-        let path = |this: &mut Self, hook: Hook, tables: &[Table]| {
-            this.table_pass(d, hook, tables, state, now)
+        let ct = if m.state == PacketState::Untracked {
+            None
+        } else {
+            let ct = self.conntrack.conntrack_in(d, entry, now);
+            m.state = ct.state;
+            m.ct = ct.ct;
+            out.invalid = ct.invalid;
+            if ct.state == PacketState::Invalid && ct.drop.is_none() {
+                self.counts.invalid += 1;
+            }
+            if ct.drop.is_some() {
+                out.state = ct.state;
+                return self.dropped(out, DropReason::TableFull, Some(&ct));
+            }
+            Some(ct)
         };
-        let result = match entry {
-            Hook::PreRouting => (|| {
-                path(self, Hook::PreRouting, &[Mangle])?;
-                path(self, Hook::PreRouting, nat)?;
-                if self.host.is_local(d.dst, d.family) {
-                    path(self, Hook::LocalIn, &[Mangle, Filter, Security])?;
-                    path(self, Hook::LocalIn, nat)?;
+        out.state = m.state;
+        let first = m.ct == Some(CtRef::Unconfirmed);
+        let nat: &[Table] = if first { &[Nat] } else { &[] };
+        let result = if wire {
+            (|| {
+                self.tables(d, Hook::PreRouting, &[Mangle], &mut m, now)?;
+                self.tables(d, Hook::PreRouting, nat, &mut m, now)?;
+                if local_dst {
+                    self.tables(d, Hook::LocalIn, &[Mangle, Filter, Security], &mut m, now)?;
+                    self.tables(d, Hook::LocalIn, nat, &mut m, now)?;
                     Ok(Fate::Delivered)
                 } else {
                     if d.ttl <= 1 {
                         return Err(DropReason::TtlExceeded);
                     }
-                    path(self, Hook::Forward, &[Mangle, Filter, Security])?;
-                    path(self, Hook::PostRouting, &[Mangle])?;
-                    path(self, Hook::PostRouting, nat)?;
+                    m.oif = self.host.route(d.dst, d.family).to_string();
+                    self.tables(d, Hook::Forward, &[Mangle, Filter, Security], &mut m, now)?;
+                    self.tables(d, Hook::PostRouting, &[Mangle], &mut m, now)?;
+                    self.tables(d, Hook::PostRouting, nat, &mut m, now)?;
                     Ok(Fate::Forwarded)
                 }
-            })(),
-            _ => (|| {
-                path(self, Hook::LocalOut, &[Mangle])?;
-                path(self, Hook::LocalOut, nat)?;
-                path(self, Hook::LocalOut, &[Filter, Security])?;
-                path(self, Hook::PostRouting, &[Mangle])?;
-                path(self, Hook::PostRouting, nat)?;
+            })()
+        } else {
+            m.oif = self.host.route(d.dst, d.family).to_string();
+            (|| {
+                self.tables(d, Hook::LocalOut, &[Mangle], &mut m, now)?;
+                self.tables(d, Hook::LocalOut, nat, &mut m, now)?;
+                self.tables(d, Hook::LocalOut, &[Filter, Security], &mut m, now)?;
+                self.tables(d, Hook::PostRouting, &[Mangle], &mut m, now)?;
+                self.tables(d, Hook::PostRouting, nat, &mut m, now)?;
                 Ok(Fate::Sent)
-            })(),
+            })()
         };
+        out.rule = m.rule;
         match result {
             Ok(fate) => {
-                self.conntrack.confirm(&ct, now);
+                if let Some(ct) = &ct {
+                    self.conntrack.confirm(ct, now);
+                }
                 match fate {
                     Fate::Delivered => self.counts.delivered += 1,
                     Fate::Forwarded => self.counts.forwarded += 1,
@@ -352,7 +527,7 @@ impl<R: Rules> Engine<R> {
                 out.fate = fate;
                 out
             }
-            Err(r) => self.dropped(out, r, Some(&ct)),
+            Err(r) => self.dropped(out, r, ct.as_ref()),
         }
     }
 
@@ -362,7 +537,7 @@ impl<R: Rules> Engine<R> {
         }
         match r {
             DropReason::TableFull => self.counts.table_full += 1,
-            DropReason::Rule(..) => self.counts.rule_drops += 1,
+            DropReason::Rule { .. } => self.counts.rule_drops += 1,
             DropReason::TtlExceeded => self.counts.ttl_exceeded += 1,
             _ => {}
         }

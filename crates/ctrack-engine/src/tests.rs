@@ -66,7 +66,7 @@ fn acct() -> Settings {
     }
 }
 
-fn listing<R: Rules>(e: &Engine<R>, now: u64) -> Vec<String> {
+fn listing(e: &Engine, now: u64) -> Vec<String> {
     let mut v: Vec<String> = e
         .conntrack()
         .table()

@@ -52,8 +52,10 @@ pub struct PacketCtx<'a, 'b> {
     pub state: PacketState,
     /// The connection, if tracked.
     pub conn: Option<&'a Conn>,
-    /// The packet's mark (nfmark).
+    /// The packet's mark (nfmark); MARK and CONNMARK change it as rules run.
     pub mark: u32,
+    /// The connection's mark; CONNMARK changes it as rules run.
+    pub ct_mark: u32,
     /// Packet time (ns).
     pub now: u64,
     /// Host facts.

@@ -20,24 +20,11 @@ pub mod model;
 pub mod target;
 
 pub use error::RulesError;
-pub use load::load;
+pub use load::{load, load_as};
 pub use matches::Match;
 pub use model::{Backend, Chain, Counters, FamilyRules, Rule, RuleSpec, Table};
 pub use target::Target;
 
-/// Recent-match lists, shared by name across rules (evaluation state).
-pub mod eval {
-    use crate::ctx::PacketCtx;
-    use crate::matches::Recent;
+pub mod eval;
 
-    /// The `-m recent` address lists.
-    #[derive(Default)]
-    pub struct RecentTables;
-
-    impl RecentTables {
-        /// Evaluates a recent match. Not yet modelled: never matches.
-        pub fn eval(&mut self, _r: &mut Recent, _p: &PacketCtx<'_, '_>) -> bool {
-            false
-        }
-    }
-}
+pub use eval::{Decision, Effects, Ruleset};

@@ -34,9 +34,14 @@ pub fn detect_family(text: &str) -> Family {
     Family::V4
 }
 
-/// Loads a ruleset text of either form. `file` names it in errors.
+/// Loads a ruleset text of either form, its family guessed ([`detect_family`]). `file`
+/// names it in errors.
 pub fn load(text: &str, file: &str) -> Result<FamilyRules, RulesError> {
-    let family = detect_family(text);
+    load_as(text, file, detect_family(text))
+}
+
+/// Loads a ruleset text for a given family (`iptables-restore` or `ip6tables-restore`).
+pub fn load_as(text: &str, file: &str, family: Family) -> Result<FamilyRules, RulesError> {
     let mut rs = FamilyRules {
         family,
         tables: Vec::new(),

@@ -1367,8 +1367,10 @@ impl Match {
             }
             Match::Mark(m) => m.is_none_or(|(v, k, inv)| ((p.mark & k) == v) != inv),
             Match::ConnMark(m) => {
-                let Some(c) = p.conn else { return false };
-                m.is_none_or(|(v, k, inv)| ((c.mark & k) == v) != inv)
+                if p.conn.is_none() {
+                    return false;
+                }
+                m.is_none_or(|(v, k, inv)| ((p.ct_mark & k) == v) != inv)
             }
             Match::Length(l) => l.is_none_or(|(a, b, inv)| {
                 let len = d.len() as u16;

@@ -14,7 +14,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Replay captures through the kernel's conntrack and show what Linux did.
-    Replay(ReplayArgs),
+    Replay(Box<ReplayArgs>),
     /// Rulesets: `ctrack rules fmt FILE` prints the canonical iptables-save form.
     Rules {
         #[command(subcommand)]
@@ -70,6 +70,35 @@ pub struct ReplayArgs {
     /// Capture files (pcap or pcapng, gzip allowed); several are merged by time.
     #[arg(required = true)]
     pub captures: Vec<PathBuf>,
+
+    /// A ruleset: iptables-save output or a script of iptables/ip6tables commands
+    /// (repeatable: an IPv4 and an IPv6 file; the family is read from the file, IPv4 when it
+    /// does not say). Loaded like iptables-restore without -c.
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+
+    /// An IPv6 ruleset, as ip6tables-restore reads it (repeatable).
+    #[arg(long = "rules6", value_name = "FILE")]
+    pub rules6: Vec<PathBuf>,
+
+    /// An interface of the modelled host, as NAME=ADDRESS/PREFIX (repeatable). Its address
+    /// is the host's; `-i`/`-o` match the interface whose subnet holds the peer, else the
+    /// first one of the family (the default route).
+    #[arg(long = "iface", value_name = "NAME=ADDR/LEN")]
+    pub ifaces: Vec<String>,
+
+    /// After the replay, print the rulesets with their counters as `iptables-save -c` does.
+    #[arg(long)]
+    pub counters: bool,
+
+    /// As `iptables -Z` at TIME (epoch seconds): rule counters count from then on.
+    #[arg(long, value_name = "TIME")]
+    pub zero_counters_at: Option<f64>,
+
+    /// Write one JSON line per packet: index, time, entry hook, fate, verdict, conntrack
+    /// state, the rule that decided, and why a packet was dropped.
+    #[arg(long, value_name = "FILE")]
+    pub verdicts: Option<PathBuf>,
 
     /// An address of the modelled host (repeatable). Without it, addresses are learned
     /// from the capture's direction information.

@@ -15,6 +15,7 @@ const MAX_GAP_NS: u64 = 500_000;
 /// A run of segments being collected.
 struct Run {
     time: u64,
+    index: usize,
     last_time: u64,
     bytes: Vec<u8>,
     /// Offset of the TCP header in `bytes`.
@@ -36,17 +37,17 @@ pub struct Coalescer {
     pub merged: u64,
 }
 
-/// A packet ready for the pipeline: when, and its bytes.
-pub type Ready = (u64, Vec<u8>);
+/// A packet ready for the pipeline: when, its position in the capture, and its bytes.
+pub type Ready = (u64, usize, Vec<u8>);
 
 impl Coalescer {
     /// Offers one outgoing packet sent by the host. Returns what is ready for the pipeline
     /// (the finished run, if this packet does not continue it), and keeps this packet if it
     /// may start or continue a run; otherwise returns it too.
-    pub fn offer(&mut self, time: u64, ip: &[u8], out: &mut Vec<Ready>) {
+    pub fn offer(&mut self, time: u64, index: usize, ip: &[u8], out: &mut Vec<Ready>) {
         let Some((d, seg)) = parse(ip) else {
             self.flush(out);
-            out.push((time, ip.to_vec()));
+            out.push((time, index, ip.to_vec()));
             return;
         };
         let key = (d.src.0, d.dst.0, seg.src_port(), seg.dst_port(), d.family);
@@ -85,13 +86,14 @@ impl Coalescer {
         }
         self.flush(out);
         if f.syn() || f.rst() || f.fin() || seg.payload_len() == 0 {
-            out.push((time, ip.to_vec()));
+            out.push((time, index, ip.to_vec()));
             return;
         }
         let l4 = d.l4_offset;
         let bytes = ip.to_vec();
         self.run = Some(Run {
             time,
+            index,
             last_time: time,
             l4,
             key,
@@ -111,7 +113,7 @@ impl Coalescer {
             if run.segments > 1 {
                 fix_lengths(&mut run.bytes, run.l4);
             }
-            out.push((run.time, run.bytes));
+            out.push((run.time, run.index, run.bytes));
         }
     }
 }
@@ -170,13 +172,13 @@ mod tests {
     fn joins_back_to_back_segments_into_one_packet() {
         let mut c = Coalescer::default();
         let mut out = Vec::new();
-        c.offer(1000, &seg(1, 100, 0x10, 1448), &mut out);
-        c.offer(1100, &seg(2, 1548, 0x10, 1448), &mut out);
-        c.offer(1200, &seg(3, 2996, 0x18, 104), &mut out);
+        c.offer(1000, 0, &seg(1, 100, 0x10, 1448), &mut out);
+        c.offer(1100, 1, &seg(2, 1548, 0x10, 1448), &mut out);
+        c.offer(1200, 2, &seg(3, 2996, 0x18, 104), &mut out);
         assert!(out.is_empty());
         c.flush(&mut out);
         assert_eq!(out.len(), 1);
-        let (t, whole) = &out[0];
+        let (t, _, whole) = &out[0];
         assert_eq!(*t, 1000);
         let d = Datagram::parse(whole).unwrap();
         assert_eq!(d.len(), 40 + 3000);
@@ -188,10 +190,10 @@ mod tests {
     fn a_gap_in_sequence_or_time_ends_the_run() {
         let mut c = Coalescer::default();
         let mut out = Vec::new();
-        c.offer(0, &seg(1, 100, 0x10, 100), &mut out);
-        c.offer(10, &seg(2, 999, 0x10, 100), &mut out);
+        c.offer(0, 0, &seg(1, 100, 0x10, 100), &mut out);
+        c.offer(10, 1, &seg(2, 999, 0x10, 100), &mut out);
         assert_eq!(out.len(), 1);
-        c.offer(10_000_000, &seg(3, 1099, 0x10, 100), &mut out);
+        c.offer(10_000_000, 2, &seg(3, 1099, 0x10, 100), &mut out);
         c.flush(&mut out);
         assert_eq!(out.len(), 3);
     }
@@ -200,8 +202,8 @@ mod tests {
     fn pure_acks_and_handshake_pass_straight_through() {
         let mut c = Coalescer::default();
         let mut out = Vec::new();
-        c.offer(0, &seg(1, 100, 0x12, 0), &mut out);
-        c.offer(0, &seg(2, 101, 0x10, 0), &mut out);
+        c.offer(0, 0, &seg(1, 100, 0x12, 0), &mut out);
+        c.offer(0, 1, &seg(2, 101, 0x10, 0), &mut out);
         assert_eq!(out.len(), 2);
         assert!(c.run.is_none());
     }

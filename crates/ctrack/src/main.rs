@@ -8,6 +8,7 @@
 //! before the damage was processed and printed).
 
 mod cli;
+mod copies;
 mod gso;
 mod replay;
 
@@ -33,7 +34,7 @@ fn rules_fmt(file: &std::path::Path, backend: ctrack_rules::Backend) -> anyhow::
 fn main() {
     let args = cli::Cli::parse();
     let code = match args.command {
-        cli::Command::Replay(r) => replay::run(r),
+        cli::Command::Replay(r) => replay::run(*r),
         cli::Command::Rules {
             command: cli::RulesCommand::Fmt { file, backend },
         } => rules_fmt(&file, backend.into()),

@@ -2,13 +2,15 @@
 //! the kernel would show them.
 
 use crate::cli::{parse_size, ReplayArgs, TableFormat};
+use crate::copies::ForwardedCopies;
 use crate::gso::Coalescer;
 use anyhow::{bail, Context, Result};
 use ctrack_capture::{merge, Capture, Direction};
 use ctrack_conntrack::format::{conntrack_line, conntrack_summary, event_line, json, proc_line};
 use ctrack_conntrack::{Applied, Settings};
-use ctrack_engine::{DropReason, Engine, Entry, Fate, Host};
+use ctrack_engine::{DropReason, Engine, Entry, Fate, Host, Iface, Outcome};
 use ctrack_packet::{Addr, Datagram, Family};
+use ctrack_rules::{Backend, Ruleset};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -66,12 +68,27 @@ fn learn_locals(caps: &[Capture]) -> Vec<(Addr, Family)> {
             continue;
         };
         let Ok(d) = Datagram::parse(ip) else { continue };
+        if answers_for_another(&d) {
+            continue;
+        }
         match dir {
             Direction::Outgoing => out_src.insert((d.src, d.family)),
             Direction::Incoming => in_src.insert((d.src, d.family)),
         };
     }
     out_src.difference(&in_src).copied().collect()
+}
+
+/// A TCP reset or an ICMP error: hosts send these in another's name (REJECT), so their
+/// source says nothing about which addresses are the host's.
+fn answers_for_another(d: &Datagram<'_>) -> bool {
+    let l4 = d.l4();
+    match d.proto {
+        ctrack_packet::proto::TCP => l4.get(13).is_some_and(|f| f & 0x04 != 0),
+        ctrack_packet::proto::ICMP => l4.first().is_some_and(|&t| matches!(t, 3 | 11 | 12)),
+        ctrack_packet::proto::ICMPV6 => l4.first().is_some_and(|&t| t < 128),
+        _ => false,
+    }
 }
 
 fn secs(ns: u64) -> String {
@@ -95,7 +112,7 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     for p in &args.captures {
         caps.push(Capture::open(p)?);
     }
-    let (locals, learned) = if args.locals.is_empty() {
+    let (locals, learned) = if args.locals.is_empty() && args.ifaces.is_empty() {
         (learn_locals(&caps), true)
     } else {
         (
@@ -103,12 +120,35 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
             false,
         )
     };
-    let host = Host::new(locals);
+    let host = Host::new(locals).with_ifaces(parse_ifaces(&args.ifaces)?);
+    let mut ruleset = Ruleset::default();
+    for (f, v6) in args
+        .rules
+        .iter()
+        .map(|f| (f, false))
+        .chain(args.rules6.iter().map(|f| (f, true)))
+    {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read ruleset {}", f.display()))?;
+        let name = f.display().to_string();
+        ruleset.add(if v6 {
+            ctrack_rules::load_as(&text, &name, Family::V6)?
+        } else {
+            ctrack_rules::load(&text, &name)?
+        });
+    }
     let acct = settings.acct;
     let timestamp = settings.timestamp;
-    let mut engine = Engine::new(settings, host, args.seed);
+    let mut engine = Engine::with_rules(settings, host, args.seed, ruleset);
+    let mut verdicts = match &args.verdicts {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => None,
+    };
     engine.conntrack_mut().record_events(args.events.is_some());
     let at = args.at.map(|t| (t * 1e9).round() as u64);
+    let mut zero_at = args.zero_counters_at.map(|t| (t * 1e9).round() as u64);
 
     let total: usize = caps.iter().map(Capture::len).sum();
     let bar = ProgressBar::new(total as u64);
@@ -122,10 +162,22 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     let mut last = 0u64;
     let mut events_out = Vec::new();
     let mut gso = Coalescer::default();
+    let mut copies = ForwardedCopies::default();
     let mut ready = Vec::new();
     for (n, frame) in merge(&caps).enumerate() {
         if at.is_some_and(|t| frame.time > t) {
             break;
+        }
+        if zero_at.is_some_and(|z| frame.time >= z) {
+            zero_at = None;
+            gso.flush(&mut ready);
+            for (t, index, bytes) in ready.drain(..) {
+                let o = engine.process(&bytes, Entry::Host, t);
+                if let Some(w) = verdicts.as_mut() {
+                    write_verdict(w, &engine, index, t, &bytes, &o)?;
+                }
+            }
+            engine.zero_counters();
         }
         if n % 4096 == 0 {
             bar.set_position(n as u64);
@@ -150,37 +202,58 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
         let entry = match dir {
             Some(Direction::Outgoing) if is_local(src) => Entry::Host,
             Some(Direction::Outgoing) => {
-                // The copy of a forwarded packet leaving after POSTROUTING.
-                skipped.forwarded_copies += 1;
-                continue;
+                if header.is_some_and(|d| copies.is_copy(&d, frame.time)) {
+                    // The copy of a forwarded packet leaving after POSTROUTING.
+                    skipped.forwarded_copies += 1;
+                    continue;
+                }
+                // Sent by the host in another's name (a REJECT's reset, say).
+                Entry::Host
             }
             Some(Direction::Incoming) if is_local(src) && is_local(dst) => {
                 // Looped back: conntrack saw it at OUTPUT already.
                 skipped.loopback_copies += 1;
                 continue;
             }
-            Some(Direction::Incoming) => Entry::Wire,
+            Some(Direction::Incoming) => {
+                if let Some(d) = header.filter(|_| !is_local(dst)) {
+                    copies.incoming(&d, frame.time);
+                }
+                Entry::Wire
+            }
             None if is_local(src) => Entry::Host,
             None => Entry::Wire,
         };
         if entry == Entry::Host {
-            gso.offer(frame.time, ip, &mut ready);
+            gso.offer(frame.time, n, ip, &mut ready);
         } else {
             gso.flush(&mut ready);
         }
-        for (t, bytes) in ready.drain(..) {
-            engine.process(&bytes, Entry::Host, t);
+        for (t, index, bytes) in ready.drain(..) {
+            let o = engine.process(&bytes, Entry::Host, t);
+            if let Some(w) = verdicts.as_mut() {
+                write_verdict(w, &engine, index, t, &bytes, &o)?;
+            }
         }
         if entry == Entry::Wire {
-            engine.process(ip, entry, frame.time);
+            let o = engine.process(ip, entry, frame.time);
+            if let Some(w) = verdicts.as_mut() {
+                write_verdict(w, &engine, n, frame.time, ip, &o)?;
+            }
         }
         if args.events.is_some() {
             events_out.extend(engine.conntrack_mut().take_events());
         }
     }
     gso.flush(&mut ready);
-    for (t, bytes) in ready.drain(..) {
-        engine.process(&bytes, Entry::Host, t);
+    for (t, index, bytes) in ready.drain(..) {
+        let o = engine.process(&bytes, Entry::Host, t);
+        if let Some(w) = verdicts.as_mut() {
+            write_verdict(w, &engine, index, t, &bytes, &o)?;
+        }
+    }
+    if let Some(w) = verdicts.as_mut() {
+        w.flush()?;
     }
     bar.finish_and_clear();
     skipped.coalesced = gso.merged;
@@ -195,7 +268,7 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
         let mut n = 0;
         for (_, c) in ct.table().iter_listing() {
             let line = match fmt {
-                TableFormat::Proc => proc_line(c, now, acct, timestamp),
+                TableFormat::Proc => proc_line(c, now, ct.settings()),
                 TableFormat::Conntrack => conntrack_line(c, now, acct, timestamp),
                 TableFormat::Json => json(c, now).to_string(),
             };
@@ -208,6 +281,13 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     }
     if args.stats {
         writeln!(out, "{}", engine.conntrack().stats().line(0))?;
+    }
+    if args.counters {
+        for fam in [Family::V4, Family::V6] {
+            if let Some(r) = engine.rules().family(fam) {
+                write!(out, "{}", r.save(true, Backend::Nft))?;
+            }
+        }
     }
     if let Some(path) = &args.events {
         let mut f = std::io::BufWriter::new(
@@ -241,8 +321,8 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     Ok(code)
 }
 
-fn summary<R: ctrack_engine::Rules>(
-    engine: &Engine<R>,
+fn summary(
+    engine: &Engine,
     skipped: &Skipped,
     learned: bool,
     notes: &[String],
@@ -316,5 +396,117 @@ fn summary<R: ctrack_engine::Rules>(
     for n in notes {
         let _ = writeln!(e, "  note: {n}");
     }
-    let _ = (DropReason::TableFull, Fate::Held);
+}
+
+/// `NAME=ADDR/LEN` interfaces of `--iface`.
+fn parse_ifaces(specs: &[String]) -> Result<Vec<Iface>> {
+    let mut out = Vec::new();
+    for s in specs {
+        let parsed = s.split_once('=').and_then(|(name, net)| {
+            let (a, len) = net.split_once('/')?;
+            let ip: std::net::IpAddr = a.parse().ok()?;
+            let prefix: u8 = len.parse().ok()?;
+            let (addr, family) = Addr::from_ip(ip);
+            let max = if family == Family::V4 { 32 } else { 128 };
+            (prefix <= max && !name.is_empty()).then(|| Iface {
+                name: name.to_string(),
+                addr,
+                prefix,
+                family,
+            })
+        });
+        match parsed {
+            Some(i) => out.push(i),
+            None => bail!("--iface '{s}': expected NAME=ADDRESS/PREFIX, such as eth0=192.0.2.1/24"),
+        }
+    }
+    Ok(out)
+}
+
+/// One line of `--verdicts`.
+fn write_verdict(
+    w: &mut impl Write,
+    engine: &Engine,
+    index: usize,
+    time: u64,
+    ip: &[u8],
+    o: &Outcome,
+) -> Result<()> {
+    let family = Datagram::parse(ip).map(|d| d.family).ok();
+    let rule = o.rule.and_then(|(hook, table, c, r)| {
+        let rules = engine.rules().family(family?)?;
+        let t = rules.table(table.name())?;
+        let chain = t.chains.get(c)?;
+        let rule = chain.rules.get(r)?;
+        Some(serde_json::json!({
+            "hook": hook.name(),
+            "table": table.name(),
+            "chain": chain.name,
+            "rule": r + 1,
+            "origin": format!("{}:{}", rule.origin.file, rule.origin.line),
+            "text": format!("-A {}{}", chain.name, rule.spec.save(family?, Backend::Nft)),
+        }))
+    });
+    let (verdict, fate, reason) = match o.fate {
+        Fate::Delivered => ("ACCEPT", "delivered", None),
+        Fate::Forwarded => ("ACCEPT", "forwarded", None),
+        Fate::Sent => ("ACCEPT", "sent", None),
+        Fate::Held => ("HELD", "fragment held for reassembly", None),
+        Fate::Dropped(r) => (
+            "DROP",
+            "dropped",
+            Some(match r {
+                DropReason::Malformed(m) => format!("malformed: {}", m.reason()),
+                DropReason::TableFull => "table full".to_string(),
+                DropReason::Fragment => "bad fragment".to_string(),
+                DropReason::TtlExceeded => "TTL exceeded".to_string(),
+                DropReason::Rule {
+                    hook,
+                    table,
+                    chain,
+                    rule,
+                    reject,
+                } => {
+                    let chain_name = family
+                        .and_then(|f| engine.rules().family(f))
+                        .and_then(|rs| rs.table(table.name()))
+                        .and_then(|t| t.chains.get(chain))
+                        .map_or("?".to_string(), |c| c.name.clone());
+                    match rule {
+                        Some(i) => format!(
+                            "{} by rule {} of {}/{} at {}",
+                            if reject { "rejected" } else { "dropped" },
+                            i + 1,
+                            table.name(),
+                            chain_name,
+                            hook.name()
+                        ),
+                        None => format!(
+                            "policy of {}/{} at {}",
+                            table.name(),
+                            chain_name,
+                            hook.name()
+                        ),
+                    }
+                }
+            }),
+        ),
+    };
+    let line = serde_json::json!({
+        "index": index,
+        "time": secs_ns(time),
+        "hook": o.entry_hook.name(),
+        "verdict": verdict,
+        "fate": fate,
+        "state": o.state.name(),
+        "invalid": o.invalid,
+        "rule": rule,
+        "reason": reason,
+    });
+    writeln!(w, "{line}")?;
+    Ok(())
+}
+
+fn secs_ns(ns: u64) -> String {
+    format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
 }

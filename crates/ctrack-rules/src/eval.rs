@@ -1,0 +1,345 @@
+//! Evaluating a packet: chains walked as the kernel's `ipt_do_table` walks them, counters
+//! kept per rule and per policy. Allocation-free: the jump stack is a fixed array.
+
+use crate::ctx::PacketCtx;
+use crate::matches::{Recent, RecentCmd};
+use crate::model::{FamilyRules, Rule, RuleSpec};
+use crate::target::Target;
+use ctrack_packet::{Addr, Family};
+use std::collections::HashMap;
+
+/// The deepest chain nesting iptables allows.
+const MAX_DEPTH: usize = 32;
+
+/// What a table decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Continue to the next table or hook.
+    Accept,
+    /// Dropped by a rule (`chain`, `rule` index) or a policy (`rule` is `None`); `reject`
+    /// when the rule was REJECT.
+    Drop {
+        /// Chain index in the table.
+        chain: usize,
+        /// Rule index in the chain, or `None` for the policy.
+        rule: Option<usize>,
+        /// The rule was REJECT (the host answers).
+        reject: bool,
+    },
+}
+
+/// Side effects of rules on the packet and its connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// NOTRACK or `CT --notrack` ran.
+    pub notrack: bool,
+    /// CONNMARK changed the connection's mark.
+    pub ct_mark_changed: bool,
+    /// The last rule that decided: (chain index, rule index) in the table.
+    pub last_rule: Option<(usize, usize)>,
+}
+
+/// Both families' rulesets and the state rules keep (limit buckets, recent lists).
+#[derive(Default)]
+pub struct Ruleset {
+    /// IPv4 rules (iptables).
+    pub v4: Option<FamilyRules>,
+    /// IPv6 rules (ip6tables).
+    pub v6: Option<FamilyRules>,
+    /// `-m recent` lists.
+    pub recent: RecentTables,
+}
+
+impl Ruleset {
+    /// Adds a loaded file; a later file of the same family replaces the tables it holds, as
+    /// a second `iptables-restore` would.
+    pub fn add(&mut self, rules: FamilyRules) {
+        let slot = match rules.family {
+            Family::V4 => &mut self.v4,
+            Family::V6 => &mut self.v6,
+        };
+        match slot {
+            Some(existing) => {
+                for t in rules.tables {
+                    existing.tables.retain(|x| x.name != t.name);
+                    existing.tables.push(t);
+                }
+            }
+            None => *slot = Some(rules),
+        }
+    }
+
+    /// `iptables -Z` and `ip6tables -Z`: every rule and policy counter back to zero.
+    pub fn zero(&mut self) {
+        for fr in [self.v4.as_mut(), self.v6.as_mut()].into_iter().flatten() {
+            for t in &mut fr.tables {
+                for c in &mut t.chains {
+                    c.counters = Default::default();
+                    for r in &mut c.rules {
+                        r.counters = Default::default();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The rules of a family.
+    pub fn family(&self, f: Family) -> Option<&FamilyRules> {
+        match f {
+            Family::V4 => self.v4.as_ref(),
+            Family::V6 => self.v6.as_ref(),
+        }
+    }
+
+    /// Evaluates `table`'s built-in `chain` for the packet. A family or table with no rules
+    /// accepts.
+    pub fn evaluate(
+        &mut self,
+        table: &str,
+        chain: &str,
+        p: &mut PacketCtx<'_, '_>,
+        fx: &mut Effects,
+    ) -> Decision {
+        let rules = match p.family() {
+            Family::V4 => self.v4.as_mut(),
+            Family::V6 => self.v6.as_mut(),
+        };
+        let Some(rules) = rules else {
+            return Decision::Accept;
+        };
+        rules.evaluate(table, chain, p, fx, &mut self.recent)
+    }
+}
+
+fn iface_matches(want: &str, have: &str) -> bool {
+    match want.strip_suffix('+') {
+        Some(prefix) => have.starts_with(prefix),
+        None => want == have,
+    }
+}
+
+impl RuleSpec {
+    /// The base options: addresses, interfaces, protocol, fragment.
+    fn base_matches(&self, p: &PacketCtx<'_, '_>) -> bool {
+        let d = p.packet;
+        if let Some((n, inv)) = &self.src {
+            if n.contains(d.src) == *inv {
+                return false;
+            }
+        }
+        if let Some((n, inv)) = &self.dst {
+            if n.contains(d.dst) == *inv {
+                return false;
+            }
+        }
+        if let Some((i, inv)) = &self.iif {
+            if iface_matches(i, p.iif) == *inv {
+                return false;
+            }
+        }
+        if let Some((o, inv)) = &self.oif {
+            if iface_matches(o, p.oif) == *inv {
+                return false;
+            }
+        }
+        if let Some((pr, inv)) = self.proto {
+            if pr != 0 && (d.proto == pr) == inv {
+                return false;
+            }
+        }
+        if let Some(f) = self.frag {
+            if p.later_fragment() != f {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn rule_matches(rule: &mut Rule, p: &PacketCtx<'_, '_>, recent: &mut RecentTables) -> bool {
+    if !rule.spec.base_matches(p) {
+        return false;
+    }
+    rule.spec.matches.iter_mut().all(|m| m.eval(p, recent))
+}
+
+impl FamilyRules {
+    /// Walks the built-in chain `chain` of `table` (`ipt_do_table`).
+    pub fn evaluate(
+        &mut self,
+        table: &str,
+        chain: &str,
+        p: &mut PacketCtx<'_, '_>,
+        fx: &mut Effects,
+        recent: &mut RecentTables,
+    ) -> Decision {
+        let Some(t) = self.tables.iter_mut().find(|t| t.name == table) else {
+            return Decision::Accept;
+        };
+        let Some(start) = t.chain(chain) else {
+            return Decision::Accept;
+        };
+        let len = u64::from(p.packet.len());
+        let mut stack = [(0usize, 0usize); MAX_DEPTH];
+        let mut depth = 0;
+        let (mut c, mut r) = (start, 0usize);
+        loop {
+            if r >= t.chains[c].rules.len() {
+                // End of a chain: return to the caller, or the policy of the built-in chain.
+                if depth == 0 {
+                    let ch = &mut t.chains[c];
+                    ch.counters.packets += 1;
+                    ch.counters.bytes += len;
+                    return if ch.policy.unwrap_or(true) {
+                        Decision::Accept
+                    } else {
+                        Decision::Drop {
+                            chain: c,
+                            rule: None,
+                            reject: false,
+                        }
+                    };
+                }
+                depth -= 1;
+                (c, r) = stack[depth];
+                continue;
+            }
+            {
+                let rule = &mut t.chains[c].rules[r];
+                if !rule_matches(rule, p, recent) {
+                    r += 1;
+                    continue;
+                }
+                rule.counters.packets += 1;
+                rule.counters.bytes += len;
+            }
+            fx.last_rule = Some((c, r));
+            let target = &t.chains[c].rules[r].spec.target;
+            match target {
+                Target::None | Target::Log(_) | Target::Nflog(..) => r += 1,
+                Target::Accept
+                | Target::Snat(_)
+                | Target::Dnat(_)
+                | Target::Masquerade(_)
+                | Target::Redirect(_) => return Decision::Accept,
+                Target::Drop | Target::Reject(_) => {
+                    return Decision::Drop {
+                        chain: c,
+                        rule: Some(r),
+                        reject: matches!(target, Target::Reject(_)),
+                    }
+                }
+                Target::Return => {
+                    if depth == 0 {
+                        // RETURN from a built-in chain: its policy.
+                        r = t.chains[c].rules.len();
+                        continue;
+                    }
+                    depth -= 1;
+                    (c, r) = stack[depth];
+                }
+                Target::Jump(name) | Target::Goto(name) => {
+                    let is_goto = matches!(target, Target::Goto(_));
+                    let Some(next) = t.chain(name) else {
+                        r += 1;
+                        continue;
+                    };
+                    if !is_goto {
+                        if depth == MAX_DEPTH {
+                            return Decision::Drop {
+                                chain: c,
+                                rule: Some(r),
+                                reject: false,
+                            };
+                        }
+                        stack[depth] = (c, r + 1);
+                        depth += 1;
+                    }
+                    (c, r) = (next, 0);
+                }
+                Target::Notrack => {
+                    fx.notrack = true;
+                    r += 1;
+                }
+                Target::Ct { notrack, .. } => {
+                    fx.notrack |= *notrack;
+                    r += 1;
+                }
+                Target::Mark(v, m) => {
+                    p.mark = (p.mark & !m) ^ v;
+                    r += 1;
+                }
+                Target::ConnMarkSet(v, m) => {
+                    if p.conn.is_some() {
+                        p.ct_mark = (p.ct_mark & !m) ^ v;
+                        fx.ct_mark_changed = true;
+                    }
+                    r += 1;
+                }
+                Target::ConnMarkSave(nf, ct) => {
+                    if p.conn.is_some() {
+                        p.ct_mark = (p.ct_mark & !ct) ^ (p.mark & nf);
+                        fx.ct_mark_changed = true;
+                    }
+                    r += 1;
+                }
+                Target::ConnMarkRestore(nf, ct) => {
+                    if p.conn.is_some() {
+                        p.mark = (p.mark & !nf) ^ (p.ct_mark & ct);
+                    }
+                    r += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The `-m recent` address lists (`xt_recent`), by list name.
+#[derive(Default)]
+pub struct RecentTables {
+    lists: HashMap<String, HashMap<Addr, Vec<u64>>>,
+}
+
+impl RecentTables {
+    /// Evaluates a recent match: `--set` adds the address, `--rcheck`/`--update` look it up
+    /// within `--seconds` and `--hitcount`, `--remove` deletes it.
+    pub fn eval(&mut self, r: &mut Recent, p: &PacketCtx<'_, '_>) -> bool {
+        let d = p.packet;
+        let mut addr = if r.rdest { d.dst } else { d.src };
+        for i in 0..16 {
+            addr.0[i] &= r.mask.0[i];
+        }
+        let list = self.lists.entry(r.name.clone()).or_default();
+        let hit = match r.cmd {
+            Some(RecentCmd::Set) | None => {
+                let hits = list.entry(addr).or_default();
+                hits.push(p.now);
+                if hits.len() > 20 {
+                    hits.remove(0);
+                }
+                true
+            }
+            Some(RecentCmd::Remove) => list.remove(&addr).is_some(),
+            Some(cmd @ (RecentCmd::Check | RecentCmd::Update)) => {
+                let Some(hits) = list.get_mut(&addr) else {
+                    return r.inv;
+                };
+                let window = u64::from(r.seconds) * 1_000_000_000;
+                let recent_hits = hits
+                    .iter()
+                    .filter(|&&t| r.seconds == 0 || p.now.saturating_sub(t) <= window)
+                    .count() as u32;
+                let ok = (r.seconds == 0 || recent_hits > 0)
+                    && (r.hitcount == 0 || recent_hits >= r.hitcount);
+                if cmd == RecentCmd::Update && ok {
+                    hits.push(p.now);
+                    if hits.len() > 20 {
+                        hits.remove(0);
+                    }
+                }
+                ok
+            }
+        };
+        hit != r.inv
+    }
+}

@@ -124,14 +124,26 @@ impl Host {
     /// The interface a packet from or to `a` uses: the one whose subnet holds it, else the
     /// first of the family (the default route); empty when the host has none.
     pub fn route(&self, a: Addr, f: Family) -> &str {
+        self.name(self.route_ref(a, f))
+    }
+
+    fn route_ref(&self, a: Addr, f: Family) -> IfRef {
         if self.is_local(a, f) && !self.ifaces.iter().any(|i| i.addr == a) {
-            return "lo";
+            return IfRef::Lo;
         }
         self.ifaces
             .iter()
-            .find(|i| i.contains(a, f))
-            .or_else(|| self.ifaces.iter().find(|i| i.family == f))
-            .map_or("", |i| i.name.as_str())
+            .position(|i| i.contains(a, f))
+            .or_else(|| self.ifaces.iter().position(|i| i.family == f))
+            .map_or(IfRef::None, IfRef::Index)
+    }
+
+    fn name(&self, r: IfRef) -> &str {
+        match r {
+            IfRef::None => "",
+            IfRef::Lo => "lo",
+            IfRef::Index(i) => &self.ifaces[i].name,
+        }
     }
 
     /// True when the address is one of the host's.
@@ -267,14 +279,22 @@ pub struct Engine {
     counts: Counts,
 }
 
+/// An interface without borrowing the host: none, loopback, or one of the host's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IfRef {
+    None,
+    Lo,
+    Index(usize),
+}
+
 /// Where a packet is and what it carries through the hooks.
 struct Meta {
     rule: Option<(Hook, Table, usize, usize)>,
     state: PacketState,
     ct: Option<CtRef>,
     mark: u32,
-    iif: String,
-    oif: String,
+    iif: IfRef,
+    oif: IfRef,
 }
 
 impl Engine {
@@ -391,6 +411,9 @@ impl Engine {
         m: &mut Meta,
         now: u64,
     ) -> Result<(), DropReason> {
+        if self.rules.family(d.family).is_none() {
+            return Ok(());
+        }
         for &table in tables {
             let Engine {
                 conntrack,
@@ -401,14 +424,15 @@ impl Engine {
             let conn = m.ct.and_then(|r| conntrack.conn(r));
             let mut ctx = PacketCtx {
                 packet: d,
-                iif: &m.iif,
-                oif: &m.oif,
+                iif: host.name(m.iif),
+                oif: host.name(m.oif),
                 state: m.state,
                 conn,
                 mark: m.mark,
                 ct_mark: conn.map_or(0, |c| c.mark),
                 now,
                 host,
+                table: Some(conntrack.table()),
             };
             let mut fx = Effects::default();
             let decision = rules.evaluate(table.name(), hook.name(), &mut ctx, &mut fx);
@@ -453,11 +477,11 @@ impl Engine {
             ct: None,
             mark: 0,
             iif: if wire {
-                self.host.route(d.src, d.family).to_string()
+                self.host.route_ref(d.src, d.family)
             } else {
-                String::new()
+                IfRef::None
             },
-            oif: String::new(),
+            oif: IfRef::None,
         };
         // raw runs before conntrack (priority -300 against -200).
         if let Err(r) = self.tables(d, entry, &[Raw], &mut m, now) {
@@ -495,7 +519,7 @@ impl Engine {
                     if d.ttl <= 1 {
                         return Err(DropReason::TtlExceeded);
                     }
-                    m.oif = self.host.route(d.dst, d.family).to_string();
+                    m.oif = self.host.route_ref(d.dst, d.family);
                     self.tables(d, Hook::Forward, &[Mangle, Filter, Security], &mut m, now)?;
                     self.tables(d, Hook::PostRouting, &[Mangle], &mut m, now)?;
                     self.tables(d, Hook::PostRouting, nat, &mut m, now)?;
@@ -503,7 +527,7 @@ impl Engine {
                 }
             })()
         } else {
-            m.oif = self.host.route(d.dst, d.family).to_string();
+            m.oif = self.host.route_ref(d.dst, d.family);
             (|| {
                 self.tables(d, Hook::LocalOut, &[Mangle], &mut m, now)?;
                 self.tables(d, Hook::LocalOut, nat, &mut m, now)?;

@@ -60,6 +60,8 @@ pub struct PacketCtx<'a, 'b> {
     pub now: u64,
     /// Host facts.
     pub host: &'a dyn HostInfo,
+    /// The connection table, for `-m connlimit`.
+    pub table: Option<&'a ctrack_conntrack::table::Table>,
 }
 
 impl PacketCtx<'_, '_> {

@@ -309,7 +309,10 @@ impl RecentTables {
         for i in 0..16 {
             addr.0[i] &= r.mask.0[i];
         }
-        let list = self.lists.entry(r.name.clone()).or_default();
+        if !self.lists.contains_key(&r.name) {
+            self.lists.insert(r.name.clone(), HashMap::new());
+        }
+        let list = self.lists.get_mut(&r.name).expect("just inserted");
         let hit = match r.cmd {
             Some(RecentCmd::Set) | None => {
                 let hits = list.entry(addr).or_default();

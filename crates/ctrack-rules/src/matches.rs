@@ -1426,10 +1426,56 @@ impl Match {
                 };
                 (a <= v && v <= b) != inv
             }
-            Match::ConnLimit(..) => false,
+            Match::ConnLimit(limit, mask, daddr) => {
+                let Some((limit, above)) = *limit else { return false };
+                let count = connlimit_count(p, *mask, *daddr);
+                if above {
+                    count > u64::from(limit)
+                } else {
+                    count <= u64::from(limit)
+                }
+            }
             Match::Recent(r) => recent.eval(r, p),
         }
     }
+}
+
+/// Connections from (or to) the packet's masked address that are not closed, this one
+/// included (`nf_conncount`: TCP connections in TIME_WAIT or CLOSE do not count).
+fn connlimit_count(p: &PacketCtx<'_, '_>, mask_len: u8, by_dst: bool) -> u64 {
+    use ctrack_conntrack::proto::{tcp::TcpState, ProtoState};
+    let d = p.packet;
+    let family = p.family();
+    let mask = crate::addr::Net::parse(
+        family,
+        &format!("{}/{mask_len}", if family == Family::V4 { "0.0.0.0" } else { "::" }),
+        "--connlimit-mask",
+    )
+    .map(|n| n.mask)
+    .unwrap_or(Addr([0xff; 16]));
+    let key = |a: Addr| {
+        let mut k = a;
+        for i in 0..16 {
+            k.0[i] &= mask.0[i];
+        }
+        k
+    };
+    let want = key(if by_dst { d.dst } else { d.src });
+    let Some(table) = p.table else { return 1 };
+    let mut n = table
+        .iter_listing()
+        .filter(|(_, c)| {
+            let t = &c.tuple[0];
+            t.family == family
+                && key(if by_dst { t.dst } else { t.src }) == want
+                && !matches!(c.proto, ProtoState::Tcp(tc) if matches!(tc.state, TcpState::TimeWait | TcpState::Close))
+        })
+        .count() as u64;
+    // A connection not yet confirmed is counted too.
+    if p.conn.is_some_and(|c| !c.confirmed()) || p.conn.is_none() {
+        n += 1;
+    }
+    n
 }
 
 fn has_tcp_option(t: &TcpView<'_>, kind: u8) -> bool {

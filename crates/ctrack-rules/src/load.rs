@@ -365,14 +365,8 @@ fn command(
             let new = chain_arg(2)?;
             let c = find(t, &old)?;
             let mut chain = t.chains.remove(c);
-            chain.name = new.clone();
-            let builtins = t.chains.iter().filter(|c| c.policy.is_some()).count();
-            let at = builtins
-                + t.chains[builtins..]
-                    .iter()
-                    .position(|c| c.name.as_bytes() > new.as_bytes())
-                    .unwrap_or(t.chains.len() - builtins);
-            t.chains.insert(at, chain);
+            chain.name = new;
+            t.insert_user_chain(chain);
         }
         other => {
             return Err(OptError::opt(

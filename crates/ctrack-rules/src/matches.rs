@@ -367,6 +367,24 @@ pub struct Recent {
 /// inverted.
 pub type MultiportSpec = (u8, Vec<(u16, u16)>, bool);
 
+/// `--sport`/`--dport` of the tcp and udp matches.
+fn parse_ports(
+    opt: &str,
+    inv: bool,
+    args: &mut Args<'_>,
+    sport: &mut Option<Ports>,
+    dport: &mut Option<Ports>,
+) -> OptResult<bool> {
+    let slot = match opt {
+        "--sport" | "--source-port" => sport,
+        "--dport" | "--destination-port" => dport,
+        _ => return Ok(false),
+    };
+    let (lo, hi) = port_range(opt, args.value(opt)?)?;
+    *slot = Some(Ports { lo, hi, inv });
+    Ok(true)
+}
+
 /// One match of a rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Match {
@@ -564,6 +582,11 @@ impl Match {
         args: &mut Args<'_>,
         family: Family,
     ) -> OptResult<bool> {
+        let icmp_opt = if matches!(self, Match::Icmp6(_)) {
+            "--icmpv6-type"
+        } else {
+            "--icmp-type"
+        };
         let val = |args: &mut Args<'_>| args.value(opt).map(|s| s.to_string());
         match self {
             Match::Tcp {
@@ -572,14 +595,6 @@ impl Match {
                 flags,
                 option,
             } => match opt {
-                "--sport" | "--source-port" => {
-                    let (lo, hi) = port_range(opt, &val(args)?)?;
-                    *sport = Some(Ports { lo, hi, inv });
-                }
-                "--dport" | "--destination-port" => {
-                    let (lo, hi) = port_range(opt, &val(args)?)?;
-                    *dport = Some(Ports { lo, hi, inv });
-                }
                 "--tcp-flags" => {
                     let mask = parse_tcp_flags(opt, &val(args)?)?;
                     let comp = parse_tcp_flags(opt, &val(args)?)?;
@@ -587,43 +602,22 @@ impl Match {
                 }
                 "--syn" => *flags = Some((0x17, 0x02, inv)),
                 "--tcp-option" => *option = Some((bounded(opt, &val(args)?, 255)? as u8, inv)),
-                _ => return Ok(false),
+                _ => return parse_ports(opt, inv, args, sport, dport),
             },
-            Match::Udp { sport, dport } => match opt {
-                "--sport" | "--source-port" => {
-                    let (lo, hi) = port_range(opt, &val(args)?)?;
-                    *sport = Some(Ports { lo, hi, inv });
+            Match::Udp { sport, dport } => return parse_ports(opt, inv, args, sport, dport),
+            Match::Icmp(t) | Match::Icmp6(t) => {
+                if opt != icmp_opt {
+                    return Ok(false);
                 }
-                "--dport" | "--destination-port" => {
-                    let (lo, hi) = port_range(opt, &val(args)?)?;
-                    *dport = Some(Ports { lo, hi, inv });
-                }
-                _ => return Ok(false),
-            },
-            Match::Icmp(t) => match opt {
-                "--icmp-type" => {
-                    let (ty, code_lo, code_hi) = parse_icmp_type(opt, &val(args)?, false)?;
-                    *t = Some(IcmpType {
-                        ty,
-                        code_lo,
-                        code_hi,
-                        inv,
-                    });
-                }
-                _ => return Ok(false),
-            },
-            Match::Icmp6(t) => match opt {
-                "--icmpv6-type" => {
-                    let (ty, code_lo, code_hi) = parse_icmp_type(opt, &val(args)?, true)?;
-                    *t = Some(IcmpType {
-                        ty,
-                        code_lo,
-                        code_hi,
-                        inv,
-                    });
-                }
-                _ => return Ok(false),
-            },
+                let v6 = icmp_opt == "--icmpv6-type";
+                let (ty, code_lo, code_hi) = parse_icmp_type(opt, &val(args)?, v6)?;
+                *t = Some(IcmpType {
+                    ty,
+                    code_lo,
+                    code_hi,
+                    inv,
+                });
+            }
             Match::State(s) => match opt {
                 "--state" => *s = Some((parse_states(opt, &val(args)?, false)?, inv)),
                 _ => return Ok(false),
@@ -1427,7 +1421,9 @@ impl Match {
                 (a <= v && v <= b) != inv
             }
             Match::ConnLimit(limit, mask, daddr) => {
-                let Some((limit, above)) = *limit else { return false };
+                let Some((limit, above)) = *limit else {
+                    return false;
+                };
                 let count = connlimit_count(p, *mask, *daddr);
                 if above {
                     count > u64::from(limit)
@@ -1448,7 +1444,14 @@ fn connlimit_count(p: &PacketCtx<'_, '_>, mask_len: u8, by_dst: bool) -> u64 {
     let family = p.family();
     let mask = crate::addr::Net::parse(
         family,
-        &format!("{}/{mask_len}", if family == Family::V4 { "0.0.0.0" } else { "::" }),
+        &format!(
+            "{}/{mask_len}",
+            if family == Family::V4 {
+                "0.0.0.0"
+            } else {
+                "::"
+            }
+        ),
         "--connlimit-mask",
     )
     .map(|n| n.mask)

@@ -114,23 +114,25 @@ impl Table {
         self.chains.iter().position(|c| c.name == name)
     }
 
-    /// Adds a user chain, keeping user chains sorted as iptables-save lists them.
+    /// Adds an empty user chain.
     pub fn add_chain(&mut self, name: &str) {
+        self.insert_user_chain(Chain {
+            name: name.to_string(),
+            policy: None,
+            counters: Counters::default(),
+            rules: Vec::new(),
+        });
+    }
+
+    /// Puts a user chain among the others, sorted by name as iptables-save lists them.
+    pub fn insert_user_chain(&mut self, chain: Chain) {
         let builtins = self.chains.iter().filter(|c| c.policy.is_some()).count();
         let at = builtins
             + self.chains[builtins..]
                 .iter()
-                .position(|c| c.name.as_bytes() > name.as_bytes())
+                .position(|c| c.name.as_bytes() > chain.name.as_bytes())
                 .unwrap_or(self.chains.len() - builtins);
-        self.chains.insert(
-            at,
-            Chain {
-                name: name.to_string(),
-                policy: None,
-                counters: Counters::default(),
-                rules: Vec::new(),
-            },
-        );
+        self.chains.insert(at, chain);
     }
 }
 

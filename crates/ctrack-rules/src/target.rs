@@ -112,6 +112,25 @@ pub enum Target {
     Redirect(NatSpec),
 }
 
+/// The mark-setting options MARK and CONNMARK share, as the `(value, mask)` of
+/// `--set-xmark` they amount to; `None` for any other option.
+fn parse_xmark(opt: &str, args: &mut Args<'_>) -> OptResult<Option<(u32, u32)>> {
+    Ok(Some(match opt {
+        "--set-xmark" => value_mask(opt, args.value(opt)?)?,
+        "--set-mark" => {
+            let (v, m) = value_mask(opt, args.value(opt)?)?;
+            (v, v | m)
+        }
+        "--and-mark" => (0, !(number(opt, args.value(opt)?)? as u32)),
+        "--or-mark" => {
+            let x = number(opt, args.value(opt)?)? as u32;
+            (x, x)
+        }
+        "--xor-mark" => (number(opt, args.value(opt)?)? as u32, 0),
+        _ => return Ok(None),
+    }))
+}
+
 impl Target {
     /// A target by name; user chains are resolved by the loader.
     pub fn new(name: &str) -> Option<Target> {
@@ -231,61 +250,32 @@ impl Target {
                 "--zone" => *zone = bounded(opt, &val(args)?, 65535)? as u16,
                 _ => return Ok(false),
             },
-            Target::Mark(v, m) => match opt {
-                "--set-xmark" => (*v, *m) = value_mask(opt, &val(args)?)?,
-                "--set-mark" => {
-                    let (a, b) = value_mask(opt, &val(args)?)?;
-                    (*v, *m) = (a, a | b);
-                }
-                "--and-mark" => (*v, *m) = (0, !(number(opt, &val(args)?)? as u32)),
-                "--or-mark" => {
-                    let x = number(opt, &val(args)?)? as u32;
-                    (*v, *m) = (x, x);
-                }
-                "--xor-mark" => (*v, *m) = (number(opt, &val(args)?)? as u32, 0),
-                _ => return Ok(false),
+            Target::Mark(v, m) => match parse_xmark(opt, args)? {
+                Some(x) => (*v, *m) = x,
+                None => return Ok(false),
             },
             Target::ConnMarkSet(..) | Target::ConnMarkSave(..) | Target::ConnMarkRestore(..) => {
+                if let Some((a, b)) = parse_xmark(opt, args)? {
+                    *self = Target::ConnMarkSet(a, b);
+                    return Ok(true);
+                }
                 match opt {
-                    "--set-xmark" => {
-                        let (a, b) = value_mask(opt, &val(args)?)?;
-                        *self = Target::ConnMarkSet(a, b);
-                    }
-                    "--set-mark" => {
-                        let (a, b) = value_mask(opt, &val(args)?)?;
-                        *self = Target::ConnMarkSet(a, a | b);
-                    }
-                    "--and-mark" => {
-                        *self = Target::ConnMarkSet(0, !(number(opt, &val(args)?)? as u32))
-                    }
-                    "--or-mark" => {
-                        let x = number(opt, &val(args)?)? as u32;
-                        *self = Target::ConnMarkSet(x, x);
-                    }
-                    "--xor-mark" => {
-                        *self = Target::ConnMarkSet(number(opt, &val(args)?)? as u32, 0)
-                    }
                     "--save-mark" => *self = Target::ConnMarkSave(u32::MAX, u32::MAX),
                     "--restore-mark" => *self = Target::ConnMarkRestore(u32::MAX, u32::MAX),
                     "--mask" | "--nfmask" | "--ctmask" => {
                         let x = number(opt, &val(args)?)? as u32;
-                        match self {
-                            Target::ConnMarkSave(nf, ct) | Target::ConnMarkRestore(nf, ct) => {
-                                match opt {
-                                    "--nfmask" => *nf = x,
-                                    "--ctmask" => *ct = x,
-                                    _ => {
-                                        *nf = x;
-                                        *ct = x;
-                                    }
-                                }
-                            }
-                            _ => {
-                                return Err(OptError::opt(
-                                    opt,
-                                    "only with --save-mark or --restore-mark",
-                                ))
-                            }
+                        let (Target::ConnMarkSave(nf, ct) | Target::ConnMarkRestore(nf, ct)) = self
+                        else {
+                            return Err(OptError::opt(
+                                opt,
+                                "only with --save-mark or --restore-mark",
+                            ));
+                        };
+                        if opt != "--ctmask" {
+                            *nf = x;
+                        }
+                        if opt != "--nfmask" {
+                            *ct = x;
                         }
                     }
                     _ => return Ok(false),

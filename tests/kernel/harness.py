@@ -508,6 +508,49 @@ def counter_tables(text):
     return {f"{k[0]}/{k[1]}": v for k, v in out.items()}
 
 
+def sll2_packets(path):
+    """(index, outgoing, IP bytes) of every packet of a Linux cooked v2 capture."""
+    import struct
+    data = Path(path).read_bytes()
+    endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    off, i, out = 24, 0, []
+    while off + 16 <= len(data):
+        incl = struct.unpack(endian + "I", data[off + 8:off + 12])[0]
+        frame = data[off + 16:off + 16 + incl]
+        off += 16 + incl
+        if len(frame) > 20 and struct.unpack(">H", frame[0:2])[0] in (0x0800, 0x86DD):
+            out.append((i, frame[10] == 4, frame[20:]))
+        i += 1
+    return out
+
+
+def reply_differences(pcap, verdicts_path):
+    """Each REJECT answer ctrack made must be the packet the kernel sent: the first outgoing
+    packet after the rejected one between the same addresses (IPv4 identification and
+    header checksum aside, which the kernel draws at random for ICMP)."""
+    import json
+    packets = sll2_packets(pcap)
+    diffs = []
+    for line in Path(verdicts_path).read_text().splitlines():
+        v = json.loads(line)
+        if not v.get("reply"):
+            continue
+        ours = bytes.fromhex(v["reply"])
+        v6 = ours[0] >> 4 == 6
+        addrs = ours[8:40] if v6 else ours[12:20]
+        theirs = next((p for i, out, p in packets if out and i > v["index"]
+                       and (p[8:40] if v6 else p[12:20]) == addrs), None)
+        if theirs is None:
+            diffs.append(f"REJECT answer to packet {v['index']}: the kernel sent none")
+            continue
+        # The kernel picks IPv4 identifications and IPv6 flow labels itself.
+        mask = ((lambda b: b[:1] + bytes([b[1] & 0xf0]) + b"\0\0" + b[4:]) if v6
+                else (lambda b: b[:4] + b"\0\0" + b[6:10] + b"\0\0" + b[12:]))
+        if mask(theirs) != mask(ours):
+            diffs.append(f"REJECT answer to packet {v['index']}: kernel {theirs.hex()} / ctrack {ours.hex()}")
+    return diffs
+
+
 def parse_stats(text):
     total = {}
     for line in text.splitlines():
@@ -707,6 +750,7 @@ def run_scenario(path, ctrack, keep):
         ours["proc"] = r.stdout
         kernel["proc"] = (work / "kernel-proc.txt").read_text()
         diffs = compare(path.stem, kernel, ours)
+        diffs["stats"] += reply_differences(rec.pcap, work / "ctrack-verdicts.jsonl")
         if keep:
             dest = Path(keep) / path.stem
             shutil.rmtree(dest, ignore_errors=True)

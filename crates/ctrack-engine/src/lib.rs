@@ -16,7 +16,9 @@ use ctrack_conntrack::{Conntrack, CtRef, Hook, InResult, PacketState, Settings};
 use ctrack_packet::frag::Reassembly;
 use ctrack_packet::{Addr, Datagram, Family, Malformed, Reassembler};
 use ctrack_rules::ctx::{addrtype, HostInfo, PacketCtx};
-use ctrack_rules::{Decision, Effects, Ruleset};
+use ctrack_rules::{Decision, Effects, RejectWith, Ruleset};
+
+pub mod reject;
 
 /// Where a packet enters the pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,6 +157,14 @@ impl Host {
     pub fn locals(&self) -> &[(Addr, Family)] {
         &self.locals
     }
+
+    /// The host's address on the way to `a`: its address on the interface that routes there.
+    pub fn source_toward(&self, a: Addr, f: Family) -> Option<Addr> {
+        match self.route_ref(a, f) {
+            IfRef::Index(i) if self.ifaces[i].addr != Addr::default() => Some(self.ifaces[i].addr),
+            _ => self.locals.iter().find(|(_, g)| *g == f).map(|(x, _)| *x),
+        }
+    }
 }
 
 impl HostInfo for Host {
@@ -203,8 +213,8 @@ pub enum DropReason {
         chain: usize,
         /// The rule's index in the chain; `None` for the policy.
         rule: Option<usize>,
-        /// It was REJECT: the host answers.
-        reject: bool,
+        /// It was REJECT: what the host answers with.
+        reject: Option<RejectWith>,
     },
     /// An overlapping or oversized fragment.
     Fragment,
@@ -229,7 +239,7 @@ pub enum Fate {
 }
 
 /// What happened to a packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
     /// Its fate.
     pub fate: Fate,
@@ -241,6 +251,8 @@ pub struct Outcome {
     pub invalid: Option<&'static str>,
     /// The last rule that matched: hook, table, chain index and rule index.
     pub rule: Option<(Hook, Table, usize, usize)>,
+    /// The answer a REJECT sends (IP datagram), when it sends one.
+    pub reply: Option<Vec<u8>>,
 }
 
 /// Counts of what the pipeline did.
@@ -363,6 +375,7 @@ impl Engine {
             state: PacketState::Invalid,
             invalid: None,
             rule: None,
+            reply: None,
         };
         let d = match Datagram::parse(bytes) {
             Ok(d) => d,
@@ -486,7 +499,7 @@ impl Engine {
         // raw runs before conntrack (priority -300 against -200).
         if let Err(r) = self.tables(d, entry, &[Raw], &mut m, now) {
             out.rule = m.rule;
-            return self.dropped(out, r, None);
+            return self.dropped_packet(out, r, None, Some(d));
         }
         let ct = if m.state == PacketState::Untracked {
             None
@@ -520,9 +533,20 @@ impl Engine {
                         return Err(DropReason::TtlExceeded);
                     }
                     m.oif = self.host.route_ref(d.dst, d.family);
-                    self.tables(d, Hook::Forward, &[Mangle, Filter, Security], &mut m, now)?;
-                    self.tables(d, Hook::PostRouting, &[Mangle], &mut m, now)?;
-                    self.tables(d, Hook::PostRouting, nat, &mut m, now)?;
+                    // ip_forward lowers the TTL before the FORWARD hook.
+                    let fwd = Datagram {
+                        ttl: d.ttl - 1,
+                        ..*d
+                    };
+                    self.tables(
+                        &fwd,
+                        Hook::Forward,
+                        &[Mangle, Filter, Security],
+                        &mut m,
+                        now,
+                    )?;
+                    self.tables(&fwd, Hook::PostRouting, &[Mangle], &mut m, now)?;
+                    self.tables(&fwd, Hook::PostRouting, nat, &mut m, now)?;
                     Ok(Fate::Forwarded)
                 }
             })()
@@ -551,11 +575,34 @@ impl Engine {
                 out.fate = fate;
                 out
             }
-            Err(r) => self.dropped(out, r, ct.as_ref()),
+            Err(r) => self.dropped_packet(out, r, ct.as_ref(), Some(d)),
         }
     }
 
-    fn dropped(&mut self, mut out: Outcome, r: DropReason, ct: Option<&InResult>) -> Outcome {
+    fn dropped(&mut self, out: Outcome, r: DropReason, ct: Option<&InResult>) -> Outcome {
+        self.dropped_packet(out, r, ct, None)
+    }
+
+    fn dropped_packet(
+        &mut self,
+        mut out: Outcome,
+        r: DropReason,
+        ct: Option<&InResult>,
+        d: Option<&Datagram<'_>>,
+    ) -> Outcome {
+        if let (
+            DropReason::Rule {
+                reject: Some(with),
+                hook,
+                ..
+            },
+            Some(d),
+        ) = (r, d)
+        {
+            let forwarded = matches!(hook, Hook::Forward | Hook::PostRouting)
+                && out.entry_hook == Hook::PreRouting;
+            out.reply = reject::reply(d, with, &self.host, forwarded);
+        }
         if let Some(ct) = ct {
             self.conntrack.discard(ct);
         }

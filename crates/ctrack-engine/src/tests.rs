@@ -246,3 +246,75 @@ fn ttl_exceeded_in_forwarding_confirms_nothing() {
     let mut e = Engine::new(acct(), Host::new(vec![(Addr::v4(S), Family::V4)]), 1);
     assert_eq!(e.process(&p, Entry::Wire, 0).fate, Fate::Delivered);
 }
+
+#[test]
+fn reject_answers_like_the_kernel() {
+    use ctrack_rules::RejectWith;
+    let host = Host::new(vec![(Addr::v4(S), Family::V4)]);
+    // A SYN is answered by RST+ACK acknowledging it, from the address it was sent to.
+    let syn = tcp(C, S, 40000, 80, 0x02, 100, 0);
+    let d = Datagram::parse(&syn).unwrap();
+    let r = reject::reply(&d, RejectWith::TcpReset, &host, false).unwrap();
+    let rd = Datagram::parse(&r).unwrap();
+    assert_eq!((rd.src, rd.dst, rd.ttl), (Addr::v4(S), Addr::v4(C), 64));
+    let t = ctrack_packet::TcpView::new(rd.l4()).unwrap();
+    assert_eq!(
+        (t.src_port(), t.dst_port(), t.flags().0, t.seq(), t.ack()),
+        (80, 40000, 0x14, 0, 101)
+    );
+    assert!(checksum::verify(
+        Family::V4,
+        rd.src,
+        rd.dst,
+        6,
+        rd.l4(),
+        true
+    ));
+    // A segment with ACK gets a bare RST at its acknowledgement number.
+    let ack = tcp(C, S, 40000, 80, 0x10, 101, 777);
+    let r = reject::reply(
+        &Datagram::parse(&ack).unwrap(),
+        RejectWith::TcpReset,
+        &host,
+        false,
+    )
+    .unwrap();
+    let t = ctrack_packet::TcpView::new(Datagram::parse(&r).unwrap().l4()).unwrap();
+    assert_eq!((t.flags().0, t.seq()), (0x04, 777));
+    // No answer to a reset, and no reset for UDP.
+    let rst = tcp(C, S, 40000, 80, 0x04, 101, 0);
+    assert!(reject::reply(
+        &Datagram::parse(&rst).unwrap(),
+        RejectWith::TcpReset,
+        &host,
+        false
+    )
+    .is_none());
+    let u = udp(C, S, 5000, 53, b"q");
+    assert!(reject::reply(
+        &Datagram::parse(&u).unwrap(),
+        RejectWith::TcpReset,
+        &host,
+        false
+    )
+    .is_none());
+    // Port unreachable quotes the datagram, from the host's address, precedence 0xc0.
+    let r = reject::reply(
+        &Datagram::parse(&u).unwrap(),
+        RejectWith::Unreachable(3),
+        &host,
+        false,
+    )
+    .unwrap();
+    let rd = Datagram::parse(&r).unwrap();
+    assert_eq!((rd.proto, rd.tos, rd.l4()[0], rd.l4()[1]), (1, 0xc0, 3, 3));
+    assert_eq!(&rd.l4()[8..], &u[..]);
+    assert!(checksum::verify(
+        Family::V4,
+        rd.src,
+        rd.dst,
+        1,
+        rd.l4(),
+        false
+    ));
+}

@@ -4,7 +4,7 @@
 use crate::ctx::PacketCtx;
 use crate::matches::{Recent, RecentCmd};
 use crate::model::{FamilyRules, Rule, RuleSpec};
-use crate::target::Target;
+use crate::target::{RejectWith, Target};
 use ctrack_packet::{Addr, Family};
 use std::collections::HashMap;
 
@@ -23,8 +23,8 @@ pub enum Decision {
         chain: usize,
         /// Rule index in the chain, or `None` for the policy.
         rule: Option<usize>,
-        /// The rule was REJECT (the host answers).
-        reject: bool,
+        /// The rule was REJECT: what the host answers with.
+        reject: Option<RejectWith>,
     },
 }
 
@@ -196,7 +196,7 @@ impl FamilyRules {
                         Decision::Drop {
                             chain: c,
                             rule: None,
-                            reject: false,
+                            reject: None,
                         }
                     };
                 }
@@ -226,7 +226,7 @@ impl FamilyRules {
                     return Decision::Drop {
                         chain: c,
                         rule: Some(r),
-                        reject: matches!(target, Target::Reject(_)),
+                        reject: target.reject_with(p.family()),
                     }
                 }
                 Target::Return => {
@@ -249,7 +249,7 @@ impl FamilyRules {
                             return Decision::Drop {
                                 chain: c,
                                 rule: Some(r),
-                                reject: false,
+                                reject: None,
                             };
                         }
                         stack[depth] = (c, r + 1);

@@ -23,7 +23,7 @@ pub use error::RulesError;
 pub use load::{load, load_as};
 pub use matches::Match;
 pub use model::{Backend, Chain, Counters, FamilyRules, Rule, RuleSpec, Table};
-pub use target::Target;
+pub use target::{RejectWith, Target};
 
 pub mod eval;
 

@@ -27,6 +27,29 @@ const REJECT_V6: [(&str, &str); 7] = [
     ("icmp6-reject-route", "reject-route"),
 ];
 
+/// What REJECT answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectWith {
+    /// A TCP reset.
+    TcpReset,
+    /// Destination unreachable (ICMP type 3, or ICMPv6 type 1) with this code.
+    Unreachable(u8),
+}
+
+/// ICMP codes of the `--reject-with` types, in the tables' order (`None` is tcp-reset).
+const REJECT_V4_CODES: [Option<u8>; 8] = [
+    Some(0),
+    Some(1),
+    Some(3),
+    Some(2),
+    Some(9),
+    Some(10),
+    None,
+    Some(13),
+];
+const REJECT_V6_CODES: [Option<u8>; 7] =
+    [Some(0), Some(1), Some(3), Some(4), None, Some(5), Some(6)];
+
 /// Syslog levels by name, as `--log-level` accepts them.
 const LOG_LEVELS: [&str; 8] = [
     "emerg", "alert", "crit", "error", "warning", "notice", "info", "debug",
@@ -162,6 +185,16 @@ impl Target {
             "REDIRECT" => Target::Redirect(NatSpec::default()),
             _ => return None,
         })
+    }
+
+    /// For REJECT, what it answers with.
+    pub fn reject_with(&self, family: Family) -> Option<RejectWith> {
+        let Target::Reject(k) = self else { return None };
+        let code = match family {
+            Family::V4 => REJECT_V4_CODES[*k],
+            Family::V6 => REJECT_V6_CODES[*k],
+        };
+        Some(code.map_or(RejectWith::TcpReset, RejectWith::Unreachable))
     }
 
     /// True when the target needs connection tracking.

@@ -475,7 +475,11 @@ fn write_verdict(
                     match rule {
                         Some(i) => format!(
                             "{} by rule {} of {}/{} at {}",
-                            if reject { "rejected" } else { "dropped" },
+                            if reject.is_some() {
+                                "rejected"
+                            } else {
+                                "dropped"
+                            },
                             i + 1,
                             table.name(),
                             chain_name,
@@ -502,6 +506,7 @@ fn write_verdict(
         "invalid": o.invalid,
         "rule": rule,
         "reason": reason,
+        "reply": o.reply.as_ref().map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
     });
     writeln!(w, "{line}")?;
     Ok(())

@@ -480,11 +480,30 @@ def kernel_state(topo, work):
 TABLE_FULL = "table full"
 
 
+LOG_LINE = re.compile(r"^\[[^\]]*\] (.*IN=\S* OUT=\S* .*)$")
+
+
 def kernel_log_lines():
-    """The kernel's `table full` lines so far (the ring buffer is shared by all namespaces,
-    so a run compares what it added)."""
+    """The kernel's `table full` and LOG lines so far, timestamps dropped (the ring buffer is
+    shared by all namespaces, so a run compares what it added)."""
     r = subprocess.run(["dmesg"], capture_output=True, text=True, check=False)
-    return [l for l in r.stdout.splitlines() if TABLE_FULL in l]
+    out = []
+    for l in r.stdout.splitlines():
+        if TABLE_FULL in l:
+            out.append(TABLE_FULL)
+        elif m := LOG_LINE.match(l):
+            out.append(m.group(1))
+    return out
+
+
+def ctrack_log_lines(path):
+    out = []
+    for l in Path(path).read_text().splitlines():
+        if TABLE_FULL in l:
+            out.append(TABLE_FULL)
+        elif m := LOG_LINE.match(l):
+            out.append(m.group(1))
+    return out
 
 
 def counter_tables(text):
@@ -666,8 +685,15 @@ def compare(scn_name, kernel, ours):
             diff = next(((x, y) for x, y in zip(a + ["(none)"] * len(b), b + ["(none)"] * len(a)) if x != y), None)
             diffs["counters"].append(f"{key}: iptables-save -c {diff[0]!r} / ctrack {diff[1]!r}")
             break
-    if len(kernel["log"]) != len(ours["log"]):
-        diffs["stats"].append(f"'{TABLE_FULL}' lines: kernel {len(kernel['log'])} / ctrack {len(ours['log'])}")
+    kf = [l for l in kernel["log"] if l == TABLE_FULL]
+    of = [l for l in ours["log"] if l == TABLE_FULL]
+    if len(kf) != len(of):
+        diffs["stats"].append(f"'{TABLE_FULL}' lines: kernel {len(kf)} / ctrack {len(of)}")
+    kl = [l for l in kernel["log"] if l != TABLE_FULL]
+    ol = [l for l in ours["log"] if l != TABLE_FULL]
+    if kl != ol:
+        first = next(((a, b) for a, b in zip(kl + ["(none)"] * len(ol), ol + ["(none)"] * len(kl)) if a != b))
+        diffs["counters"].append(f"LOG line: kernel {first[0]!r} / ctrack {first[1]!r}")
     return diffs
 
 
@@ -740,7 +766,7 @@ def run_scenario(path, ctrack, keep):
                 "stats": "\n".join(l for l in lines if l.startswith("cpu=")),
                 "counters": "\n".join(l for l in lines if l[:1] in "*:[-C"),
                 "events": (work / "ctrack-events.txt").read_text(),
-                "log": [l for l in (work / "ctrack-log.txt").read_text().splitlines() if TABLE_FULL in l]}
+                "log": ctrack_log_lines(work / "ctrack-log.txt")}
         (work / "ctrack-table.txt").write_text(ours["table"] + "\n")
         r = subprocess.run([ctrack, "replay", str(rec.pcap), "--sysctl-file", str(work / "sysctl.conf"),
                             *rule_args, "--at", f"{at:.9f}", "--table", "proc", "-q"],
@@ -784,6 +810,16 @@ def main():
         return 2
     paths = [Path(p) for p in a.scenarios] or sorted((HERE / "scenarios").glob("*.toml"))
     known = tomllib.loads((HERE / "known-differences.toml").read_text())
+    # LOG from a network namespace reaches the kernel log only with this global switch.
+    log_all = sh("sysctl", "-n", "net.netfilter.nf_log_all_netns", capture=True).strip()
+    sh("sysctl", "-qw", "net.netfilter.nf_log_all_netns=1")
+    try:
+        return run_all(paths, known, a)
+    finally:
+        sh("sysctl", "-qw", f"net.netfilter.nf_log_all_netns={log_all}", check=False)
+
+
+def run_all(paths, known, a):
     failed = 0
     rows = []
     for p in paths:

@@ -21,7 +21,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-pub use link::{Direction, LinkError};
+pub use link::{Direction, LinkError, LinkMeta};
 
 /// A capture that could not be read, or the point where reading stopped.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -75,6 +75,11 @@ impl Frame<'_> {
     pub fn ip(&self) -> Result<(&[u8], Option<Direction>), LinkError> {
         let (ip, dir) = link::strip(self.linktype, self.data)?;
         Ok((ip, self.direction.or(dir)))
+    }
+
+    /// The link-layer facts of the frame.
+    pub fn link(&self) -> LinkMeta {
+        link::meta(self.linktype, self.data)
     }
 }
 

@@ -11,6 +11,59 @@ pub enum Direction {
     Outgoing,
 }
 
+/// What the link layer says about a frame besides its payload: what the kernel's LOG
+/// target prints as `MAC=`, and on which interface a cooked capture saw it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkMeta {
+    /// Destination hardware address (Ethernet captures).
+    pub dst: Option<[u8; 6]>,
+    /// Source hardware address (Ethernet; the sender's for cooked captures).
+    pub src: Option<[u8; 6]>,
+    /// EtherType of the payload.
+    pub ethertype: u16,
+    /// Interface index (Linux cooked v2).
+    pub ifindex: Option<u32>,
+}
+
+fn mac_at(b: &[u8], at: usize) -> Option<[u8; 6]> {
+    b.get(at..at + 6)
+        .map(|s| [s[0], s[1], s[2], s[3], s[4], s[5]])
+}
+
+/// The link-layer facts of a frame; empty for link types that carry none.
+pub fn meta(linktype: u32, frame: &[u8]) -> LinkMeta {
+    let be16 = |at: usize| {
+        frame
+            .get(at..at + 2)
+            .map_or(0, |s| u16::from_be_bytes([s[0], s[1]]))
+    };
+    match linktype {
+        ETHERNET => LinkMeta {
+            dst: mac_at(frame, 0),
+            src: mac_at(frame, 6),
+            ethertype: be16(12),
+            ifindex: None,
+        },
+        LINUX_SLL => LinkMeta {
+            dst: None,
+            src: (be16(4) == 6).then(|| mac_at(frame, 6)).flatten(),
+            ethertype: be16(14),
+            ifindex: None,
+        },
+        LINUX_SLL2 => LinkMeta {
+            dst: None,
+            src: (frame.get(11) == Some(&6))
+                .then(|| mac_at(frame, 12))
+                .flatten(),
+            ethertype: be16(0),
+            ifindex: frame
+                .get(4..8)
+                .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]])),
+        },
+        _ => LinkMeta::default(),
+    }
+}
+
 /// Why a frame carries no IP datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
 pub enum LinkError {

@@ -284,6 +284,7 @@ pub struct Counts {
 
 /// The pipeline of one host.
 pub struct Engine {
+    mac: Option<[u8; 14]>,
     conntrack: Conntrack,
     host: Host,
     rules: Ruleset,
@@ -301,6 +302,7 @@ enum IfRef {
 
 /// Where a packet is and what it carries through the hooks.
 struct Meta {
+    mac: Option<[u8; 14]>,
     rule: Option<(Hook, Table, usize, usize)>,
     state: PacketState,
     ct: Option<CtRef>,
@@ -318,6 +320,7 @@ impl Engine {
     /// A host with a ruleset.
     pub fn with_rules(settings: Settings, host: Host, seed: u64, rules: Ruleset) -> Self {
         Engine {
+            mac: None,
             conntrack: Conntrack::new(settings, seed),
             host,
             rules,
@@ -361,8 +364,26 @@ impl Engine {
         self.conntrack.expire(now);
     }
 
+    /// LOG lines written since the last call: packet time and text.
+    pub fn take_log(&mut self) -> Vec<(u64, String)> {
+        std::mem::take(&mut self.rules.log)
+    }
+
     /// One packet through the pipeline.
     pub fn process(&mut self, bytes: &[u8], entry: Entry, now: u64) -> Outcome {
+        self.process_with_link(bytes, entry, now, None)
+    }
+
+    /// One packet, with the link-layer header it arrived with (destination, source,
+    /// EtherType) for `-m mac` and LOG's `MAC=`.
+    pub fn process_with_link(
+        &mut self,
+        bytes: &[u8],
+        entry: Entry,
+        now: u64,
+        mac: Option<[u8; 14]>,
+    ) -> Outcome {
+        self.mac = mac;
         self.conntrack.expire(now);
         self.counts.packets += 1;
         let entry_hook = match entry {
@@ -446,6 +467,7 @@ impl Engine {
                 now,
                 host,
                 table: Some(conntrack.table()),
+                mac_header: m.mac,
             };
             let mut fx = Effects::default();
             let decision = rules.evaluate(table.name(), hook.name(), &mut ctx, &mut fx);
@@ -485,6 +507,7 @@ impl Engine {
         let wire = entry == Hook::PreRouting;
         let local_dst = self.host.is_local(d.dst, d.family);
         let mut m = Meta {
+            mac: self.mac.filter(|_| wire),
             rule: None,
             state: PacketState::Invalid,
             ct: None,

@@ -62,6 +62,9 @@ pub struct PacketCtx<'a, 'b> {
     pub host: &'a dyn HostInfo,
     /// The connection table, for `-m connlimit`.
     pub table: Option<&'a ctrack_conntrack::table::Table>,
+    /// The link-layer header the packet arrived with (destination, source, EtherType), for
+    /// LOG's `MAC=` and `-m mac`.
+    pub mac_header: Option<[u8; 14]>,
 }
 
 impl PacketCtx<'_, '_> {

@@ -48,6 +48,8 @@ pub struct Ruleset {
     pub v6: Option<FamilyRules>,
     /// `-m recent` lists.
     pub recent: RecentTables,
+    /// LOG lines not yet taken: packet time and text.
+    pub log: Vec<(u64, String)>,
 }
 
 impl Ruleset {
@@ -107,7 +109,7 @@ impl Ruleset {
         let Some(rules) = rules else {
             return Decision::Accept;
         };
-        rules.evaluate(table, chain, p, fx, &mut self.recent)
+        rules.evaluate(table, chain, p, fx, &mut self.recent, &mut self.log)
     }
 }
 
@@ -172,6 +174,7 @@ impl FamilyRules {
         p: &mut PacketCtx<'_, '_>,
         fx: &mut Effects,
         recent: &mut RecentTables,
+        log: &mut Vec<(u64, String)>,
     ) -> Decision {
         let Some(t) = self.tables.iter_mut().find(|t| t.name == table) else {
             return Decision::Accept;
@@ -216,7 +219,11 @@ impl FamilyRules {
             fx.last_rule = Some((c, r));
             let target = &t.chains[c].rules[r].spec.target;
             match target {
-                Target::None | Target::Log(_) | Target::Nflog(..) => r += 1,
+                Target::None | Target::Nflog(..) => r += 1,
+                Target::Log(l) => {
+                    log.push((p.now, crate::log::line(l, p)));
+                    r += 1;
+                }
                 Target::Accept
                 | Target::Snat(_)
                 | Target::Dnat(_)

@@ -15,6 +15,7 @@ pub mod ctx;
 pub mod error;
 pub mod lex;
 pub mod load;
+pub mod log;
 pub mod matches;
 pub mod model;
 pub mod target;

@@ -1399,7 +1399,14 @@ impl Match {
                 h.as_ref().is_none_or(|(_, inv)| *inv)
             }
             Match::Limit(l) => l.take(p.now),
-            Match::Mac(_) => false,
+            Match::Mac(m) => {
+                let Some((mac, inv)) = m else { return false };
+                // Only packets that came in have a source hardware address.
+                let Some(h) = p.mac_header.filter(|_| !p.iif.is_empty()) else {
+                    return false;
+                };
+                (h[6..12] == mac[..]) != *inv
+            }
             Match::ConnBytes(r, mode, dir) => {
                 let (Some((a, b, inv)), Some(mode), Some(dir)) = (*r, *mode, *dir) else {
                     return false;

@@ -394,11 +394,11 @@ impl Target {
             }
             Target::Log(l) => {
                 out.push_str(" -j LOG");
-                if l.level != 4 {
-                    let _ = write!(out, " --log-level {}", l.level);
-                }
                 if let Some(p) = &l.prefix {
                     let _ = write!(out, " --log-prefix {}", save_string(p));
+                }
+                if l.level != 4 {
+                    let _ = write!(out, " --log-level {}", l.level);
                 }
                 let names = [
                     "--log-tcp-sequence",

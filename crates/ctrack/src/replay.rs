@@ -5,7 +5,7 @@ use crate::cli::{parse_size, ReplayArgs, TableFormat};
 use crate::copies::ForwardedCopies;
 use crate::gso::Coalescer;
 use anyhow::{bail, Context, Result};
-use ctrack_capture::{merge, Capture, Direction};
+use ctrack_capture::{merge, Capture, Direction, LinkMeta};
 use ctrack_conntrack::format::{conntrack_line, conntrack_summary, event_line, json, proc_line};
 use ctrack_conntrack::{Applied, Settings};
 use ctrack_engine::{DropReason, Engine, Entry, Fate, Host, Iface, Outcome};
@@ -13,6 +13,7 @@ use ctrack_packet::{Addr, Datagram, Family};
 use ctrack_rules::{Backend, Ruleset};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::io::Write;
 
 /// Builds the settings from `--memory`, `--hashsize`, `--sysctl-file` and `--sysctl`, in
@@ -91,6 +92,34 @@ fn answers_for_another(d: &Datagram<'_>) -> bool {
     }
 }
 
+/// Each interface's own hardware address, from what a cooked capture saw it send.
+fn learn_if_macs(caps: &[Capture]) -> HashMap<u32, [u8; 6]> {
+    let mut out = HashMap::new();
+    for f in merge(caps) {
+        let Ok((_, Some(Direction::Outgoing))) = f.ip() else {
+            continue;
+        };
+        let link = f.link();
+        if let (Some(i), Some(mac)) = (link.ifindex, link.src) {
+            out.entry(i).or_insert(mac);
+        }
+    }
+    out
+}
+
+/// The 14 bytes the kernel prints as `MAC=`: destination, source, EtherType.
+fn mac_header(link: LinkMeta, if_macs: &HashMap<u32, [u8; 6]>) -> Option<[u8; 14]> {
+    let dst = link
+        .dst
+        .or_else(|| link.ifindex.and_then(|i| if_macs.get(&i).copied()))?;
+    let src = link.src?;
+    let mut h = [0u8; 14];
+    h[..6].copy_from_slice(&dst);
+    h[6..12].copy_from_slice(&src);
+    h[12..].copy_from_slice(&link.ethertype.to_be_bytes());
+    Some(h)
+}
+
 fn secs(ns: u64) -> String {
     format!("{}.{:06}", ns / 1_000_000_000, ns % 1_000_000_000 / 1000)
 }
@@ -161,6 +190,7 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     let mut skipped = Skipped::default();
     let mut last = 0u64;
     let mut events_out = Vec::new();
+    let if_macs = learn_if_macs(&caps);
     let mut gso = Coalescer::default();
     let mut copies = ForwardedCopies::default();
     let mut ready = Vec::new();
@@ -236,7 +266,8 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
             }
         }
         if entry == Entry::Wire {
-            let o = engine.process(ip, entry, frame.time);
+            let mac = mac_header(frame.link(), &if_macs);
+            let o = engine.process_with_link(ip, entry, frame.time, mac);
             if let Some(w) = verdicts.as_mut() {
                 write_verdict(w, &engine, n, frame.time, ip, &o)?;
             }
@@ -299,7 +330,10 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
         }
         f.flush()?;
     }
-    let log = engine.conntrack_mut().take_log();
+    let mut log = engine.conntrack_mut().take_log();
+    let table_full_lines = log.len();
+    log.extend(engine.take_log());
+    log.sort_by_key(|(t, _)| *t);
     if let Some(path) = &args.log {
         let mut f = std::fs::File::create(path)
             .with_context(|| format!("cannot create {}", path.display()))?;
@@ -309,7 +343,7 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     }
 
     if !args.quiet {
-        summary(&engine, &skipped, learned, &notes, now, log.len());
+        summary(&engine, &skipped, learned, &notes, now, table_full_lines);
     }
     let mut code = 0;
     for c in &caps {

@@ -37,6 +37,50 @@ pub struct Conn {
     pub start: u64,
     /// Events cached for delivery (`IPCT_*`).
     pub events: u16,
+    /// Events this connection reports (`CT --ctevents`; all by default).
+    pub event_mask: u16,
+    /// The helper assigned by `CT --helper`.
+    pub helper: Option<HelperName>,
+}
+
+/// A helper's name (`ftp`, `tftp`, …), kept inline so connections stay `Copy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HelperName {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl HelperName {
+    /// A name of at most 15 bytes (the kernel's `NF_CT_HELPER_NAME_LEN` less the NUL).
+    pub fn new(name: &str) -> Option<HelperName> {
+        let b = name.as_bytes();
+        if b.is_empty() || b.len() > 15 {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        bytes[..b.len()].copy_from_slice(b);
+        Some(HelperName {
+            bytes,
+            len: b.len() as u8,
+        })
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+/// What a raw-table `CT` rule gives the connection a packet creates: zone, helper and the
+/// events it reports (the kernel's conntrack template).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Template {
+    /// `--zone`.
+    pub zone: u16,
+    /// `--helper`.
+    pub helper: Option<HelperName>,
+    /// `--ctevents`, as `IPCT_*` bits.
+    pub events: Option<u16>,
 }
 
 impl Conn {

@@ -5,7 +5,7 @@
 //! confirmation; a packet dropped before that leaves nothing behind. Timers are data: call
 //! [`Conntrack::expire`] with the current time before each packet and before listing.
 
-use crate::conn::{Conn, Counter};
+use crate::conn::{Conn, Counter, Template};
 use crate::proto::{self, icmp, tcp, udp, ProtoState, Verdict};
 use crate::settings::Settings;
 use crate::stats::Stats;
@@ -121,6 +121,8 @@ pub struct Conntrack {
     /// Original tuple of the last new connection whose packet was dropped before
     /// confirmation: the host's own ICMP error about that packet carries it (`nf_ct_attach`).
     last_discarded: Option<Tuple>,
+    /// The template of the packet being tracked.
+    template: Template,
 }
 
 /// The kernel log line of a drop for a full table, as `dmesg` shows it in the initial
@@ -156,6 +158,7 @@ impl Conntrack {
             scratch: Vec::new(),
             peak: (0, 0),
             last_discarded: None,
+            template: Template::default(),
         }
     }
 
@@ -267,6 +270,8 @@ impl Conntrack {
     }
 
     fn emit(&mut self, now: u64, kind: EventKind, conn: Conn, bits: u16) {
+        // `CT --ctevents` is kept on the connection but, as on the kernels checked (6.18 with
+        // `conntrack -E` listening), it does not hold back what the listener sees.
         if self.record_events && self.settings.events != 0 {
             self.events.push(Event {
                 time: now,
@@ -279,7 +284,20 @@ impl Conntrack {
 
     /// `nf_conntrack_in`: finds or creates the packet's connection and runs its tracker.
     pub fn conntrack_in(&mut self, d: &Datagram<'_>, hook: Hook, now: u64) -> InResult {
+        self.conntrack_in_with(d, hook, now, None)
+    }
+
+    /// `nf_conntrack_in` for a packet a raw-table `CT` rule gave a template: its zone for the
+    /// lookup, and zone, helper and event mask for a new connection.
+    pub fn conntrack_in_with(
+        &mut self,
+        d: &Datagram<'_>,
+        hook: Hook,
+        now: u64,
+        tmpl: Option<&Template>,
+    ) -> InResult {
         self.pending = None;
+        self.template = tmpl.copied().unwrap_or_default();
         if d.fragment.is_some() {
             // Fragments are reassembled before conntrack; one that reaches here could not be.
             self.stats.invalid += 1;
@@ -315,7 +333,7 @@ impl Conntrack {
     }
 
     fn resolve(&mut self, d: &Datagram<'_>, tuple: Tuple, now: u64, may_repeat: bool) -> InResult {
-        let zone = 0;
+        let zone = self.template.zone;
         let found = self.table.find(&tuple, zone);
         let (r, dir, ctinfo) = match found {
             Some((idx, dir)) => {
@@ -357,6 +375,8 @@ impl Conntrack {
                     id: self.next_id,
                     start: now,
                     events: 0,
+                    event_mask: self.template.events.unwrap_or(u16::MAX),
+                    helper: self.template.helper,
                 });
                 (CtRef::Unconfirmed, 0, CtInfo::New)
             }
@@ -621,7 +641,7 @@ impl Conntrack {
         let Some(inner) = quoted.invert() else {
             return error(&mut self.stats, "no reply tuple");
         };
-        let Some((idx, dir)) = self.table.find(&inner, 0) else {
+        let Some((idx, dir)) = self.table.find(&inner, self.template.zone) else {
             if hook == Hook::LocalOut && self.last_discarded == Some(quoted) {
                 // The host answers a packet it dropped (TTL exceeded, say): the kernel
                 // attached that packet's unconfirmed connection to the error, which is

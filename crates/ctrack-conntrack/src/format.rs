@@ -102,6 +102,9 @@ fn line_with(
                     now.saturating_sub(c.start) / 1_000_000_000
                 );
             }
+            if let Some(h) = &c.helper {
+                let _ = write!(s, "helper={} ", h.as_str());
+            }
             s.push_str("use=1");
         }
         Style::Event(_) => {
@@ -110,6 +113,9 @@ fn line_with(
             }
             if c.zone != 0 {
                 let _ = write!(s, "zone={} ", c.zone);
+            }
+            if let (Some(h), false) = (&c.helper, style == Style::Event(EventKind::Destroy)) {
+                let _ = write!(s, "helper={} ", h.as_str());
             }
             while s.ends_with(' ') {
                 s.pop();
@@ -190,5 +196,6 @@ pub fn json(c: &Conn, now: u64) -> serde_json::Value {
         "assured": c.has(ips::ASSURED),
         "mark": c.mark,
         "zone": c.zone,
+        "helper": c.helper.map(|h| h.as_str().to_string()),
     })
 }

@@ -20,7 +20,7 @@ pub mod status;
 pub mod table;
 
 pub use crate::core::{Conntrack, CtRef, Event, EventKind, Hook, InResult, TABLE_FULL_LOG};
-pub use conn::Conn;
+pub use conn::{Conn, HelperName, Template};
 pub use settings::{Applied, SettingError, Settings};
 pub use stats::Stats;
 pub use status::{ipct, ips, CtInfo, PacketState};

@@ -302,6 +302,7 @@ enum IfRef {
 
 /// Where a packet is and what it carries through the hooks.
 struct Meta {
+    template: Option<ctrack_conntrack::Template>,
     mac: Option<[u8; 14]>,
     rule: Option<(Hook, Table, usize, usize)>,
     state: PacketState,
@@ -484,6 +485,9 @@ impl Engine {
             if fx.notrack && table == Table::Raw {
                 m.state = PacketState::Untracked;
             }
+            if table == Table::Raw && fx.template.is_some() {
+                m.template = fx.template;
+            }
             if let Decision::Drop {
                 chain,
                 rule,
@@ -507,6 +511,7 @@ impl Engine {
         let wire = entry == Hook::PreRouting;
         let local_dst = self.host.is_local(d.dst, d.family);
         let mut m = Meta {
+            template: None,
             mac: self.mac.filter(|_| wire),
             rule: None,
             state: PacketState::Invalid,
@@ -527,7 +532,9 @@ impl Engine {
         let ct = if m.state == PacketState::Untracked {
             None
         } else {
-            let ct = self.conntrack.conntrack_in(d, entry, now);
+            let ct = self
+                .conntrack
+                .conntrack_in_with(d, entry, now, m.template.as_ref());
             m.state = ct.state;
             m.ct = ct.ct;
             out.invalid = ct.invalid;

@@ -37,6 +37,8 @@ pub struct Effects {
     pub ct_mark_changed: bool,
     /// The last rule that decided: (chain index, rule index) in the table.
     pub last_rule: Option<(usize, usize)>,
+    /// A raw-table CT rule's template for the connection the packet creates.
+    pub template: Option<ctrack_conntrack::Template>,
 }
 
 /// Both families' rulesets and the state rules keep (limit buckets, recent lists).
@@ -268,8 +270,23 @@ impl FamilyRules {
                     fx.notrack = true;
                     r += 1;
                 }
-                Target::Ct { notrack, .. } => {
+                Target::Ct {
+                    notrack,
+                    helper,
+                    zone,
+                    ctevents,
+                    ..
+                } => {
                     fx.notrack |= *notrack;
+                    if !*notrack {
+                        fx.template = Some(ctrack_conntrack::Template {
+                            zone: *zone,
+                            helper: helper
+                                .as_deref()
+                                .and_then(ctrack_conntrack::HelperName::new),
+                            events: ctevents.as_deref().map(crate::target::event_mask),
+                        });
+                    }
                     r += 1;
                 }
                 Target::Mark(v, m) => {

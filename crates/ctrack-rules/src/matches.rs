@@ -1395,7 +1395,9 @@ impl Match {
             Match::Tos(t) => t.is_none_or(|(v, m, inv)| ((d.tos & m) == v) != inv),
             Match::Dscp(x) => x.is_none_or(|(v, inv)| ((d.tos >> 2) == v) != inv),
             Match::Helper(h) => {
-                // No helper is assigned until helpers are modelled: only `! --helper` matches.
+                // xt_helper looks at the helper of the connection's master: it matches
+                // expected (RELATED) connections. ctrack creates no expectations yet, so a
+                // connection never has a master and only `! --helper` matches.
                 h.as_ref().is_none_or(|(_, inv)| *inv)
             }
             Match::Limit(l) => l.take(p.now),

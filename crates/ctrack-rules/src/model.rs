@@ -346,6 +346,26 @@ pub fn parse_rule(
         }
     }
     spec.target.finish(table)?;
+    if let Target::Ct {
+        helper: Some(h), ..
+    } = &spec.target
+    {
+        // xt_CT looks the helper up for the rule's protocol.
+        let proto = match spec.proto {
+            Some((p, false)) if p != 0 => p,
+            _ => {
+                return Err(OptError::line(
+                    "CT: You must specify a L4 protocol and not use inversions on it",
+                ))
+            }
+        };
+        if !crate::target::helper_exists(h, proto) {
+            return Err(OptError::opt(
+                "--helper",
+                format!("No such helper \"{h}\" for this protocol"),
+            ));
+        }
+    }
     let mut out = Vec::new();
     let srcs: Vec<Option<Net>> = if srcs.is_empty() {
         vec![None]

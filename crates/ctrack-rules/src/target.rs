@@ -50,6 +50,47 @@ const REJECT_V4_CODES: [Option<u8>; 8] = [
 const REJECT_V6_CODES: [Option<u8>; 7] =
     [Some(0), Some(1), Some(3), Some(4), None, Some(5), Some(6)];
 
+/// `--ctevents` and `--expevents` names, as `IPCT_*` bits.
+const CT_EVENTS: [(&str, u16); 10] = [
+    ("new", 1 << 0),
+    ("related", 1 << 1),
+    ("destroy", 1 << 2),
+    ("reply", 1 << 3),
+    ("assured", 1 << 4),
+    ("protoinfo", 1 << 5),
+    ("helper", 1 << 6),
+    ("mark", 1 << 7),
+    ("natseqinfo", 1 << 8),
+    ("secmark", 1 << 9),
+];
+
+/// The `IPCT_*` bits of a checked `--ctevents` list.
+pub fn event_mask(list: &str) -> u16 {
+    list.split(',')
+        .filter_map(|w| CT_EVENTS.iter().find(|(n, _)| *n == w).map(|(_, b)| *b))
+        .fold(0, |a, b| a | b)
+}
+
+/// Helpers the kernel has, and the protocol each works on.
+const HELPERS: [(&str, u8); 11] = [
+    ("ftp", 6),
+    ("tftp", 17),
+    ("sip", 17),
+    ("irc", 6),
+    ("h323", 6),
+    ("RAS", 17),
+    ("Q.931", 6),
+    ("pptp", 6),
+    ("amanda", 17),
+    ("sane", 6),
+    ("snmp", 17),
+];
+
+/// True when the kernel has helper `name` for protocol `proto`.
+pub fn helper_exists(name: &str, proto: u8) -> bool {
+    HELPERS.iter().any(|(n, p)| *n == name && *p == proto) || (name == "sip" && proto == 6)
+}
+
 /// Syslog levels by name, as `--log-level` accepts them.
 const LOG_LEVELS: [&str; 8] = [
     "emerg", "alert", "crit", "error", "warning", "notice", "info", "debug",
@@ -278,7 +319,16 @@ impl Target {
                 "--notrack" => *notrack = true,
                 "--helper" => *helper = Some(val(args)?),
                 "--timeout" => *timeout = Some(val(args)?),
-                "--ctevents" => *ctevents = Some(val(args)?),
+                "--ctevents" => {
+                    let v = val(args)?;
+                    if let Some(bad) = v
+                        .split(',')
+                        .find(|w| !CT_EVENTS.iter().any(|(n, _)| n == w))
+                    {
+                        return Err(OptError::opt(opt, format!("unknown event type \"{bad}\"")));
+                    }
+                    *ctevents = Some(v);
+                }
                 "--expevents" => *expevents = Some(val(args)?),
                 "--zone" => *zone = bounded(opt, &val(args)?, 65535)? as u16,
                 _ => return Ok(false),

@@ -123,6 +123,8 @@ pub struct Conntrack {
     last_discarded: Option<Tuple>,
     /// The template of the packet being tracked.
     template: Template,
+    /// Random choices of NAT port selection (seeded).
+    rng: crate::nat::Rng,
 }
 
 /// The kernel log line of a drop for a full table, as `dmesg` shows it in the initial
@@ -159,6 +161,7 @@ impl Conntrack {
             peak: (0, 0),
             last_discarded: None,
             template: Template::default(),
+            rng: crate::nat::Rng::new(seed),
         }
     }
 
@@ -596,6 +599,41 @@ impl Conntrack {
             }
             _ => {}
         }
+    }
+
+    /// Sets up the NAT binding of the new connection (`nf_nat_setup_info`): its reply tuple
+    /// becomes the inverse of the translated original tuple. A binding is made once per
+    /// direction of translation; later calls for the same one do nothing.
+    pub fn nat_setup(&mut self, r: CtRef, m: crate::nat::Manip, range: &crate::nat::NatRange) {
+        let CtRef::Unconfirmed = r else { return };
+        let Some(c) = self.pending else { return };
+        let done = match m {
+            crate::nat::Manip::Src => c.has(ips::SRC_NAT_DONE),
+            crate::nat::Manip::Dst => c.has(ips::DST_NAT_DONE),
+        };
+        if done {
+            return;
+        }
+        // The tuple as translated so far: the inverse of the reply tuple.
+        let Some(current) = c.tuple[1].invert() else {
+            return;
+        };
+        let table = &self.table;
+        let zone = c.zone;
+        let new = crate::nat::unique_tuple(&current, m, range, &mut self.rng, &|rep| {
+            table.find(rep, zone).is_some()
+        });
+        let p = self.pending.as_mut().expect("pending checked");
+        if new != current {
+            if let Some(rep) = new.invert() {
+                p.tuple[1] = rep;
+                p.status |= crate::nat::status_bit(m);
+            }
+        }
+        p.status |= match m {
+            crate::nat::Manip::Src => ips::SRC_NAT_DONE,
+            crate::nat::Manip::Dst => ips::DST_NAT_DONE,
+        };
     }
 
     /// The packet was dropped before confirmation: its new connection is forgotten.

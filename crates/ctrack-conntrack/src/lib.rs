@@ -13,6 +13,7 @@
 pub mod conn;
 pub mod core;
 pub mod format;
+pub mod nat;
 pub mod proto;
 pub mod settings;
 pub mod stats;

@@ -14,6 +14,10 @@ pub mod ips {
     pub const SRC_NAT: u32 = 1 << 4;
     /// Destination NAT applied.
     pub const DST_NAT: u32 = 1 << 5;
+    /// Source NAT binding set up.
+    pub const SRC_NAT_DONE: u32 = 1 << 7;
+    /// Destination NAT binding set up.
+    pub const DST_NAT_DONE: u32 = 1 << 8;
     /// Being destroyed.
     pub const DYING: u32 = 1 << 9;
     /// Timeout fixed by `CT --timeout` or ctnetlink.

@@ -12,12 +12,14 @@
 //! An empty ruleset is a host whose tables are empty with ACCEPT policies. The engine is
 //! sans-IO: no clock, no files; time is the caller's.
 
+use ctrack_conntrack::nat::{Manip, NatRange};
 use ctrack_conntrack::{Conntrack, CtRef, Hook, InResult, PacketState, Settings};
 use ctrack_packet::frag::Reassembly;
 use ctrack_packet::{Addr, Datagram, Family, Malformed, Reassembler};
 use ctrack_rules::ctx::{addrtype, HostInfo, PacketCtx};
-use ctrack_rules::{Decision, Effects, RejectWith, Ruleset};
+use ctrack_rules::{Decision, Effects, NatAction, RejectWith, Ruleset};
 
+pub mod natpkt;
 pub mod reject;
 
 /// Where a packet enters the pipeline.
@@ -302,6 +304,7 @@ enum IfRef {
 
 /// Where a packet is and what it carries through the hooks.
 struct Meta {
+    nat: Option<NatAction>,
     template: Option<ctrack_conntrack::Template>,
     mac: Option<[u8; 14]>,
     rule: Option<(Hook, Table, usize, usize)>,
@@ -363,6 +366,31 @@ impl Engine {
     /// Runs the timers up to `now`.
     pub fn advance(&mut self, now: u64) {
         self.conntrack.expire(now);
+    }
+
+    /// A packet the host sent, as captured after POSTROUTING, brought back to the form it had
+    /// at OUTPUT: when it belongs to a NATed connection only in translated form (a
+    /// redirected connection's answer, say), its addresses and ports are put back. `None`
+    /// when it needs nothing.
+    pub fn untranslate_host(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let d = Datagram::parse(bytes).ok()?;
+        let t = ctrack_packet::Tuple::from_datagram(&d).ok()?;
+        let table = self.conntrack.table();
+        if table.find(&t, 0).is_some() {
+            return None;
+        }
+        let (idx, k) = table.find(&t.invert()?, 0)?;
+        let c = table.get(idx);
+        if c.status & (ctrack_conntrack::ips::SRC_NAT | ctrack_conntrack::ips::DST_NAT) == 0 {
+            return None;
+        }
+        let pre = c.tuple[1 - k];
+        let port = |p: u16| if pre.is_icmp() { pre.src_port } else { p };
+        Some(natpkt::rewrite(
+            &d,
+            Some((pre.src, port(pre.src_port))),
+            Some((pre.dst, port(pre.dst_port))),
+        ))
     }
 
     /// LOG lines written since the last call: packet time and text.
@@ -488,6 +516,9 @@ impl Engine {
             if table == Table::Raw && fx.template.is_some() {
                 m.template = fx.template;
             }
+            if table == Table::Nat {
+                m.nat = fx.nat;
+            }
             if let Decision::Drop {
                 chain,
                 rule,
@@ -509,8 +540,8 @@ impl Engine {
     fn run_hooks(&mut self, d: &Datagram<'_>, entry: Hook, now: u64, mut out: Outcome) -> Outcome {
         use Table::*;
         let wire = entry == Hook::PreRouting;
-        let local_dst = self.host.is_local(d.dst, d.family);
         let mut m = Meta {
+            nat: None,
             template: None,
             mac: self.mac.filter(|_| wire),
             rule: None,
@@ -550,46 +581,66 @@ impl Engine {
         out.state = m.state;
         let first = m.ct == Some(CtRef::Unconfirmed);
         let nat: &[Table] = if first { &[Nat] } else { &[] };
-        let result = if wire {
-            (|| {
-                self.tables(d, Hook::PreRouting, &[Mangle], &mut m, now)?;
-                self.tables(d, Hook::PreRouting, nat, &mut m, now)?;
-                if local_dst {
-                    self.tables(d, Hook::LocalIn, &[Mangle, Filter, Security], &mut m, now)?;
-                    self.tables(d, Hook::LocalIn, nat, &mut m, now)?;
-                    Ok(Fate::Delivered)
-                } else {
-                    if d.ttl <= 1 {
-                        return Err(DropReason::TtlExceeded);
-                    }
-                    m.oif = self.host.route_ref(d.dst, d.family);
-                    // ip_forward lowers the TTL before the FORWARD hook.
-                    let fwd = Datagram {
-                        ttl: d.ttl - 1,
-                        ..*d
-                    };
-                    self.tables(
-                        &fwd,
-                        Hook::Forward,
-                        &[Mangle, Filter, Security],
-                        &mut m,
-                        now,
-                    )?;
-                    self.tables(&fwd, Hook::PostRouting, &[Mangle], &mut m, now)?;
-                    self.tables(&fwd, Hook::PostRouting, nat, &mut m, now)?;
-                    Ok(Fate::Forwarded)
-                }
-            })()
+        let reply = matches!(m.state, PacketState::Tracked(ci) if ci.is_reply());
+        let dbuf: Vec<u8>;
+        m.oif = if wire {
+            IfRef::None
         } else {
-            m.oif = self.host.route_ref(d.dst, d.family);
-            (|| {
-                self.tables(d, Hook::LocalOut, &[Mangle], &mut m, now)?;
-                self.tables(d, Hook::LocalOut, nat, &mut m, now)?;
-                self.tables(d, Hook::LocalOut, &[Filter, Security], &mut m, now)?;
-                self.tables(d, Hook::PostRouting, &[Mangle], &mut m, now)?;
-                self.tables(d, Hook::PostRouting, nat, &mut m, now)?;
+            self.host.route_ref(d.dst, d.family)
+        };
+        let result: Result<Fate, DropReason> = 'hooks: {
+            macro_rules! run {
+                ($d:expr, $hook:expr, $tables:expr) => {
+                    if let Err(e) = self.tables($d, $hook, $tables, &mut m, now) {
+                        break 'hooks Err(e);
+                    }
+                };
+            }
+            let dnat_hook = if wire {
+                Hook::PreRouting
+            } else {
+                Hook::LocalOut
+            };
+            run!(d, dnat_hook, &[Mangle]);
+            run!(d, dnat_hook, nat);
+            self.bind(&mut m, Manip::Dst, d, dnat_hook);
+            // Destination translation happens here, before the routing decision.
+            let cur = match self.translation(&m, d, reply, Manip::Dst) {
+                Some(bytes) => {
+                    dbuf = bytes;
+                    Datagram::parse(&dbuf).unwrap_or(*d)
+                }
+                None => *d,
+            };
+            if wire {
+                if self.host.is_local(cur.dst, cur.family) {
+                    run!(&cur, Hook::LocalIn, &[Mangle, Filter, Security]);
+                    run!(&cur, Hook::LocalIn, nat);
+                    self.bind(&mut m, Manip::Src, &cur, Hook::LocalIn);
+                    break 'hooks Ok(Fate::Delivered);
+                }
+                if cur.ttl <= 1 {
+                    break 'hooks Err(DropReason::TtlExceeded);
+                }
+                m.oif = self.host.route_ref(cur.dst, cur.family);
+                // ip_forward lowers the TTL before the FORWARD hook.
+                let fwd = Datagram {
+                    ttl: cur.ttl - 1,
+                    ..cur
+                };
+                run!(&fwd, Hook::Forward, &[Mangle, Filter, Security]);
+                run!(&fwd, Hook::PostRouting, &[Mangle]);
+                run!(&fwd, Hook::PostRouting, nat);
+                self.bind(&mut m, Manip::Src, &fwd, Hook::PostRouting);
+                Ok(Fate::Forwarded)
+            } else {
+                m.oif = self.host.route_ref(cur.dst, cur.family);
+                run!(&cur, Hook::LocalOut, &[Filter, Security]);
+                run!(&cur, Hook::PostRouting, &[Mangle]);
+                run!(&cur, Hook::PostRouting, nat);
+                self.bind(&mut m, Manip::Src, &cur, Hook::PostRouting);
                 Ok(Fate::Sent)
-            })()
+            }
         };
         out.rule = m.rule;
         match result {
@@ -606,6 +657,92 @@ impl Engine {
                 out
             }
             Err(r) => self.dropped_packet(out, r, ct.as_ref(), Some(d)),
+        }
+    }
+
+    /// Sets up a new connection's NAT binding for one manipulation, from the nat table's
+    /// rule at this hook, or the null binding when the table said nothing (a source that
+    /// clashes still gets a new port, as the kernel does).
+    fn bind(&mut self, m: &mut Meta, manip: Manip, d: &Datagram<'_>, hook: Hook) {
+        let action = m.nat.take();
+        let Some(r @ CtRef::Unconfirmed) = m.ct else {
+            return;
+        };
+        let has_nat = self
+            .rules
+            .family(d.family)
+            .is_some_and(|f| f.table("nat").is_some());
+        if !has_nat {
+            return;
+        }
+        let loopback = match d.family {
+            Family::V4 => Addr::v4([127, 0, 0, 1]),
+            Family::V6 => Addr::v6([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+        };
+        let single = |a: Option<Addr>| a.map(|a| (a, a));
+        let range = match action {
+            Some(NatAction::Fixed(mm, range)) if mm == manip => range,
+            Some(NatAction::Masquerade(ports, random)) if manip == Manip::Src => NatRange {
+                addrs: single(self.host.source_toward(d.dst, d.family)),
+                ports,
+                random,
+                persistent: false,
+            },
+            Some(NatAction::Redirect(ports, random)) if manip == Manip::Dst => NatRange {
+                addrs: Some(if hook == Hook::LocalOut {
+                    (loopback, loopback)
+                } else {
+                    let a = self.host.source_toward(d.src, d.family).unwrap_or(d.dst);
+                    (a, a)
+                }),
+                ports,
+                random,
+                persistent: false,
+            },
+            _ if manip == Manip::Src => NatRange {
+                addrs: None,
+                ports: None,
+                random: false,
+                persistent: false,
+            },
+            _ => return,
+        };
+        self.conntrack.nat_setup(r, manip, &range);
+    }
+
+    /// The packet with its destination (or source) as the connection's NAT binding wants it
+    /// leaving, when that differs from what it has.
+    fn translation(
+        &self,
+        m: &Meta,
+        d: &Datagram<'_>,
+        reply: bool,
+        manip: Manip,
+    ) -> Option<Vec<u8>> {
+        let c = self.conntrack.conn(m.ct?)?;
+        let target = c.tuple[if reply { 0 } else { 1 }].invert()?;
+        let icmp = target.is_icmp();
+        let (port_now, port_want) = if icmp {
+            let id = d
+                .l4()
+                .get(4..6)
+                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            (id, target.src_port)
+        } else {
+            let ports = ctrack_packet::Tuple::from_datagram(d).ok();
+            match manip {
+                Manip::Dst => (ports.map_or(0, |t| t.dst_port), target.dst_port),
+                Manip::Src => (ports.map_or(0, |t| t.src_port), target.src_port),
+            }
+        };
+        match manip {
+            Manip::Dst if target.dst != d.dst || port_now != port_want => {
+                Some(natpkt::rewrite(d, None, Some((target.dst, port_want))))
+            }
+            Manip::Src if target.src != d.src || port_now != port_want => {
+                Some(natpkt::rewrite(d, Some((target.src, port_want)), None))
+            }
+            _ => None,
         }
     }
 

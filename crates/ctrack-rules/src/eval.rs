@@ -39,6 +39,22 @@ pub struct Effects {
     pub last_rule: Option<(usize, usize)>,
     /// A raw-table CT rule's template for the connection the packet creates.
     pub template: Option<ctrack_conntrack::Template>,
+    /// A nat-table rule's translation for the connection the packet creates.
+    pub nat: Option<NatAction>,
+}
+
+/// What a NAT target asks for; MASQUERADE's and REDIRECT's addresses come from the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatAction {
+    /// SNAT or DNAT with a given range.
+    Fixed(
+        ctrack_conntrack::nat::Manip,
+        ctrack_conntrack::nat::NatRange,
+    ),
+    /// MASQUERADE: the outgoing interface's address, these ports.
+    Masquerade(Option<(u16, u16)>, bool),
+    /// REDIRECT: the host's own address, these ports.
+    Redirect(Option<(u16, u16)>, bool),
 }
 
 /// Both families' rulesets and the state rules keep (limit buckets, recent lists).
@@ -226,11 +242,30 @@ impl FamilyRules {
                     log.push((p.now, crate::log::line(l, p)));
                     r += 1;
                 }
-                Target::Accept
-                | Target::Snat(_)
-                | Target::Dnat(_)
-                | Target::Masquerade(_)
-                | Target::Redirect(_) => return Decision::Accept,
+                Target::Accept => return Decision::Accept,
+                Target::Snat(n) | Target::Dnat(n) | Target::Masquerade(n) | Target::Redirect(n) => {
+                    use ctrack_conntrack::nat::{Manip, NatRange};
+                    let (addrs, ports) = n.range.unwrap_or((None, None));
+                    let random = n.random || n.random_fully;
+                    fx.nat = Some(match target {
+                        Target::Snat(_) | Target::Dnat(_) => NatAction::Fixed(
+                            if matches!(target, Target::Snat(_)) {
+                                Manip::Src
+                            } else {
+                                Manip::Dst
+                            },
+                            NatRange {
+                                addrs,
+                                ports,
+                                random,
+                                persistent: n.persistent,
+                            },
+                        ),
+                        Target::Masquerade(_) => NatAction::Masquerade(ports, random),
+                        _ => NatAction::Redirect(ports, random),
+                    });
+                    return Decision::Accept;
+                }
                 Target::Drop | Target::Reject(_) => {
                     return Decision::Drop {
                         chain: c,

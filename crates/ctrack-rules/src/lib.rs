@@ -28,4 +28,4 @@ pub use target::{RejectWith, Target};
 
 pub mod eval;
 
-pub use eval::{Decision, Effects, Ruleset};
+pub use eval::{Decision, Effects, NatAction, Ruleset};

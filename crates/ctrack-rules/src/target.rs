@@ -3,7 +3,7 @@
 use crate::args::{bounded, number, value_mask, Args};
 use crate::error::{OptError, OptResult};
 use crate::lex::save_string;
-use ctrack_packet::Family;
+use ctrack_packet::{Addr, Family};
 use std::fmt::Write;
 
 /// The `--reject-with` types, with their aliases, per family.
@@ -107,11 +107,16 @@ pub struct Log {
     pub flags: [bool; 5],
 }
 
+/// A parsed NAT range: addresses (lowest, highest) and ports (lowest, highest).
+pub type ParsedRange = (Option<(Addr, Addr)>, Option<(u16, u16)>);
+
 /// A NAT target's range (`--to-source`/`--to-destination`/`--to-ports`), as written.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct NatSpec {
     /// The range exactly as given (checked, printed back).
     pub to: Option<String>,
+    /// The range parsed: addresses and ports.
+    pub range: Option<ParsedRange>,
     /// `--random`.
     pub random: bool,
     /// `--random-fully`.
@@ -174,6 +179,84 @@ pub enum Target {
     Masquerade(NatSpec),
     /// `REDIRECT`.
     Redirect(NatSpec),
+}
+
+/// A NAT range as iptables-save prints it: one address or `a-b`, one port or `p-q`.
+fn save_nat_range(n: &NatSpec, written: &str, family: Family) -> String {
+    let Some((addrs, ports)) = n.range else {
+        return written.to_string();
+    };
+    let ports_s = ports.map(|(lo, hi)| {
+        if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo}-{hi}")
+        }
+    });
+    let addrs_s = addrs.map(|(lo, hi)| {
+        let (a, b) = (lo.to_ip(family), hi.to_ip(family));
+        if lo == hi {
+            a.to_string()
+        } else {
+            format!("{a}-{b}")
+        }
+    });
+    match (addrs_s, ports_s) {
+        (Some(a), Some(p)) if family == Family::V6 => format!("[{a}]:{p}"),
+        (Some(a), Some(p)) => format!("{a}:{p}"),
+        (Some(a), None) => a,
+        (None, Some(p)) if n.to.as_deref().is_some_and(|t| t.starts_with(':')) => format!(":{p}"),
+        (None, Some(p)) => p,
+        (None, None) => written.to_string(),
+    }
+}
+
+fn parse_port_range(opt: &str, s: &str) -> OptResult<(u16, u16)> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let lo = bounded(opt, a, 65535)? as u16;
+    let hi = bounded(opt, b, 65535)? as u16;
+    if lo > hi {
+        return Err(OptError::opt(opt, format!("invalid port range \"{s}\"")));
+    }
+    Ok((lo, hi))
+}
+
+/// `addr[-addr][:port[-port]]`; IPv6 addresses in brackets when a port follows.
+#[allow(clippy::type_complexity)]
+fn parse_nat_range(
+    opt: &str,
+    s: &str,
+    family: Family,
+) -> OptResult<(Option<(Addr, Addr)>, Option<(u16, u16)>)> {
+    let (addrs, ports) = match family {
+        Family::V4 => match s.split_once(':') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        },
+        Family::V6 => {
+            if let Some(rest) = s.strip_prefix('[') {
+                let (a, tail) = rest.split_once(']').ok_or_else(|| {
+                    OptError::opt(opt, format!("Invalid address:port specification \"{s}\""))
+                })?;
+                (a, tail.strip_prefix(':'))
+            } else {
+                (s, None)
+            }
+        }
+    };
+    let ports = ports.map(|p| parse_port_range(opt, p)).transpose()?;
+    let addrs = if addrs.is_empty() {
+        None
+    } else {
+        let (a, b) = addrs.split_once('-').unwrap_or((addrs, addrs));
+        let lo = crate::addr::parse_addr(family, a, opt)?;
+        let hi = crate::addr::parse_addr(family, b, opt)?;
+        if lo.0 > hi.0 {
+            return Err(OptError::opt(opt, format!("Bad IP range \"{addrs}\"")));
+        }
+        Some((lo, hi))
+    };
+    Ok((addrs, ports))
 }
 
 /// The mark-setting options MARK and CONNMARK share, as the `(value, mask)` of
@@ -365,12 +448,18 @@ impl Target {
                 }
             }
             Target::Snat(n) | Target::Dnat(n) | Target::Masquerade(n) | Target::Redirect(n) => {
+                let ports_only = matches!(opt, "--to-ports");
                 match opt {
                     "--to-source" | "--to-destination" | "--to-ports" | "--to" => {
                         let v = val(args)?;
                         if v.is_empty() {
                             return Err(OptError::opt(opt, "empty range"));
                         }
+                        n.range = Some(if ports_only {
+                            (None, Some(parse_port_range(opt, &v)?))
+                        } else {
+                            parse_nat_range(opt, &v, family)?
+                        });
                         n.to = Some(v);
                     }
                     "--random" => n.random = true,
@@ -534,7 +623,7 @@ impl Target {
                 };
                 let _ = write!(out, " -j {name}");
                 if let Some(t) = &n.to {
-                    let _ = write!(out, " {opt} {t}");
+                    let _ = write!(out, " {opt} {}", save_nat_range(n, t, family));
                 }
                 if n.random {
                     out.push_str(" --random");

@@ -32,7 +32,8 @@ fn signature(d: &Datagram<'_>) -> u64 {
     // Past the ports and checksums, which NAT may rewrite.
     let from = match d.proto {
         proto::TCP => 4,
-        proto::UDP | proto::UDPLITE => 8,
+        // UDP and ICMP from the payload on: NAT rewrites ports and ICMP identifiers.
+        proto::UDP | proto::UDPLITE | proto::ICMP | proto::ICMPV6 => 8,
         _ => 4,
     };
     let skip_csum = d.proto == proto::TCP;

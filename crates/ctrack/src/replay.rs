@@ -230,14 +230,15 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
         let src = header.map(|d| (d.src, d.family));
         let dst = header.map(|d| (d.dst, d.family));
         let entry = match dir {
-            Some(Direction::Outgoing) if is_local(src) => Entry::Host,
             Some(Direction::Outgoing) => {
                 if header.is_some_and(|d| copies.is_copy(&d, frame.time)) {
-                    // The copy of a forwarded packet leaving after POSTROUTING.
+                    // The copy of a forwarded packet leaving after POSTROUTING (translated
+                    // already when the connection is NATed).
                     skipped.forwarded_copies += 1;
                     continue;
                 }
-                // Sent by the host in another's name (a REJECT's reset, say).
+                // Sent by the host: from its own address, or in another's name (a
+                // REJECT's reset, say).
                 Entry::Host
             }
             Some(Direction::Incoming) if is_local(src) && is_local(dst) => {
@@ -246,7 +247,9 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
                 continue;
             }
             Some(Direction::Incoming) => {
-                if let Some(d) = header.filter(|_| !is_local(dst)) {
+                // Even one addressed to the host may leave again: to a NAT address, it is
+                // translated back and forwarded.
+                if let Some(d) = header {
                     copies.incoming(&d, frame.time);
                 }
                 Entry::Wire
@@ -255,7 +258,10 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
             None => Entry::Wire,
         };
         if entry == Entry::Host {
-            gso.offer(frame.time, n, ip, &mut ready);
+            match engine.untranslate_host(ip) {
+                Some(pre) => gso.offer(frame.time, n, &pre, &mut ready),
+                None => gso.offer(frame.time, n, ip, &mut ready),
+            }
         } else {
             gso.flush(&mut ready);
         }
@@ -314,8 +320,12 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
         writeln!(out, "{}", engine.conntrack().stats().line(0))?;
     }
     if args.counters {
-        for fam in [Family::V4, Family::V6] {
+        for (fam, tool) in [
+            (Family::V4, "iptables-save"),
+            (Family::V6, "ip6tables-save"),
+        ] {
             if let Some(r) = engine.rules().family(fam) {
+                writeln!(out, "# {tool} -c after the replay")?;
                 write!(out, "{}", r.save(true, Backend::Nft))?;
             }
         }

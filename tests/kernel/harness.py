@@ -569,6 +569,32 @@ def reply_differences(pcap, verdicts_path):
     return diffs
 
 
+def raw_packets(path):
+    """IP datagrams of a pcap of link type RAW (ctrack's --out)."""
+    import struct
+    data = Path(path).read_bytes()
+    endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    off, out = 24, []
+    while off + 16 <= len(data):
+        incl = struct.unpack(endian + "I", data[off + 8:off + 12])[0]
+        out.append(data[off + 16:off + 16 + incl])
+        off += 16 + incl
+    return out
+
+
+def out_differences(pcap, ours_path):
+    """What left fw (the capture's outgoing packets) must be what ctrack says leaves,
+    byte for byte, NAT and TTL included."""
+    theirs = sorted(p.hex() for _, out, p in sll2_packets(pcap) if out)
+    ours = sorted(p.hex() for p in raw_packets(ours_path))
+    if theirs == ours:
+        return []
+    only_k = sorted(set(theirs) - set(ours))
+    only_o = sorted(set(ours) - set(theirs))
+    return [f"leaving packets: {len(theirs)} from the kernel, {len(ours)} from ctrack; kernel only "
+            f"{only_k[:1]}, ctrack only {only_o[:1]}"]
+
+
 def parse_stats(text):
     total = {}
     for line in text.splitlines():
@@ -765,7 +791,8 @@ def run_scenario(path, ctrack, keep):
         for spec in topo.ifaces:
             rule_args += ["--iface", spec]
         r = subprocess.run([ctrack, "replay", str(rec.pcap), "--sysctl-file", str(work / "sysctl.conf"),
-                            *rule_args, "--counters", "--zero-counters-at", f"{zeroed:.9f}", "--verdicts", str(work / "ctrack-verdicts.jsonl"),
+                            *rule_args, "--out", str(work / "ctrack-out.pcap"), "--counters",
+                            "--zero-counters-at", f"{zeroed:.9f}", "--verdicts", str(work / "ctrack-verdicts.jsonl"),
                             "--at", f"{at:.9f}", "--table", "conntrack", "--stats",
                             "--events", str(work / "ctrack-events.txt"), "--log", str(work / "ctrack-log.txt"),
                             "-q"],
@@ -788,6 +815,8 @@ def run_scenario(path, ctrack, keep):
         kernel["proc"] = (work / "kernel-proc.txt").read_text()
         diffs = compare(path.stem, kernel, ours)
         diffs["stats"] += reply_differences(rec.pcap, work / "ctrack-verdicts.jsonl")
+        if scn.get("compare_out"):
+            diffs["counters"] += out_differences(rec.pcap, work / "ctrack-out.pcap")
         if keep:
             dest = Path(keep) / path.stem
             shutil.rmtree(dest, ignore_errors=True)

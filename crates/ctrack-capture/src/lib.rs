@@ -10,6 +10,7 @@
 //! byte offset, so callers process what came before and report the rest.
 
 pub mod link;
+pub mod writer;
 
 use flate2::read::GzDecoder;
 use pcap_file::pcap::PcapParser;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub use link::{Direction, LinkError, LinkMeta};
+pub use writer::RawIpWriter;
 
 /// A capture that could not be read, or the point where reading stopped.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

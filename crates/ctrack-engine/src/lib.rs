@@ -255,6 +255,9 @@ pub struct Outcome {
     pub rule: Option<(Hook, Table, usize, usize)>,
     /// The answer a REJECT sends (IP datagram), when it sends one.
     pub reply: Option<Vec<u8>>,
+    /// With [`Engine::emit_output`]: the datagram as it leaves the host (forwarded or
+    /// sent), after NAT and with the TTL a router lowers.
+    pub leaving: Option<Vec<u8>>,
 }
 
 /// Counts of what the pipeline did.
@@ -286,6 +289,7 @@ pub struct Counts {
 
 /// The pipeline of one host.
 pub struct Engine {
+    emit: bool,
     mac: Option<[u8; 14]>,
     conntrack: Conntrack,
     host: Host,
@@ -324,6 +328,7 @@ impl Engine {
     /// A host with a ruleset.
     pub fn with_rules(settings: Settings, host: Host, seed: u64, rules: Ruleset) -> Self {
         Engine {
+            emit: false,
             mac: None,
             conntrack: Conntrack::new(settings, seed),
             host,
@@ -331,6 +336,11 @@ impl Engine {
             reassembler: Reassembler::new(),
             counts: Counts::default(),
         }
+    }
+
+    /// Build each leaving packet (for `--out`); off by default, as it copies every one.
+    pub fn emit_output(&mut self, on: bool) {
+        self.emit = on;
     }
 
     /// The ruleset, with its counters.
@@ -426,6 +436,7 @@ impl Engine {
             invalid: None,
             rule: None,
             reply: None,
+            leaving: None,
         };
         let d = match Datagram::parse(bytes) {
             Ok(d) => d,
@@ -632,6 +643,11 @@ impl Engine {
                 run!(&fwd, Hook::PostRouting, &[Mangle]);
                 run!(&fwd, Hook::PostRouting, nat);
                 self.bind(&mut m, Manip::Src, &fwd, Hook::PostRouting);
+                if self.emit {
+                    let mut b = cur.bytes.to_vec();
+                    reject::decrement_ttl(&mut b, cur.family);
+                    out.leaving = Some(self.source_translated(&m, b, reply));
+                }
                 Ok(Fate::Forwarded)
             } else {
                 m.oif = self.host.route_ref(cur.dst, cur.family);
@@ -639,6 +655,9 @@ impl Engine {
                 run!(&cur, Hook::PostRouting, &[Mangle]);
                 run!(&cur, Hook::PostRouting, nat);
                 self.bind(&mut m, Manip::Src, &cur, Hook::PostRouting);
+                if self.emit {
+                    out.leaving = Some(self.source_translated(&m, cur.bytes.to_vec(), reply));
+                }
                 Ok(Fate::Sent)
             }
         };
@@ -708,6 +727,17 @@ impl Engine {
             _ => return,
         };
         self.conntrack.nat_setup(r, manip, &range);
+    }
+
+    /// `bytes` with the source translation of its connection applied, if it has one.
+    fn source_translated(&self, m: &Meta, bytes: Vec<u8>, reply: bool) -> Vec<u8> {
+        let Ok(d) = Datagram::parse(&bytes) else {
+            return bytes;
+        };
+        match self.translation(m, &d, reply, Manip::Src) {
+            Some(t) => t,
+            None => bytes,
+        }
     }
 
     /// The packet with its destination (or source) as the connection's NAT binding wants it

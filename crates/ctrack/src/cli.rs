@@ -95,6 +95,11 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "TIME")]
     pub zero_counters_at: Option<f64>,
 
+    /// Write what leaves the host (forwarded and sent packets, after NAT) to FILE, a pcap of
+    /// raw IP with nanosecond timestamps, to compare with a capture of the kernel's output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
     /// Write one JSON line per packet: index, time, entry hook, fate, verdict, conntrack
     /// state, the rule that decided, and why a packet was dropped.
     #[arg(long, value_name = "FILE")]

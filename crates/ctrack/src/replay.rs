@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::io::Write;
+use std::path::PathBuf;
 
 /// Builds the settings from `--memory`, `--hashsize`, `--sysctl-file` and `--sysctl`, in
 /// that order, so that explicit sysctls win.
@@ -169,11 +170,21 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     let acct = settings.acct;
     let timestamp = settings.timestamp;
     let mut engine = Engine::with_rules(settings, host, args.seed, ruleset);
-    let mut verdicts = match &args.verdicts {
-        Some(p) => Some(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        )),
-        None => None,
+    engine.emit_output(args.out.is_some());
+    let create = |p: &PathBuf| {
+        std::fs::File::create(p)
+            .map(std::io::BufWriter::new)
+            .with_context(|| format!("cannot create {}", p.display()))
+    };
+    let mut sinks = Sinks {
+        out: args
+            .out
+            .as_ref()
+            .map(create)
+            .transpose()?
+            .map(ctrack_capture::RawIpWriter::new)
+            .transpose()?,
+        verdicts: args.verdicts.as_ref().map(create).transpose()?,
     };
     engine.conntrack_mut().record_events(args.events.is_some());
     let at = args.at.map(|t| (t * 1e9).round() as u64);
@@ -202,10 +213,7 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
             zero_at = None;
             gso.flush(&mut ready);
             for (t, index, bytes) in ready.drain(..) {
-                let o = engine.process(&bytes, Entry::Host, t);
-                if let Some(w) = verdicts.as_mut() {
-                    write_verdict(w, &engine, index, t, &bytes, &o)?;
-                }
+                sinks.feed(&mut engine, index, t, &bytes, Entry::Host, None)?;
             }
             engine.zero_counters();
         }
@@ -266,17 +274,11 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
             gso.flush(&mut ready);
         }
         for (t, index, bytes) in ready.drain(..) {
-            let o = engine.process(&bytes, Entry::Host, t);
-            if let Some(w) = verdicts.as_mut() {
-                write_verdict(w, &engine, index, t, &bytes, &o)?;
-            }
+            sinks.feed(&mut engine, index, t, &bytes, Entry::Host, None)?;
         }
         if entry == Entry::Wire {
             let mac = mac_header(frame.link(), &if_macs);
-            let o = engine.process_with_link(ip, entry, frame.time, mac);
-            if let Some(w) = verdicts.as_mut() {
-                write_verdict(w, &engine, n, frame.time, ip, &o)?;
-            }
+            sinks.feed(&mut engine, n, frame.time, ip, entry, mac)?;
         }
         if args.events.is_some() {
             events_out.extend(engine.conntrack_mut().take_events());
@@ -284,13 +286,13 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     }
     gso.flush(&mut ready);
     for (t, index, bytes) in ready.drain(..) {
-        let o = engine.process(&bytes, Entry::Host, t);
-        if let Some(w) = verdicts.as_mut() {
-            write_verdict(w, &engine, index, t, &bytes, &o)?;
-        }
+        sinks.feed(&mut engine, index, t, &bytes, Entry::Host, None)?;
     }
-    if let Some(w) = verdicts.as_mut() {
+    if let Some(w) = sinks.verdicts.as_mut() {
         w.flush()?;
+    }
+    if let Some(w) = sinks.out.take() {
+        w.finish().flush()?;
     }
     bar.finish_and_clear();
     skipped.coalesced = gso.merged;
@@ -439,6 +441,34 @@ fn summary(
     let _ = writeln!(e, "  host addresses ({how}): {shown}");
     for n in notes {
         let _ = writeln!(e, "  note: {n}");
+    }
+}
+
+/// Where each packet's outcome goes: `--out` and `--verdicts`.
+struct Sinks {
+    out: Option<ctrack_capture::RawIpWriter<std::io::BufWriter<std::fs::File>>>,
+    verdicts: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl Sinks {
+    /// Runs one packet through the engine and records what became of it.
+    fn feed(
+        &mut self,
+        engine: &mut Engine,
+        index: usize,
+        time: u64,
+        ip: &[u8],
+        entry: Entry,
+        mac: Option<[u8; 14]>,
+    ) -> Result<()> {
+        let o = engine.process_with_link(ip, entry, time, mac);
+        if let (Some(w), Some(b)) = (self.out.as_mut(), o.leaving.as_ref()) {
+            w.write(time, b)?;
+        }
+        if let Some(w) = self.verdicts.as_mut() {
+            write_verdict(w, engine, index, time, ip, &o)?;
+        }
+        Ok(())
     }
 }
 

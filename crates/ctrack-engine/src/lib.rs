@@ -765,6 +765,37 @@ impl Engine {
                 Manip::Src => (ports.map_or(0, |t| t.src_port), target.src_port),
             }
         };
+        // An ICMP error of a NATed connection: the packet it quotes gets the opposite
+        // manipulation, from the tuple of the other direction.
+        let error = matches!(
+            m.state,
+            PacketState::Tracked(
+                ctrack_conntrack::CtInfo::Related | ctrack_conntrack::CtInfo::RelatedReply
+            )
+        ) && d.is_icmp();
+        if error {
+            let t = c.tuple[if reply { 0 } else { 1 }];
+            let quoted = ctrack_packet::Tuple::from_quoted(d.family, d.l4().get(8..)?).ok();
+            let inner = match manip {
+                Manip::Dst
+                    if quoted.is_some_and(|q| (q.src, q.src_port) != (t.src, t.src_port)) =>
+                {
+                    Some((Some((t.src, t.src_port)), None))
+                }
+                Manip::Src
+                    if quoted.is_some_and(|q| (q.dst, q.dst_port) != (t.dst, t.dst_port)) =>
+                {
+                    Some((None, Some((t.dst, t.dst_port))))
+                }
+                _ => None,
+            };
+            let outer_dst = (manip == Manip::Dst && target.dst != d.dst).then_some((target.dst, 0));
+            let outer_src = (manip == Manip::Src && target.src != d.src).then_some((target.src, 0));
+            if inner.is_none() && outer_dst.is_none() && outer_src.is_none() {
+                return None;
+            }
+            return Some(natpkt::rewrite_with_inner(d, outer_src, outer_dst, inner));
+        }
         match manip {
             Manip::Dst if target.dst != d.dst || port_now != port_want => {
                 Some(natpkt::rewrite(d, None, Some((target.dst, port_want))))

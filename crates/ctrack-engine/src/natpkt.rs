@@ -2,9 +2,23 @@
 
 use ctrack_packet::{checksum, proto, Addr, Datagram, Family};
 
+/// An end of a packet: address and port (identifier for ICMP queries).
+pub type End = (Addr, u16);
+
 /// A copy of `d` with the source and/or destination replaced (address and port; for ICMP
 /// queries the port is the identifier), checksums recomputed.
-pub fn rewrite(d: &Datagram<'_>, src: Option<(Addr, u16)>, dst: Option<(Addr, u16)>) -> Vec<u8> {
+pub fn rewrite(d: &Datagram<'_>, src: Option<End>, dst: Option<End>) -> Vec<u8> {
+    rewrite_with_inner(d, src, dst, None)
+}
+
+/// The same, and for an ICMP error the packet it quotes rewritten too (`inner`: new source,
+/// new destination), as `nf_nat_icmp_reply_translation` does.
+pub fn rewrite_with_inner(
+    d: &Datagram<'_>,
+    src: Option<End>,
+    dst: Option<End>,
+    inner: Option<(Option<End>, Option<End>)>,
+) -> Vec<u8> {
     let mut b = d.bytes.to_vec();
     let v4 = d.family == Family::V4;
     let (s_at, d_at, alen) = if v4 { (12, 16, 4) } else { (8, 24, 16) };
@@ -57,6 +71,11 @@ pub fn rewrite(d: &Datagram<'_>, src: Option<(Addr, u16)>, dst: Option<(Addr, u1
         }
         _ => {}
     }
+    if let (Some((isrc, idst)), true) = (inner, d.is_icmp()) {
+        if l4.len() > 8 {
+            rewrite_quoted(&mut l4[8..], d.family, isrc, idst);
+        }
+    }
     let at = match d.proto {
         proto::TCP => Some(16),
         proto::UDP | proto::UDPLITE => Some(6),
@@ -83,4 +102,76 @@ pub fn rewrite(d: &Datagram<'_>, src: Option<(Addr, u16)>, dst: Option<(Addr, u1
         }
     }
     b
+}
+
+/// RFC 1624 incremental update of a checksum for one 16-bit word changing.
+fn csum_replace(csum: u16, old: u16, new: u16) -> u16 {
+    let mut sum = u32::from(!csum) + u32::from(!old) + u32::from(new);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn replace_words(csum: &mut u16, old: &[u8], new: &[u8]) {
+    for (o, n) in old.chunks(2).zip(new.chunks(2)) {
+        let ow = u16::from_be_bytes([o[0], *o.get(1).unwrap_or(&0)]);
+        let nw = u16::from_be_bytes([n[0], *n.get(1).unwrap_or(&0)]);
+        *csum = csum_replace(*csum, ow, nw);
+    }
+}
+
+/// Rewrites the (possibly truncated) packet quoted in an ICMP error: addresses, ports, the
+/// IPv4 header checksum, and the transport checksum incrementally, as the kernel does.
+fn rewrite_quoted(q: &mut [u8], family: Family, src: Option<End>, dst: Option<End>) {
+    let v4 = family == Family::V4;
+    let (hl, s_at, d_at, alen, proto_at) = if v4 {
+        if q.len() < 20 {
+            return;
+        }
+        (usize::from(q[0] & 0x0f) * 4, 12, 16, 4, 9)
+    } else {
+        if q.len() < 40 {
+            return;
+        }
+        (40, 8, 24, 16, 6)
+    };
+    let p = q[proto_at];
+    let l4_csum_at = match p {
+        proto::TCP => Some(16),
+        proto::UDP | proto::UDPLITE => Some(6),
+        _ => None,
+    };
+    let mut l4_csum = l4_csum_at
+        .and_then(|at| q.get(hl + at..hl + at + 2))
+        .map(|c| u16::from_be_bytes([c[0], c[1]]));
+    let udp_zero = p == proto::UDP && v4 && l4_csum == Some(0);
+    for (end, a_at, port_at) in [(src, s_at, 0usize), (dst, d_at, 2usize)] {
+        let Some((addr, port)) = end else { continue };
+        let old_addr = q[a_at..a_at + alen].to_vec();
+        q[a_at..a_at + alen].copy_from_slice(&addr.0[..alen]);
+        if let Some(c) = l4_csum.as_mut() {
+            replace_words(c, &old_addr, &addr.0[..alen]);
+        }
+        if matches!(p, proto::TCP | proto::UDP | proto::UDPLITE) && q.len() >= hl + port_at + 2 {
+            let old = [q[hl + port_at], q[hl + port_at + 1]];
+            q[hl + port_at..hl + port_at + 2].copy_from_slice(&port.to_be_bytes());
+            if let Some(c) = l4_csum.as_mut() {
+                replace_words(c, &old, &port.to_be_bytes());
+            }
+        }
+    }
+    if let (Some(at), Some(c)) = (l4_csum_at, l4_csum) {
+        if !udp_zero && q.len() >= hl + at + 2 {
+            q[hl + at..hl + at + 2].copy_from_slice(&c.to_be_bytes());
+        }
+    }
+    if v4 && q.len() >= hl {
+        let old = u16::from_be_bytes([q[10], q[11]]);
+        let _ = old;
+        q[10] = 0;
+        q[11] = 0;
+        let c = checksum::finish(checksum::sum(&q[..hl], 0));
+        q[10..12].copy_from_slice(&c.to_be_bytes());
+    }
 }

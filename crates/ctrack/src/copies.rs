@@ -29,6 +29,15 @@ fn signature(d: &Datagram<'_>) -> u64 {
         d.bytes[4..6].hash(&mut h);
     }
     let l4 = d.l4();
+    if d.is_icmp()
+        && l4.first().is_some_and(|&t| {
+            matches!(t, 3 | 4 | 5 | 11 | 12) || (d.proto == proto::ICMPV6 && t < 128)
+        })
+    {
+        // An ICMP error: NAT rewrites the packet it quotes; its type and code stay.
+        l4.get(..2).hash(&mut h);
+        return h.finish();
+    }
     // Past the ports and checksums, which NAT may rewrite.
     let from = match d.proto {
         proto::TCP => 4,

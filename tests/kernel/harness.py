@@ -421,6 +421,11 @@ import ftplib, sys
 f = ftplib.FTP()
 f.connect(sys.argv[1], 21, timeout=5)
 f.login()
+if sys.argv[2] == 'announce-only':
+    f.sendcmd('PASV')
+    f.sendcmd('EPSV')
+    f.quit()
+    sys.exit(0)
 f.set_pasv(sys.argv[2] == 'passive')
 data = []
 f.retrbinary('RETR file.bin', data.append)
@@ -697,11 +702,23 @@ def event_differences(a, b):
 
 def compare(scn_name, kernel, ours):
     k_entries, o_entries = normalise_entries(kernel["table"]), normalise_entries(ours["table"])
+    def expectations(text):
+        out = {}
+        for line in text.strip().splitlines():
+            head, _, rest = line.strip().partition(" ")
+            if head.isdigit():
+                out[rest] = int(head)
+        return out
+    ke, oe = expectations(kernel["expect"]), expectations(ours["expect"])
     diffs = {"entries": [], "events": [], "stats": [], "counters": []}
     k_proc, o_proc = normalise_entries(kernel["proc"]), normalise_entries(ours["proc"])
     for key in sorted(set(k_proc) ^ set(o_proc)):
         side = "kernel" if key in k_proc else "ctrack"
         diffs["entries"].append(f"/proc/net/nf_conntrack, {side} only: {key}")
+    for key in sorted(set(ke) | set(oe)):
+        if key not in ke or key not in oe or abs(ke[key] - oe[key]) > 1:
+            side = "kernel" if key in ke else "ctrack"
+            diffs["entries"].append(f"expectation, {side}: {key}")
     for key in sorted(set(k_entries) | set(o_entries)):
         if key not in o_entries:
             diffs["entries"].append(f"kernel only: {key}")
@@ -813,6 +830,13 @@ def run_scenario(path, ctrack, keep):
             raise RuntimeError(f"ctrack replay --table proc failed: {r.stderr.strip()}")
         ours["proc"] = r.stdout
         kernel["proc"] = (work / "kernel-proc.txt").read_text()
+        r = subprocess.run([ctrack, "replay", str(rec.pcap), "--sysctl-file", str(work / "sysctl.conf"),
+                            *rule_args, "--at", f"{at:.9f}", "--table", "conntrack-expect", "-q"],
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"ctrack replay --table conntrack-expect failed: {r.stderr.strip()}")
+        ours["expect"] = r.stdout
+        kernel["expect"] = (work / "kernel-expect.txt").read_text()
         diffs = compare(path.stem, kernel, ours)
         diffs["stats"] += reply_differences(rec.pcap, work / "ctrack-verdicts.jsonl")
         if scn.get("compare_out"):

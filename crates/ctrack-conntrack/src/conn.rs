@@ -41,6 +41,8 @@ pub struct Conn {
     pub event_mask: u16,
     /// The helper assigned by `CT --helper`.
     pub helper: Option<HelperName>,
+    /// For an expected (RELATED) connection: the helper of its master.
+    pub master_helper: Option<HelperName>,
 }
 
 /// A helper's name (`ftp`, `tftp`, …), kept inline so connections stay `Copy`.

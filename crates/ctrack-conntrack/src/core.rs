@@ -125,6 +125,8 @@ pub struct Conntrack {
     template: Template,
     /// Random choices of NAT port selection (seeded).
     rng: crate::nat::Rng,
+    /// Connections helpers announced.
+    expectations: Vec<crate::expect::Expectation>,
 }
 
 /// The kernel log line of a drop for a full table, as `dmesg` shows it in the initial
@@ -162,6 +164,7 @@ impl Conntrack {
             last_discarded: None,
             template: Template::default(),
             rng: crate::nat::Rng::new(seed),
+            expectations: Vec::new(),
         }
     }
 
@@ -380,8 +383,24 @@ impl Conntrack {
                     events: 0,
                     event_mask: self.template.events.unwrap_or(u16::MAX),
                     helper: self.template.helper,
+                    master_helper: None,
                 });
-                (CtRef::Unconfirmed, 0, CtInfo::New)
+                // A connection a helper announced is RELATED to its master.
+                self.expectations.retain(|e| e.deadline > now);
+                match self
+                    .expectations
+                    .iter()
+                    .position(|e| e.matches(&tuple, zone))
+                {
+                    Some(i) => {
+                        let e = self.expectations.remove(i);
+                        let p = self.pending.as_mut().expect("just set");
+                        p.status |= ips::EXPECTED;
+                        p.master_helper = Some(e.helper);
+                        (CtRef::Unconfirmed, 0, CtInfo::Related)
+                    }
+                    None => (CtRef::Unconfirmed, 0, CtInfo::New),
+                }
             }
         };
 
@@ -634,6 +653,45 @@ impl Conntrack {
             crate::nat::Manip::Src => ips::SRC_NAT_DONE,
             crate::nat::Manip::Dst => ips::DST_NAT_DONE,
         };
+    }
+
+    /// Runs the connection's helper on a packet that made it through (helpers run at
+    /// confirmation): an FTP command or answer announcing a data connection makes an
+    /// expectation, replacing the control connection's earlier one.
+    pub fn help(&mut self, r: &InResult, d: &Datagram<'_>, now: u64) {
+        let (Some(ct), PacketState::Tracked(info)) = (r.ct, r.state) else {
+            return;
+        };
+        if !matches!(info, CtInfo::Established | CtInfo::EstablishedReply) {
+            return;
+        }
+        let Some(c) = self.conn(ct).copied() else {
+            return;
+        };
+        if c.helper.is_none() || d.proto != ctrack_packet::proto::TCP {
+            return;
+        }
+        let Some(seg) = TcpView::new(d.l4()) else {
+            return;
+        };
+        let payload = &d.l4()[seg.header_len()..];
+        if payload.is_empty() {
+            return;
+        }
+        let dir = usize::from(info == CtInfo::EstablishedReply);
+        let Some(e) = crate::expect::ftp_expectation(&c, dir, payload, now) else {
+            return;
+        };
+        self.expectations
+            .retain(|x| x.deadline > now && x.master != e.master);
+        if self.expectations.len() < self.settings.expect_max as usize {
+            self.expectations.push(e);
+        }
+    }
+
+    /// The expectations waiting at `now`.
+    pub fn expectations(&self, now: u64) -> impl Iterator<Item = &crate::expect::Expectation> + '_ {
+        self.expectations.iter().filter(move |e| e.deadline > now)
     }
 
     /// The packet was dropped before confirmation: its new connection is forgotten.

@@ -12,6 +12,7 @@
 
 pub mod conn;
 pub mod core;
+pub mod expect;
 pub mod format;
 pub mod nat;
 pub mod proto;

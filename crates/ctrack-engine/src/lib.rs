@@ -665,6 +665,7 @@ impl Engine {
         match result {
             Ok(fate) => {
                 if let Some(ct) = &ct {
+                    self.conntrack.help(ct, d, now);
                     self.conntrack.confirm(ct, now);
                 }
                 match fate {

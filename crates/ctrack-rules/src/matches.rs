@@ -1395,10 +1395,13 @@ impl Match {
             Match::Tos(t) => t.is_none_or(|(v, m, inv)| ((d.tos & m) == v) != inv),
             Match::Dscp(x) => x.is_none_or(|(v, inv)| ((d.tos >> 2) == v) != inv),
             Match::Helper(h) => {
-                // xt_helper looks at the helper of the connection's master: it matches
-                // expected (RELATED) connections. ctrack creates no expectations yet, so a
-                // connection never has a master and only `! --helper` matches.
-                h.as_ref().is_none_or(|(_, inv)| *inv)
+                // xt_helper looks at the helper of the connection's master: it matches the
+                // expected (RELATED) connections a helper announced.
+                let Some((name, inv)) = h else { return true };
+                let master = p.conn.and_then(|c| c.master_helper);
+                // strncmp(helper, name, strlen(helper)): the name starts with the helper's.
+                let hit = master.is_some_and(|m| name.is_empty() || name.starts_with(m.as_str()));
+                hit != *inv
             }
             Match::Limit(l) => l.take(p.now),
             Match::Mac(m) => {

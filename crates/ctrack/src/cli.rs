@@ -63,6 +63,10 @@ pub enum TableFormat {
     Conntrack,
     /// One JSON object per entry, one per line.
     Json,
+    /// `/proc/net/nf_conntrack_expect`.
+    Expect,
+    /// `conntrack -L expect`.
+    ConntrackExpect,
 }
 
 #[derive(Args, Debug)]

@@ -302,7 +302,21 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    if let Some(fmt) = args.table {
+    if let Some(fmt @ (TableFormat::Expect | TableFormat::ConntrackExpect)) = args.table {
+        let mut n = 0;
+        for e in engine.conntrack().expectations(now) {
+            let line = if fmt == TableFormat::Expect {
+                e.proc_line(now)
+            } else {
+                e.conntrack_line(now)
+            };
+            writeln!(out, "{line}")?;
+            n += 1;
+        }
+        if fmt == TableFormat::ConntrackExpect {
+            eprintln!("conntrack v1.4.7 (conntrack-tools): {n} expectations have been shown.");
+        }
+    } else if let Some(fmt) = args.table {
         let ct = engine.conntrack();
         let mut n = 0;
         for (_, c) in ct.table().iter_listing() {
@@ -310,6 +324,7 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
                 TableFormat::Proc => proc_line(c, now, ct.settings()),
                 TableFormat::Conntrack => conntrack_line(c, now, acct, timestamp),
                 TableFormat::Json => json(c, now).to_string(),
+                TableFormat::Expect | TableFormat::ConntrackExpect => unreachable!("listed above"),
             };
             writeln!(out, "{line}")?;
             n += 1;

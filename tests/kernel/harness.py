@@ -401,6 +401,8 @@ def run_steps(topo, steps, servers, log):
             dst = ADDRS[st["to"]]
             sh("ping", "-6" if ":" in dst else "-4", "-c", str(st.get("count", 1)), "-i", "0.2", "-W", "1",
                "-t", str(st.get("ttl", 64)), "-s", str(st.get("size", 56)), dst, ns=ns, check=False)
+        elif a == "tftp":
+            sh("python3", "-c", TFTP_CLIENT, ADDRS[st["to"]], ns=ns)
         elif a == "ftp":
             sh("python3", "-c", FTP_CLIENT, ADDRS[st["to"]], st.get("mode", "passive"), ns=ns)
         elif a == "craft":
@@ -449,12 +451,43 @@ def start_ftp(ns, work):
     raise RuntimeError("FTP server did not start (is pyftpdlib installed?)")
 
 
+TFTP_SERVER = r"""
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 69)); print('ready', flush=True)
+while True:
+    req, peer = s.recvfrom(600)
+    if req[:2] != b'\x00\x01':
+        continue
+    t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); t.bind(('0.0.0.0', 0)); t.settimeout(2)
+    t.sendto(b'\x00\x03\x00\x01' + b'ctrack' * 20, peer)
+    try:
+        t.recvfrom(100)
+    except OSError:
+        pass
+    t.close()
+"""
+
+TFTP_CLIENT = r"""
+import socket, sys
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(2)
+c.sendto(b'\x00\x01file.bin\x00octet\x00', (sys.argv[1], 69))
+data, peer = c.recvfrom(600)
+c.sendto(b'\x00\x04\x00\x01', peer)
+"""
+
+
 def start_servers(topo, scenario, work):
     procs = []
     for srv in scenario.get("servers", []):
         ns = topo.ns[srv.get("on", "sv")]
         if srv["proto"] == "ftp":
             procs.append(start_ftp(ns, work))
+            continue
+        if srv["proto"] == "tftp":
+            p = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", TFTP_SERVER],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            p.stdout.readline()
+            procs.append(p)
             continue
         bind = "::" if srv.get("family", "ipv4") == "ipv6" else "0.0.0.0"
         p = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", SERVER, bind, srv["proto"],

@@ -662,24 +662,33 @@ impl Conntrack {
         let (Some(ct), PacketState::Tracked(info)) = (r.ct, r.state) else {
             return;
         };
-        if !matches!(info, CtInfo::Established | CtInfo::EstablishedReply) {
-            return;
-        }
-        let Some(c) = self.conn(ct).copied() else {
-            return;
+        // Most connections have no helper: look before copying the entry.
+        let c = match self.conn(ct) {
+            Some(c) if c.helper.is_some() => *c,
+            _ => return,
         };
-        if c.helper.is_none() || d.proto != ctrack_packet::proto::TCP {
-            return;
-        }
-        let Some(seg) = TcpView::new(d.l4()) else {
-            return;
+        let dir = usize::from(info.is_reply());
+        let expectation = match d.proto {
+            // The FTP helper reads commands only once the control connection is up.
+            ctrack_packet::proto::TCP
+                if matches!(info, CtInfo::Established | CtInfo::EstablishedReply) =>
+            {
+                let Some(seg) = TcpView::new(d.l4()) else {
+                    return;
+                };
+                let payload = &d.l4()[seg.header_len()..];
+                if payload.is_empty() {
+                    return;
+                }
+                crate::expect::ftp_expectation(&c, dir, payload, now)
+            }
+            // The TFTP helper reads every request, whatever the connection's state.
+            ctrack_packet::proto::UDP => {
+                crate::expect::tftp_expectation(&c, dir, d.l4().get(8..).unwrap_or(&[]), now)
+            }
+            _ => None,
         };
-        let payload = &d.l4()[seg.header_len()..];
-        if payload.is_empty() {
-            return;
-        }
-        let dir = usize::from(info == CtInfo::EstablishedReply);
-        let Some(e) = crate::expect::ftp_expectation(&c, dir, payload, now) else {
+        let Some(e) = expectation else {
             return;
         };
         self.expectations

@@ -11,8 +11,8 @@ use crate::conn::{Conn, HelperName};
 use ctrack_packet::{Addr, Family, Tuple};
 use std::fmt::Write;
 
-/// How long an FTP expectation waits (`ftp_exp_policy.timeout`).
-pub const FTP_EXPECT_TIMEOUT_NS: u64 = 300 * 1_000_000_000;
+/// How long an expectation waits: five minutes for both the FTP and TFTP helpers.
+pub const EXPECT_TIMEOUT_NS: u64 = 300 * 1_000_000_000;
 
 /// An expected connection (`struct nf_conntrack_expect`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +176,35 @@ pub fn ftp_announce(payload: &[u8], reply: bool) -> Option<Announce> {
     }
 }
 
+/// The expectation a TFTP request makes (`tftp_help`): the server answers from another
+/// port, so any source port of the server's address to the client's port is expected.
+pub fn tftp_expectation(c: &Conn, dir: usize, payload: &[u8], now: u64) -> Option<Expectation> {
+    let helper = c.helper?;
+    if helper.as_str() != "tftp" || dir != 0 {
+        return None;
+    }
+    // Read (1) and write (2) requests.
+    let op = u16::from_be_bytes([*payload.first()?, *payload.get(1)?]);
+    if op != 1 && op != 2 {
+        return None;
+    }
+    let reply = c.tuple[1];
+    Some(Expectation {
+        tuple: Tuple {
+            src: reply.src,
+            dst: reply.dst,
+            src_port: 0,
+            dst_port: reply.dst_port,
+            proto: ctrack_packet::proto::UDP,
+            family: reply.family,
+        },
+        master: c.tuple[0],
+        zone: c.zone,
+        deadline: now + EXPECT_TIMEOUT_NS,
+        helper,
+    })
+}
+
 /// The expectation an FTP control connection's packet makes, if any.
 pub fn ftp_expectation(c: &Conn, dir: usize, payload: &[u8], now: u64) -> Option<Expectation> {
     let helper = c.helper?;
@@ -206,7 +235,7 @@ pub fn ftp_expectation(c: &Conn, dir: usize, payload: &[u8], now: u64) -> Option
         },
         master: c.tuple[0],
         zone: c.zone,
-        deadline: now + FTP_EXPECT_TIMEOUT_NS,
+        deadline: now + EXPECT_TIMEOUT_NS,
         helper,
     })
 }

@@ -608,11 +608,12 @@ impl Conntrack {
             Some(CtRef::Confirmed(idx)) if self.table.is_live(idx) => {
                 let c = self.table.get_mut(idx);
                 let ev = std::mem::take(&mut c.events);
-                let snapshot = *c;
-                // Only state and status changes make an UPDATE.
+                // Only state and status changes make an UPDATE; most packets make none, and
+                // the entry is copied only for one.
                 if ev & (ipct::PROTOINFO | ipct::ASSURED | ipct::REPLY | ipct::MARK | ipct::HELPER)
                     != 0
                 {
+                    let snapshot = *c;
                     self.emit(now, EventKind::Update, snapshot, ev);
                 }
             }

@@ -751,6 +751,10 @@ impl Engine {
         manip: Manip,
     ) -> Option<Vec<u8>> {
         let c = self.conntrack.conn(m.ct?)?;
+        // Without a binding both tuples mirror each other: nothing to rewrite.
+        if c.status & (ctrack_conntrack::ips::SRC_NAT | ctrack_conntrack::ips::DST_NAT) == 0 {
+            return None;
+        }
         let target = c.tuple[if reply { 0 } else { 1 }].invert()?;
         let icmp = target.is_icmp();
         let (port_now, port_want) = if icmp {

@@ -397,6 +397,9 @@ impl Conntrack {
                         let p = self.pending.as_mut().expect("just set");
                         p.status |= ips::EXPECTED;
                         p.master_helper = Some(e.helper);
+                        if e.follow_master {
+                            self.follow_master(&e);
+                        }
                         (CtRef::Unconfirmed, 0, CtInfo::Related)
                     }
                     None => (CtRef::Unconfirmed, 0, CtInfo::New),
@@ -654,6 +657,30 @@ impl Conntrack {
             crate::nat::Manip::Src => ips::SRC_NAT_DONE,
             crate::nat::Manip::Dst => ips::DST_NAT_DONE,
         };
+    }
+
+    /// `nf_nat_follow_master`: the new expected connection is translated as its master
+    /// (the expectation answers the master's original direction): its source to where the
+    /// master sent, its destination to the master's sender at the expected port. Both
+    /// bindings are made, so the nat table is not consulted for it.
+    fn follow_master(&mut self, e: &crate::expect::Expectation) {
+        use crate::nat::{Manip, NatRange};
+        let single = |a| NatRange {
+            addrs: Some((a, a)),
+            ports: None,
+            random: false,
+            persistent: false,
+        };
+        self.nat_setup(CtRef::Unconfirmed, Manip::Src, &single(e.master.dst));
+        let port = e.tuple.dst_port;
+        self.nat_setup(
+            CtRef::Unconfirmed,
+            Manip::Dst,
+            &NatRange {
+                ports: Some((port, port)),
+                ..single(e.master.src)
+            },
+        );
     }
 
     /// Runs the connection's helper on a packet that made it through (helpers run at

@@ -8,6 +8,7 @@
 //! its master the control connection.
 
 use crate::conn::{Conn, HelperName};
+use crate::status::ips;
 use ctrack_packet::{Addr, Family, Tuple};
 use std::fmt::Write;
 
@@ -27,6 +28,9 @@ pub struct Expectation {
     pub deadline: u64,
     /// The helper that made it.
     pub helper: HelperName,
+    /// The expected connection takes its master's NAT binding (`nf_nat_follow_master`, set by
+    /// the NAT half of a helper when the master is translated).
+    pub follow_master: bool,
 }
 
 impl Expectation {
@@ -202,6 +206,8 @@ pub fn tftp_expectation(c: &Conn, dir: usize, payload: &[u8], now: u64) -> Optio
         zone: c.zone,
         deadline: now + EXPECT_TIMEOUT_NS,
         helper,
+        // nf_nat_tftp: the answer comes back to the translated client, which it must reach.
+        follow_master: c.has(ips::SRC_NAT) || c.has(ips::DST_NAT),
     })
 }
 
@@ -237,6 +243,8 @@ pub fn ftp_expectation(c: &Conn, dir: usize, payload: &[u8], now: u64) -> Option
         zone: c.zone,
         deadline: now + EXPECT_TIMEOUT_NS,
         helper,
+        // The FTP command's address is not rewritten under NAT, so nothing to follow.
+        follow_master: false,
     })
 }
 

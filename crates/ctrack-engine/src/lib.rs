@@ -590,8 +590,6 @@ impl Engine {
             Some(ct)
         };
         out.state = m.state;
-        let first = m.ct == Some(CtRef::Unconfirmed);
-        let nat: &[Table] = if first { &[Nat] } else { &[] };
         let reply = matches!(m.state, PacketState::Tracked(ci) if ci.is_reply());
         let dbuf: Vec<u8>;
         m.oif = if wire {
@@ -613,7 +611,7 @@ impl Engine {
                 Hook::LocalOut
             };
             run!(d, dnat_hook, &[Mangle]);
-            run!(d, dnat_hook, nat);
+            run!(d, dnat_hook, self.nat_tables(&m, Manip::Dst));
             self.bind(&mut m, Manip::Dst, d, dnat_hook);
             // Destination translation happens here, before the routing decision.
             let cur = match self.translation(&m, d, reply, Manip::Dst) {
@@ -626,7 +624,7 @@ impl Engine {
             if wire {
                 if self.host.is_local(cur.dst, cur.family) {
                     run!(&cur, Hook::LocalIn, &[Mangle, Filter, Security]);
-                    run!(&cur, Hook::LocalIn, nat);
+                    run!(&cur, Hook::LocalIn, self.nat_tables(&m, Manip::Src));
                     self.bind(&mut m, Manip::Src, &cur, Hook::LocalIn);
                     break 'hooks Ok(Fate::Delivered);
                 }
@@ -641,7 +639,7 @@ impl Engine {
                 };
                 run!(&fwd, Hook::Forward, &[Mangle, Filter, Security]);
                 run!(&fwd, Hook::PostRouting, &[Mangle]);
-                run!(&fwd, Hook::PostRouting, nat);
+                run!(&fwd, Hook::PostRouting, self.nat_tables(&m, Manip::Src));
                 self.bind(&mut m, Manip::Src, &fwd, Hook::PostRouting);
                 if self.emit {
                     let mut b = cur.bytes.to_vec();
@@ -653,7 +651,7 @@ impl Engine {
                 m.oif = self.host.route_ref(cur.dst, cur.family);
                 run!(&cur, Hook::LocalOut, &[Filter, Security]);
                 run!(&cur, Hook::PostRouting, &[Mangle]);
-                run!(&cur, Hook::PostRouting, nat);
+                run!(&cur, Hook::PostRouting, self.nat_tables(&m, Manip::Src));
                 self.bind(&mut m, Manip::Src, &cur, Hook::PostRouting);
                 if self.emit {
                     out.leaving = Some(self.source_translated(&m, cur.bytes.to_vec(), reply));
@@ -683,6 +681,23 @@ impl Engine {
     /// Sets up a new connection's NAT binding for one manipulation, from the nat table's
     /// rule at this hook, or the null binding when the table said nothing (a source that
     /// clashes still gets a new port, as the kernel does).
+    /// The nat table is consulted only for a connection's first packet, and only for a
+    /// translation not yet bound: an expected connection that followed its master has both.
+    fn nat_tables(&self, m: &Meta, manip: Manip) -> &'static [Table] {
+        let done = match manip {
+            Manip::Src => ctrack_conntrack::ips::SRC_NAT_DONE,
+            Manip::Dst => ctrack_conntrack::ips::DST_NAT_DONE,
+        };
+        match m.ct {
+            Some(r @ CtRef::Unconfirmed)
+                if self.conntrack.conn(r).is_some_and(|c| !c.has(done)) =>
+            {
+                &[Table::Nat]
+            }
+            _ => &[],
+        }
+    }
+
     fn bind(&mut self, m: &mut Meta, manip: Manip, d: &Datagram<'_>, hook: Hook) {
         let action = m.nat.take();
         let Some(r @ CtRef::Unconfirmed) = m.ct else {

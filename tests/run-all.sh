@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for t in iptables:iptables conntrack:conntrack tcpdump:tcpdump ethtool:ethtool ip:iproute2 ping:iputils-ping tcpreplay:tcpreplay; do
+for t in iptables:iptables conntrack:conntrack tcpdump:tcpdump ethtool:ethtool ip:iproute2 ping:iputils-ping tcpreplay:tcpreplay nfct:nfct; do
     command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t#*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -43,25 +43,33 @@ pub struct Conn {
     pub helper: Option<HelperName>,
     /// For an expected (RELATED) connection: the helper of its master.
     pub master_helper: Option<HelperName>,
+    /// The timeout policy `CT --timeout` gave it, as an index into the tracker's policies.
+    pub timeout_policy: Option<u8>,
 }
 
-/// A helper's name (`ftp`, `tftp`, …), kept inline so connections stay `Copy`.
+/// A short name kept inline so connections stay `Copy`: `N` bytes with the kernel's NUL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HelperName {
-    bytes: [u8; 16],
+pub struct InlineName<const N: usize> {
+    bytes: [u8; N],
     len: u8,
 }
 
-impl HelperName {
-    /// A name of at most 15 bytes (the kernel's `NF_CT_HELPER_NAME_LEN` less the NUL).
-    pub fn new(name: &str) -> Option<HelperName> {
+/// A helper's name (`ftp`, `tftp`, …): the kernel's `NF_CT_HELPER_NAME_LEN`.
+pub type HelperName = InlineName<16>;
+
+/// A timeout policy's name (`nfct add timeout NAME`): the kernel's `CTNL_TIMEOUT_NAME_MAX`.
+pub type TimeoutName = InlineName<32>;
+
+impl<const N: usize> InlineName<N> {
+    /// A name of at most `N - 1` bytes.
+    pub fn new(name: &str) -> Option<Self> {
         let b = name.as_bytes();
-        if b.is_empty() || b.len() > 15 {
+        if b.is_empty() || b.len() >= N {
             return None;
         }
-        let mut bytes = [0u8; 16];
+        let mut bytes = [0u8; N];
         bytes[..b.len()].copy_from_slice(b);
-        Some(HelperName {
+        Some(InlineName {
             bytes,
             len: b.len() as u8,
         })
@@ -83,6 +91,8 @@ pub struct Template {
     pub helper: Option<HelperName>,
     /// `--ctevents`, as `IPCT_*` bits.
     pub events: Option<u16>,
+    /// `--timeout`: the timeout policy's name.
+    pub timeout: Option<TimeoutName>,
 }
 
 impl Conn {

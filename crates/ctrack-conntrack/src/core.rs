@@ -127,6 +127,8 @@ pub struct Conntrack {
     rng: crate::nat::Rng,
     /// Connections helpers announced.
     expectations: Vec<crate::expect::Expectation>,
+    /// Timeout policies `CT --timeout` may name (`nfct add timeout`).
+    timeout_policies: Vec<crate::timeout::TimeoutPolicy>,
 }
 
 /// The kernel log line of a drop for a full table, as `dmesg` shows it in the initial
@@ -165,6 +167,7 @@ impl Conntrack {
             template: Template::default(),
             rng: crate::nat::Rng::new(seed),
             expectations: Vec::new(),
+            timeout_policies: Vec::new(),
         }
     }
 
@@ -384,6 +387,12 @@ impl Conntrack {
                     event_mask: self.template.events.unwrap_or(u16::MAX),
                     helper: self.template.helper,
                     master_helper: None,
+                    timeout_policy: self.template.timeout.and_then(|name| {
+                        let i = self.timeout_policies.iter().position(|p| {
+                            p.name == name && crate::timeout::applies(p, d.family, d.proto)
+                        })?;
+                        u8::try_from(i).ok()
+                    }),
                 });
                 // A connection a helper announced is RELATED to its master.
                 self.expectations.retain(|e| e.deadline > now);
@@ -416,7 +425,7 @@ impl Conntrack {
             ProtoState::Tcp(t) => {
                 let seg = TcpView::new(d.l4()).expect("checked by l4_error");
                 if !conn.confirmed() {
-                    if let Err(reason) = tcp::new(t, &seg, &self.settings) {
+                    if let Err(reason) = tcp::new(t, &seg, self.timeouts_of(&conn)) {
                         self.pending = None;
                         self.stats.invalid += 1;
                         return InResult::no_ct(PacketState::Invalid, Some(reason));
@@ -432,7 +441,7 @@ impl Conntrack {
                         0
                     },
                 };
-                let out = tcp::packet(t, dir, &seg, st, &self.settings);
+                let out = tcp::packet(t, dir, &seg, st, self.timeouts_of(&conn));
                 assure = out.assure;
                 state_changed = out.state_changed;
                 shrink = out.shrink_timeout;
@@ -444,7 +453,7 @@ impl Conntrack {
                     conn.seen_reply(),
                     conn.assured(),
                     now,
-                    udp::Timeouts::udp(&self.settings),
+                    udp::Timeouts::udp(self.timeouts_of(&conn)),
                 );
                 assure = a;
                 v
@@ -455,7 +464,7 @@ impl Conntrack {
                     conn.seen_reply(),
                     conn.assured(),
                     now,
-                    udp::Timeouts::gre(&self.settings),
+                    udp::Timeouts::gre(self.timeouts_of(&conn)),
                 );
                 assure = a;
                 v
@@ -464,9 +473,9 @@ impl Conntrack {
                 d.family,
                 conn.tuple[0].icmp_type(),
                 conn.confirmed(),
-                &self.settings,
+                self.timeouts_of(&conn),
             ),
-            ProtoState::Generic => proto::generic::packet(&self.settings),
+            ProtoState::Generic => proto::generic::packet(self.timeouts_of(&conn)),
         };
 
         let acct = self.settings.acct;
@@ -657,6 +666,24 @@ impl Conntrack {
             crate::nat::Manip::Src => ips::SRC_NAT_DONE,
             crate::nat::Manip::Dst => ips::DST_NAT_DONE,
         };
+    }
+
+    /// The timeout policies `CT --timeout` may name; a policy a rule names but that is not
+    /// here leaves the connection on the sysctls (the caller checks names beforehand).
+    pub fn set_timeout_policies(&mut self, policies: Vec<crate::timeout::TimeoutPolicy>) {
+        self.timeout_policies = policies;
+    }
+
+    /// The names of the timeout policies.
+    pub fn timeout_policy_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.timeout_policies.iter().map(|p| p.name.as_str())
+    }
+
+    /// The settings a connection's tracker uses: its timeout policy's, or the sysctls.
+    fn timeouts_of(&self, c: &Conn) -> &Settings {
+        c.timeout_policy
+            .and_then(|i| self.timeout_policies.get(usize::from(i)))
+            .map_or(&self.settings, |p| &p.settings)
     }
 
     /// `nf_nat_follow_master`: the new expected connection is translated as its master

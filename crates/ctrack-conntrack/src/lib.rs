@@ -20,9 +20,10 @@ pub mod settings;
 pub mod stats;
 pub mod status;
 pub mod table;
+pub mod timeout;
 
 pub use crate::core::{Conntrack, CtRef, Event, EventKind, Hook, InResult, TABLE_FULL_LOG};
-pub use conn::{Conn, HelperName, Template};
+pub use conn::{Conn, HelperName, Template, TimeoutName};
 pub use settings::{Applied, SettingError, Settings};
 pub use stats::Stats;
 pub use status::{ipct, ips, CtInfo, PacketState};

@@ -310,6 +310,7 @@ impl FamilyRules {
                     helper,
                     zone,
                     ctevents,
+                    timeout,
                     ..
                 } => {
                     fx.notrack |= *notrack;
@@ -320,6 +321,9 @@ impl FamilyRules {
                                 .as_deref()
                                 .and_then(ctrack_conntrack::HelperName::new),
                             events: ctevents.as_deref().map(crate::target::event_mask),
+                            timeout: timeout
+                                .as_deref()
+                                .and_then(ctrack_conntrack::TimeoutName::new),
                         });
                     }
                     r += 1;

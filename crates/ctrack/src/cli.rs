@@ -118,6 +118,11 @@ pub struct ReplayArgs {
     #[arg(long = "sysctl", value_name = "KEY=VALUE")]
     pub sysctls: Vec<String>,
 
+    /// Timeout policies for `CT --timeout`: `nfct add timeout NAME FAMILY PROTO ATTR VALUE…`
+    /// commands, one a line, as given to nfct.
+    #[arg(long = "nfct", value_name = "FILE")]
+    pub nfct: Option<PathBuf>,
+
     /// A file in sysctl.conf syntax, or the output of `sysctl -a` (repeatable).
     #[arg(long = "sysctl-file", value_name = "FILE")]
     pub sysctl_files: Vec<PathBuf>,

@@ -134,6 +134,42 @@ struct Skipped {
     link_errors: u64,
 }
 
+/// Every `CT --timeout` must name a policy of its rule's protocol, as `xt_CT` checks when
+/// the rule is loaded.
+fn check_timeout_policies(
+    ruleset: &Ruleset,
+    policies: &[ctrack_conntrack::timeout::TimeoutPolicy],
+) -> Result<()> {
+    for family in [Family::V4, Family::V6] {
+        let Some(table) = ruleset.family(family).and_then(|f| f.table("raw")) else {
+            continue;
+        };
+        for rule in table.chains.iter().flat_map(|c| &c.rules) {
+            let ctrack_rules::Target::Ct {
+                timeout: Some(name),
+                ..
+            } = &rule.spec.target
+            else {
+                continue;
+            };
+            let at = format!("{}:{}", rule.origin.file, rule.origin.line);
+            let Some(policy) = policies.iter().find(|p| p.name.as_str() == name) else {
+                bail!("{at}: option \"--timeout\": no timeout policy `{name}` (define it in the --nfct file)");
+            };
+            let proto = match rule.spec.proto {
+                Some((p, false)) if p != 0 => p,
+                _ => bail!("{at}: option \"--timeout\": the rule must name its protocol with -p, without !"),
+            };
+            if !ctrack_conntrack::timeout::applies(policy, family, proto) {
+                bail!(
+                    "{at}: option \"--timeout\": policy `{name}` is for another family or protocol"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs the replay; returns the exit code.
 pub fn run(args: ReplayArgs) -> Result<i32> {
     let mut notes = Vec::new();
@@ -167,9 +203,20 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
             ctrack_rules::load(&text, &name)?
         });
     }
+    let policies = match &args.nfct {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read timeout policies {}", f.display()))?;
+            ctrack_conntrack::timeout::parse_file(&text, &settings)
+                .map_err(|(line, e)| anyhow::anyhow!("{}:{line}: {e}", f.display()))?
+        }
+        None => Vec::new(),
+    };
+    check_timeout_policies(&ruleset, &policies)?;
     let acct = settings.acct;
     let timestamp = settings.timestamp;
     let mut engine = Engine::with_rules(settings, host, args.seed, ruleset);
+    engine.conntrack_mut().set_timeout_policies(policies);
     engine.emit_output(args.out.is_some());
     let create = |p: &PathBuf| {
         std::fs::File::create(p)

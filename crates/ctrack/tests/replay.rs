@@ -151,3 +151,48 @@ fn events_file_has_conntrack_e_lines() {
         "{first}"
     );
 }
+
+#[test]
+fn ct_timeout_needs_a_policy_of_the_rules_protocol() {
+    let dir = std::env::temp_dir().join(format!("ctrack-nfct-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("rules.v4");
+    std::fs::write(
+        &rules,
+        "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A PREROUTING -p tcp -j CT --timeout short\nCOMMIT\n",
+    )
+    .unwrap();
+    let policies = dir.join("nfct.conf");
+    let run = |nfct: &str| {
+        std::fs::write(&policies, nfct).unwrap();
+        let out = ctrack(&[
+            "replay",
+            "examples/basic/capture.pcap",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--nfct",
+            policies.to_str().unwrap(),
+            "-q",
+        ]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = run("");
+    assert!(
+        !ok && err.contains("rules.v4:4") && err.contains("no timeout policy `short`"),
+        "{err}"
+    );
+    let (ok, err) = run("add timeout short inet udp unreplied 5\n");
+    assert!(!ok && err.contains("another family or protocol"), "{err}");
+    let (ok, err) = run("# policies\nadd timeout short inet tcp establishd 5\n");
+    assert!(
+        !ok && err.contains("nfct.conf:2") && err.contains("establishd"),
+        "{err}"
+    );
+    let (ok, err) = run("add timeout short inet tcp established 5\n");
+    assert!(ok, "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -668,15 +668,10 @@ impl Conntrack {
         };
     }
 
-    /// The timeout policies `CT --timeout` may name; a policy a rule names but that is not
-    /// here leaves the connection on the sysctls (the caller checks names beforehand).
+    /// The timeout policies `CT --timeout` may name. A rule naming one that is not here
+    /// leaves its connections on the sysctls; replay refuses such rules beforehand.
     pub fn set_timeout_policies(&mut self, policies: Vec<crate::timeout::TimeoutPolicy>) {
         self.timeout_policies = policies;
-    }
-
-    /// The names of the timeout policies.
-    pub fn timeout_policy_names(&self) -> impl Iterator<Item = &str> + '_ {
-        self.timeout_policies.iter().map(|p| p.name.as_str())
     }
 
     /// The settings a connection's tracker uses: its timeout policy's, or the sysctls.

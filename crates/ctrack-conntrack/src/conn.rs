@@ -100,6 +100,10 @@ impl Conn {
     pub fn has(&self, bit: u32) -> bool {
         self.status & bit != 0
     }
+    /// Translated by NAT: one of its tuples is not the mirror of the other.
+    pub fn is_translated(&self) -> bool {
+        self.has(ips::SRC_NAT | ips::DST_NAT)
+    }
     /// Seen a reply.
     pub fn seen_reply(&self) -> bool {
         self.has(ips::SEEN_REPLY)

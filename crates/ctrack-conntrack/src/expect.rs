@@ -8,7 +8,6 @@
 //! its master the control connection.
 
 use crate::conn::{Conn, HelperName};
-use crate::status::ips;
 use ctrack_packet::{Addr, Family, Tuple};
 use std::fmt::Write;
 
@@ -207,7 +206,7 @@ pub fn tftp_expectation(c: &Conn, dir: usize, payload: &[u8], now: u64) -> Optio
         deadline: now + EXPECT_TIMEOUT_NS,
         helper,
         // nf_nat_tftp: the answer comes back to the translated client, which it must reach.
-        follow_master: c.has(ips::SRC_NAT) || c.has(ips::DST_NAT),
+        follow_master: c.is_translated(),
     })
 }
 

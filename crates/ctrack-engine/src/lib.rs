@@ -391,7 +391,7 @@ impl Engine {
         }
         let (idx, k) = table.find(&t.invert()?, 0)?;
         let c = table.get(idx);
-        if c.status & (ctrack_conntrack::ips::SRC_NAT | ctrack_conntrack::ips::DST_NAT) == 0 {
+        if !c.is_translated() {
             return None;
         }
         let pre = c.tuple[1 - k];
@@ -767,7 +767,7 @@ impl Engine {
     ) -> Option<Vec<u8>> {
         let c = self.conntrack.conn(m.ct?)?;
         // Without a binding both tuples mirror each other: nothing to rewrite.
-        if c.status & (ctrack_conntrack::ips::SRC_NAT | ctrack_conntrack::ips::DST_NAT) == 0 {
+        if !c.is_translated() {
             return None;
         }
         let target = c.tuple[if reply { 0 } else { 1 }].invert()?;

@@ -121,14 +121,8 @@ fn udp_entry_expires_after_its_timeout() {
     assert_eq!(e.conntrack().count(), 1);
     e.advance(30 * SEC);
     assert_eq!(e.conntrack().count(), 0);
-    let kinds: Vec<_> = e
-        .conntrack_mut()
-        .take_events()
-        .iter()
-        .map(|ev| ev.kind)
-        .collect();
     use ctrack_conntrack::EventKind::*;
-    assert_eq!(kinds, vec![New, Destroy]);
+    assert_eq!(event_kinds(&mut e), vec![New, Destroy]);
 }
 
 #[test]
@@ -187,14 +181,8 @@ fn rst_answering_syn_leaves_nothing() {
     e.process(&tcp(C, S, 40000, 80, 0x02, 100, 0), Entry::Wire, 0);
     e.process(&tcp(S, C, 80, 40000, 0x14, 0, 101), Entry::Wire, 1);
     assert_eq!(e.conntrack().count(), 0);
-    let kinds: Vec<_> = e
-        .conntrack_mut()
-        .take_events()
-        .iter()
-        .map(|ev| ev.kind)
-        .collect();
     use ctrack_conntrack::EventKind::*;
-    assert_eq!(kinds, vec![New, Destroy]);
+    assert_eq!(event_kinds(&mut e), vec![New, Destroy]);
 }
 
 #[test]
@@ -317,4 +305,13 @@ fn reject_answers_like_the_kernel() {
         rd.l4(),
         false
     ));
+}
+
+/// The kinds of the events recorded so far, in order.
+fn event_kinds(e: &mut Engine) -> Vec<ctrack_conntrack::EventKind> {
+    e.conntrack_mut()
+        .take_events()
+        .iter()
+        .map(|ev| ev.kind)
+        .collect()
 }

@@ -93,6 +93,35 @@ struct Step {
     assured: bool,
 }
 
+/// The orderly close after a handshake: the client's FIN at `seq` (the server at 5001), the
+/// server's FIN, the last ACK.
+fn close(seq: u32) -> [Step; 3] {
+    use TcpState::*;
+    [
+        step(
+            0,
+            seg(FIN | ACK, seq, 5001, 502, 0, &[]),
+            FinWait,
+            accept(120),
+            true,
+        ),
+        step(
+            1,
+            seg(FIN | ACK, 5001, seq + 1, 509, 0, &[]),
+            LastAck,
+            accept(30),
+            true,
+        ),
+        step(
+            0,
+            seg(ACK, seq + 1, 5002, 502, 0, &[]),
+            TimeWait,
+            accept(120),
+            true,
+        ),
+    ]
+}
+
 fn step(dir: usize, seg: Vec<u8>, state: TcpState, verdict: Verdict, assured: bool) -> Step {
     Step {
         dir,
@@ -164,28 +193,8 @@ fn fin_close_walks_through_the_closing_states() {
             accept(432000),
             true,
         ),
-        step(
-            0,
-            seg(FIN | ACK, 1006, 5001, 502, 0, &[]),
-            FinWait,
-            accept(120),
-            true,
-        ),
-        step(
-            1,
-            seg(FIN | ACK, 5001, 1007, 509, 0, &[]),
-            LastAck,
-            accept(30),
-            true,
-        ),
-        step(
-            0,
-            seg(ACK, 1007, 5002, 502, 0, &[]),
-            TimeWait,
-            accept(120),
-            true,
-        ),
     ]);
+    steps.extend(close(1006));
     run(&mut f, &steps);
     assert_ne!(
         f.conn.seen[0].flags & flag::CLOSE_INIT,
@@ -290,30 +299,7 @@ fn ack_of_unseen_data_is_invalid() {
 fn syn_in_time_wait_reopens() {
     let mut f = Flow::new();
     let mut steps = handshake();
-    use TcpState::*;
-    steps.extend([
-        step(
-            0,
-            seg(FIN | ACK, 1001, 5001, 502, 0, &[]),
-            FinWait,
-            accept(120),
-            true,
-        ),
-        step(
-            1,
-            seg(FIN | ACK, 5001, 1002, 509, 0, &[]),
-            LastAck,
-            accept(30),
-            true,
-        ),
-        step(
-            0,
-            seg(ACK, 1002, 5002, 502, 0, &[]),
-            TimeWait,
-            accept(120),
-            true,
-        ),
-    ]);
+    steps.extend(close(1001));
     run(&mut f, &steps);
     let out = f.send(0, &seg(SYN, 90000, 0, 64240, 0, &OPTS));
     assert_eq!(out.verdict, Verdict::Repeat);

@@ -419,30 +419,47 @@ def run_steps(topo, steps, servers, log):
 
 
 FTP_CLIENT = r"""
-import ftplib, sys
+import ftplib, sys, time
+
+def quit(f):
+    # The server closes first and the client only after its FIN: two FINs crossing are
+    # handled on two CPUs in an order no capture shows.
+    f.putcmd('QUIT')
+    f.getresp()
+    while f.sock.recv(4096):
+        pass
+    time.sleep(0.05)
+    f.close()
+
 f = ftplib.FTP()
 f.connect(sys.argv[1], 21, timeout=5)
 f.login()
 if sys.argv[2] == 'announce-only':
     f.sendcmd('PASV')
     f.sendcmd('EPSV')
-    f.quit()
+    quit(f)
     sys.exit(0)
 f.set_pasv(sys.argv[2] == 'passive')
 data = []
 f.retrbinary('RETR file.bin', data.append)
 f.retrlines('LIST', lambda line: None)
-f.quit()
+quit(f)
 """
 
 
-def start_ftp(ns, work):
+def start_ftp(ns, work, srv):
+    """pyftpdlib on port 21. `family = "ipv6"` listens on both families; `permit_foreign`
+    accepts an active-mode address that is not the control connection's peer, written
+    differently (NAT writes IPv6 addresses in full)."""
     root = work / "ftp-root"
     root.mkdir(exist_ok=True)
     (root / "file.bin").write_bytes(b"ctrack" * 2000)
+    extra = ["-i", "::"] if srv.get("family") == "ipv6" else []
+    if srv.get("permit_foreign"):
+        extra.append("--permit-foreign-addresses")
     p = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-m", "pyftpdlib", "-p", "21", "-d", str(root),
-                          "-r", "30000-30010"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    probe = "import socket; socket.create_connection(('127.0.0.1', 21), timeout=1).close()"
+                          "-r", "30000-30010", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    probe = "import socket; socket.create_connection(('localhost', 21), timeout=1).close()"
     for _ in range(50):
         if sh("python3", "-c", probe, ns=ns, check=False).returncode == 0:
             return p
@@ -481,7 +498,7 @@ def start_servers(topo, scenario, work):
     for srv in scenario.get("servers", []):
         ns = topo.ns[srv.get("on", "sv")]
         if srv["proto"] == "ftp":
-            procs.append(start_ftp(ns, work))
+            procs.append(start_ftp(ns, work, srv))
             continue
         if srv["proto"] == "tftp":
             p = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", TFTP_SERVER],
@@ -828,9 +845,12 @@ def run_scenario(path, ctrack, keep):
         rec.start()
         # Counters start with the capture: what fw sent while the links came up is in
         # neither.
+        # `-Z` alone zeroes only the filter table; ctrack's --zero-counters-at zeroes them all
+        # (the links' multicast reports after the rules loaded have passed raw OUTPUT).
         zeroed = time.time()
-        sh("iptables", "-Z", ns=fw)
-        sh("ip6tables", "-Z", ns=fw)
+        for cmd, text in (("iptables", rules), ("ip6tables", rules6)):
+            for table in re.findall(r"^\*(\w+)", text, re.M):
+                sh(cmd, "-t", table, "-Z", ns=fw)
         if injected:
             sh("tcpreplay", "-q", "-i", "ctkinj0", "-x", str(scn.get("multiplier", 1)), str(clean),
                ns=topo.ns["inj"], timeout=300)

@@ -45,6 +45,8 @@ pub struct Conn {
     pub master_helper: Option<HelperName>,
     /// The timeout policy `CT --timeout` gave it, as an index into the tracker's policies.
     pub timeout_policy: Option<u8>,
+    /// The FTP helper's record of where lines start.
+    pub ftp: crate::ftp::FtpLines,
 }
 
 /// A short name kept inline so connections stay `Copy`: `N` bytes with the kernel's NUL.

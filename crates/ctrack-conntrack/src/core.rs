@@ -136,6 +136,43 @@ pub struct Conntrack {
 /// other namespaces print `table full in netns N`).
 pub const TABLE_FULL_LOG: &str = "nf_conntrack: nf_conntrack: table full, dropping packet";
 
+/// The kernel log line of an expectation refused for a full expectation table
+/// (`nf_conntrack_expect_max`).
+pub const EXPECT_FULL_LOG: &str = "nf_conntrack: expectation table full";
+
+/// What a helper decided about a packet ([`Conntrack::help`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Help {
+    /// The packet goes on as it is.
+    Accept,
+    /// NAT rewrites part of the TCP payload (`nf_nat_mangle_tcp_packet`); the connection's
+    /// sequence adjustment already counts the change of length.
+    Mangle(Mangle),
+    /// The helper drops the packet, for this reason (as `nf_ct_helper_log` words it).
+    Drop(&'static str),
+}
+
+/// A rewrite of a TCP payload: `len` bytes at `at` become `text`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mangle {
+    /// Offset in the TCP payload.
+    pub at: usize,
+    /// Bytes replaced.
+    pub len: usize,
+    /// What replaces them.
+    pub text: String,
+}
+
+/// Why an expectation was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// Another master expects the same connection (`-EBUSY`).
+    Busy,
+    /// The expectation table is full (`-EMFILE`).
+    Full,
+}
+
 /// How long `net_ratelimit` lets a burst of 10 messages through: 5 s.
 const RATELIMIT_NS: u64 = 5_000_000_000;
 const RATELIMIT_BURST: u32 = 10;
@@ -393,6 +430,7 @@ impl Conntrack {
                         })?;
                         u8::try_from(i).ok()
                     }),
+                    ftp: Default::default(),
                 });
                 // A connection a helper announced is RELATED to its master.
                 self.expectations.retain(|e| e.deadline > now);
@@ -406,8 +444,8 @@ impl Conntrack {
                         let p = self.pending.as_mut().expect("just set");
                         p.status |= ips::EXPECTED;
                         p.master_helper = Some(e.helper);
-                        if e.follow_master {
-                            self.follow_master(&e);
+                        if let Some(f) = e.follow_master {
+                            self.follow_master(&f);
                         }
                         (CtRef::Unconfirmed, 0, CtInfo::Related)
                     }
@@ -682,10 +720,8 @@ impl Conntrack {
     }
 
     /// `nf_nat_follow_master`: the new expected connection is translated as its master
-    /// (the expectation answers the master's original direction): its source to where the
-    /// master sent, its destination to the master's sender at the expected port. Both
-    /// bindings are made, so the nat table is not consulted for it.
-    fn follow_master(&mut self, e: &crate::expect::Expectation) {
+    /// says. Both bindings are made, so the nat table is not consulted for it.
+    fn follow_master(&mut self, f: &crate::expect::FollowMaster) {
         use crate::nat::{Manip, NatRange};
         let single = |a| NatRange {
             addrs: Some((a, a)),
@@ -693,59 +729,167 @@ impl Conntrack {
             random: false,
             persistent: false,
         };
-        self.nat_setup(CtRef::Unconfirmed, Manip::Src, &single(e.master.dst));
-        let port = e.tuple.dst_port;
+        self.nat_setup(CtRef::Unconfirmed, Manip::Src, &single(f.src));
         self.nat_setup(
             CtRef::Unconfirmed,
             Manip::Dst,
             &NatRange {
-                ports: Some((port, port)),
-                ..single(e.master.src)
+                ports: Some((f.dst_port, f.dst_port)),
+                ..single(f.dst)
             },
         );
     }
 
+    /// `nf_ct_expect_related`: registers an expectation. The master's earlier one is
+    /// replaced (every helper here expects one at a time); the same connection expected by
+    /// another master is busy; a full expectation table refuses it and logs.
+    fn expect_related(&mut self, e: crate::expect::Expectation, now: u64) -> Result<(), Expect> {
+        self.expectations.retain(|x| x.deadline > now);
+        if self
+            .expectations
+            .iter()
+            .any(|x| x.same_tuple(&e) && (x.master, x.zone) != (e.master, e.zone))
+        {
+            return Err(Expect::Busy);
+        }
+        self.expectations
+            .retain(|x| (x.master, x.zone) != (e.master, e.zone));
+        if self.expectations.len() >= self.settings.expect_max as usize {
+            self.ratelimited_log(now, EXPECT_FULL_LOG);
+            return Err(Expect::Full);
+        }
+        self.expectations.push(e);
+        Ok(())
+    }
+
     /// Runs the connection's helper on a packet that made it through (helpers run at
-    /// confirmation): an FTP command or answer announcing a data connection makes an
-    /// expectation, replacing the control connection's earlier one.
-    pub fn help(&mut self, r: &InResult, d: &Datagram<'_>, now: u64) {
+    /// confirmation), as `nf_confirm` does: an FTP command or answer announcing a data
+    /// connection makes an expectation, and under NAT is rewritten; a TFTP request expects
+    /// its answer. What the helper decided is for the caller to apply to the leaving packet.
+    pub fn help(&mut self, r: &InResult, d: &Datagram<'_>, now: u64) -> Help {
         let (Some(ct), PacketState::Tracked(info)) = (r.ct, r.state) else {
-            return;
+            return Help::Accept;
         };
         // Most connections have no helper: look before copying the entry.
         let c = match self.conn(ct) {
             Some(c) if c.helper.is_some() => *c,
-            _ => return,
+            _ => return Help::Accept,
         };
         let dir = usize::from(info.is_reply());
-        let expectation = match d.proto {
-            // The FTP helper reads commands only once the control connection is up.
-            ctrack_packet::proto::TCP
-                if matches!(info, CtInfo::Established | CtInfo::EstablishedReply) =>
-            {
-                let Some(seg) = TcpView::new(d.l4()) else {
-                    return;
-                };
-                let payload = &d.l4()[seg.header_len()..];
-                if payload.is_empty() {
-                    return;
+        match (c.helper, d.proto) {
+            (Some(h), ctrack_packet::proto::TCP) if h.as_str() == "ftp" => {
+                // The FTP helper reads commands only once the control connection is up.
+                if !matches!(info, CtInfo::Established | CtInfo::EstablishedReply) {
+                    return Help::Accept;
                 }
-                crate::expect::ftp_expectation(&c, dir, payload, now)
+                let Some(seg) = TcpView::new(d.l4()) else {
+                    return Help::Accept;
+                };
+                self.help_ftp(ct, &c, dir, seg.seq(), &d.l4()[seg.header_len()..], now)
             }
-            // The TFTP helper reads every request, whatever the connection's state.
-            ctrack_packet::proto::UDP => {
-                crate::expect::tftp_expectation(&c, dir, d.l4().get(8..).unwrap_or(&[]), now)
+            (Some(h), ctrack_packet::proto::UDP) if h.as_str() == "tftp" => {
+                // The TFTP helper reads every request, whatever the connection's state.
+                let payload = d.l4().get(8..).unwrap_or(&[]);
+                match crate::expect::tftp_expectation(&c, dir, payload, now) {
+                    Some(e) => match self.expect_related(e, now) {
+                        Ok(()) => Help::Accept,
+                        Err(_) => Help::Drop("cannot add expectation"),
+                    },
+                    None => Help::Accept,
+                }
             }
-            _ => None,
-        };
-        let Some(e) = expectation else {
-            return;
-        };
-        self.expectations
-            .retain(|x| x.deadline > now && x.master != e.master);
-        if self.expectations.len() < self.settings.expect_max as usize {
-            self.expectations.push(e);
+            _ => Help::Accept,
         }
+    }
+
+    /// The FTP helper and, when the control connection is translated, its NAT half.
+    fn help_ftp(
+        &mut self,
+        ct: CtRef,
+        c: &Conn,
+        dir: usize,
+        seq: u32,
+        payload: &[u8],
+        now: u64,
+    ) -> Help {
+        use crate::ftp::{self, Parse};
+        let Some(&last) = payload.last() else {
+            return Help::Accept;
+        };
+        let next_line = (last == b'\n').then(|| seq.wrapping_add(payload.len() as u32));
+        let verdict = 'parse: {
+            if !c.ftp.starts_line(dir, seq) {
+                break 'parse Help::Accept;
+            }
+            let family = c.tuple[0].family;
+            let a = match ftp::parse(payload, dir == 1, family) {
+                Parse::Nothing => break 'parse Help::Accept,
+                // The line number is not recorded: the command is not over.
+                Parse::Partial(reason) => return Help::Drop(reason),
+                Parse::Found(a) => a,
+            };
+            // An address other than the sender's is not expected (the helper's `loose=0`).
+            if a.addr.is_some_and(|x| x != c.tuple[dir].src) {
+                break 'parse Help::Accept;
+            }
+            let peer = c.tuple[1 - dir];
+            let mut e = crate::expect::Expectation {
+                tuple: Tuple {
+                    src: peer.src,
+                    dst: peer.dst,
+                    src_port: 0,
+                    dst_port: a.port,
+                    proto: ctrack_packet::proto::TCP,
+                    family,
+                },
+                master: c.tuple[0],
+                zone: c.zone,
+                deadline: now + crate::expect::EXPECT_TIMEOUT_NS,
+                helper: c.helper.expect("an FTP connection has its helper"),
+                follow_master: None,
+            };
+            if !c.is_translated() {
+                break 'parse match self.expect_related(e, now) {
+                    Ok(()) => Help::Accept,
+                    Err(_) => Help::Drop("cannot add expectation"),
+                };
+            }
+            // nf_nat_ftp: the data connection comes to where this packet goes, and is
+            // translated as the master; the announced port is kept if it can be.
+            e.follow_master = Some(crate::expect::FollowMaster {
+                src: c.tuple[dir].dst,
+                dst: c.tuple[dir].src,
+                dst_port: a.port,
+            });
+            let mut port = a.port;
+            loop {
+                e.tuple.dst_port = port;
+                match self.expect_related(e, now) {
+                    Ok(()) => break,
+                    Err(Expect::Busy) if port < u16::MAX => port += 1,
+                    Err(_) => break 'parse Help::Drop("all ports in use"),
+                }
+            }
+            let text = ftp::nat_text(a.kind, family, peer.dst, port);
+            let grown = text.len() as i32 - a.len as i32;
+            if grown != 0 {
+                if let Some(conn) = self.conn_mut(ct) {
+                    conn.status |= ips::SEQ_ADJUST;
+                    if let ProtoState::Tcp(t) = &mut conn.proto {
+                        t.seqadj[dir].record(seq, grown);
+                    }
+                }
+            }
+            Help::Mangle(Mangle {
+                at: a.at,
+                len: a.len,
+                text,
+            })
+        };
+        if let (Some(n), Some(conn)) = (next_line, self.conn_mut(ct)) {
+            conn.ftp.ended_line(dir, n);
+        }
+        verdict
     }
 
     /// The expectations waiting at `now`.

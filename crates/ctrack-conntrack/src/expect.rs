@@ -1,11 +1,9 @@
-//! Expectations and the FTP helper: connections announced in a control connection's
-//! payload (`nf_conntrack_expect.c`, `nf_conntrack_ftp.c`).
+//! Expectations (`nf_conntrack_expect.c`) and the TFTP helper (`nf_conntrack_tftp.c`).
 //!
-//! The FTP helper reads `PORT` and `EPRT` from the client and the `227` and `229` answers
-//! from the server, at the start of a segment's payload and only in complete lines, and
-//! expects one data connection per control connection (a newer one replaces the older) for
-//! five minutes. A new connection that matches an expectation (any source port) is RELATED,
-//! its master the control connection.
+//! A helper expects one connection per master at a time (a newer one replaces the older)
+//! for five minutes. A new connection that matches an expectation (any source port) is
+//! RELATED, its master the connection that announced it. The FTP helper is in
+//! [`crate::ftp`].
 
 use crate::conn::{Conn, HelperName};
 use ctrack_packet::{Addr, Family, Tuple};
@@ -29,10 +27,29 @@ pub struct Expectation {
     pub helper: HelperName,
     /// The expected connection takes its master's NAT binding (`nf_nat_follow_master`, set by
     /// the NAT half of a helper when the master is translated).
-    pub follow_master: bool,
+    pub follow_master: Option<FollowMaster>,
+}
+
+/// The binding an expected connection takes from its master (`nf_nat_follow_master`): its
+/// source becomes where the master's packets went, its destination where they came from,
+/// at the port the helper first saw announced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FollowMaster {
+    /// New source address.
+    pub src: Addr,
+    /// New destination address.
+    pub dst: Addr,
+    /// New destination port (`saved_proto`).
+    pub dst_port: u16,
 }
 
 impl Expectation {
+    /// True when both expect the same connection (`expect_clash`, for masks that differ only
+    /// in the source port).
+    pub fn same_tuple(&self, other: &Expectation) -> bool {
+        self.zone == other.zone && self.tuple == other.tuple
+    }
+
     /// True when a new connection's tuple is the expected one.
     pub fn matches(&self, t: &Tuple, zone: u16) -> bool {
         self.zone == zone
@@ -85,100 +102,6 @@ impl Expectation {
     }
 }
 
-/// What an FTP command or answer announces: address (when it gives one) and port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Announce {
-    /// The address announced; `None` for EPSV, which names only a port.
-    pub addr: Option<Addr>,
-    /// The port.
-    pub port: u16,
-}
-
-fn rfc959(s: &str) -> Option<Announce> {
-    // h1,h2,h3,h4,p1,p2
-    let nums: Vec<u32> = s
-        .split(',')
-        .map(|x| x.trim().parse::<u32>().ok().filter(|&n| n <= 255))
-        .collect::<Option<Vec<_>>>()?;
-    if nums.len() != 6 {
-        return None;
-    }
-    Some(Announce {
-        addr: Some(Addr::v4([
-            nums[0] as u8,
-            nums[1] as u8,
-            nums[2] as u8,
-            nums[3] as u8,
-        ])),
-        port: (nums[4] * 256 + nums[5]) as u16,
-    })
-}
-
-fn eprt(s: &str) -> Option<Announce> {
-    // |1|addr|port| or |2|addr|port| with any delimiter.
-    let d = s.chars().next()?;
-    let parts: Vec<&str> = s.split(d).collect();
-    if parts.len() < 5 {
-        return None;
-    }
-    let addr = match parts[1] {
-        "1" => Addr::v4(parts[2].parse::<std::net::Ipv4Addr>().ok()?.octets()),
-        "2" => Addr::v6(parts[2].parse::<std::net::Ipv6Addr>().ok()?.octets()),
-        _ => return None,
-    };
-    Some(Announce {
-        addr: Some(addr),
-        port: parts[3].parse().ok()?,
-    })
-}
-
-fn epsv(s: &str) -> Option<Announce> {
-    // (|||port|)
-    let inner = s.split('(').nth(1)?.split(')').next()?;
-    let d = inner.chars().next()?;
-    let parts: Vec<&str> = inner.split(d).collect();
-    Some(Announce {
-        addr: None,
-        port: parts.get(3)?.parse().ok()?,
-    })
-}
-
-/// Reads an FTP command (`reply == false`) or answer at the start of `payload`, as the
-/// kernel's helper does: the whole line must be there.
-pub fn ftp_announce(payload: &[u8], reply: bool) -> Option<Announce> {
-    let end = payload
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .or_else(|| payload.iter().position(|&b| b == b'\n'))?;
-    let line = std::str::from_utf8(&payload[..end]).ok()?;
-    if !reply {
-        if let Some(rest) = line
-            .strip_prefix("PORT ")
-            .or_else(|| line.strip_prefix("port "))
-        {
-            return rfc959(rest.trim());
-        }
-        if let Some(rest) = line
-            .strip_prefix("EPRT ")
-            .or_else(|| line.strip_prefix("eprt "))
-        {
-            return eprt(rest.trim());
-        }
-        None
-    } else if let Some(rest) = line.strip_prefix("227 ") {
-        let inner = rest
-            .split('(')
-            .nth(1)
-            .map(|x| x.split(')').next().unwrap_or(x))
-            .unwrap_or(rest);
-        rfc959(inner)
-    } else if let Some(rest) = line.strip_prefix("229 ") {
-        epsv(rest)
-    } else {
-        None
-    }
-}
-
 /// The expectation a TFTP request makes (`tftp_help`): the server answers from another
 /// port, so any source port of the server's address to the client's port is expected.
 pub fn tftp_expectation(c: &Conn, dir: usize, payload: &[u8], now: u64) -> Option<Expectation> {
@@ -206,87 +129,10 @@ pub fn tftp_expectation(c: &Conn, dir: usize, payload: &[u8], now: u64) -> Optio
         deadline: now + EXPECT_TIMEOUT_NS,
         helper,
         // nf_nat_tftp: the answer comes back to the translated client, which it must reach.
-        follow_master: c.is_translated(),
+        follow_master: c.is_translated().then_some(FollowMaster {
+            src: c.tuple[0].dst,
+            dst: c.tuple[0].src,
+            dst_port: reply.dst_port,
+        }),
     })
-}
-
-/// The expectation an FTP control connection's packet makes, if any.
-pub fn ftp_expectation(c: &Conn, dir: usize, payload: &[u8], now: u64) -> Option<Expectation> {
-    let helper = c.helper?;
-    if helper.as_str() != "ftp" {
-        return None;
-    }
-    let a = ftp_announce(payload, dir == 1)?;
-    let sender = c.tuple[dir].src;
-    let family = c.tuple[0].family;
-    let addr = a.addr.unwrap_or(sender);
-    // An IPv4 address other than the sender's is not recorded (a server behind NAT that
-    // names another address).
-    if family == Family::V4 && addr != sender {
-        return None;
-    }
-    if family == Family::V4 && a.addr.is_some_and(|x| x.0[4..] != [0; 12]) {
-        return None;
-    }
-    let peer = c.tuple[1 - dir].src;
-    Some(Expectation {
-        tuple: Tuple {
-            src: peer,
-            dst: addr,
-            src_port: 0,
-            dst_port: a.port,
-            proto: ctrack_packet::proto::TCP,
-            family,
-        },
-        master: c.tuple[0],
-        zone: c.zone,
-        deadline: now + EXPECT_TIMEOUT_NS,
-        helper,
-        // The FTP command's address is not rewritten under NAT, so nothing to follow.
-        follow_master: false,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_four_forms() {
-        assert_eq!(
-            ftp_announce(b"PORT 10,0,0,2,200,10\r\n", false),
-            Some(Announce {
-                addr: Some(Addr::v4([10, 0, 0, 2])),
-                port: 51210
-            })
-        );
-        assert_eq!(
-            ftp_announce(b"EPRT |2|fd00::1|4000|\r\n", false).map(|a| a.port),
-            Some(4000)
-        );
-        assert_eq!(
-            ftp_announce(b"227 Entering Passive Mode (10,77,2,2,117,57).\r\n", true),
-            Some(Announce {
-                addr: Some(Addr::v4([10, 77, 2, 2])),
-                port: 30009
-            })
-        );
-        assert_eq!(
-            ftp_announce(b"229 Entering extended passive mode (|||30009|).\r\n", true),
-            Some(Announce {
-                addr: None,
-                port: 30009
-            })
-        );
-        assert_eq!(
-            ftp_announce(b"PORT 10,0,0,2,200", false),
-            None,
-            "an incomplete line"
-        );
-        assert_eq!(
-            ftp_announce(b"227 hello\r\n", false),
-            None,
-            "answers only from the server"
-        );
-    }
 }

@@ -14,15 +14,20 @@ pub mod conn;
 pub mod core;
 pub mod expect;
 pub mod format;
+pub mod ftp;
 pub mod nat;
 pub mod proto;
+pub mod seqadj;
 pub mod settings;
 pub mod stats;
 pub mod status;
 pub mod table;
 pub mod timeout;
 
-pub use crate::core::{Conntrack, CtRef, Event, EventKind, Hook, InResult, TABLE_FULL_LOG};
+pub use crate::core::{
+    Conntrack, CtRef, Event, EventKind, Help, Hook, InResult, Mangle, EXPECT_FULL_LOG,
+    TABLE_FULL_LOG,
+};
 pub use conn::{Conn, HelperName, Template, TimeoutName};
 pub use settings::{Applied, SettingError, Settings};
 pub use stats::Stats;

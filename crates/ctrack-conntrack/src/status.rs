@@ -22,6 +22,8 @@ pub mod ips {
     pub const DYING: u32 = 1 << 9;
     /// Timeout fixed by `CT --timeout` or ctnetlink.
     pub const FIXED_TIMEOUT: u32 = 1 << 10;
+    /// TCP sequence numbers are adjusted after a helper changed a payload's length.
+    pub const SEQ_ADJUST: u32 = 1 << 11;
 }
 
 /// Where a packet stands relative to its connection (`enum ip_conntrack_info`), with the

@@ -13,7 +13,7 @@
 //! sans-IO: no clock, no files; time is the caller's.
 
 use ctrack_conntrack::nat::{Manip, NatRange};
-use ctrack_conntrack::{Conntrack, CtRef, Hook, InResult, PacketState, Settings};
+use ctrack_conntrack::{Conntrack, CtRef, Help, Hook, InResult, PacketState, Settings};
 use ctrack_packet::frag::Reassembly;
 use ctrack_packet::{Addr, Datagram, Family, Malformed, Reassembler};
 use ctrack_rules::ctx::{addrtype, HostInfo, PacketCtx};
@@ -223,6 +223,9 @@ pub enum DropReason {
     /// TTL or hop limit ran out in forwarding (`ip_forward` drops it before FORWARD and
     /// the host answers with time exceeded).
     TtlExceeded,
+    /// The connection's helper dropped it at confirmation (a command that did not parse, an
+    /// expectation that could not be added), for this reason.
+    Helper(&'static str),
 }
 
 /// The fate of one packet.
@@ -256,8 +259,12 @@ pub struct Outcome {
     /// The answer a REJECT sends (IP datagram), when it sends one.
     pub reply: Option<Vec<u8>>,
     /// With [`Engine::emit_output`]: the datagram as it leaves the host (forwarded or
-    /// sent), after NAT and with the TTL a router lowers.
+    /// sent), after NAT, helpers and with the TTL a router lowers. Also given, whatever
+    /// the setting, for every packet of a TCP connection that has a helper.
     pub leaving: Option<Vec<u8>>,
+    /// A helper rewrote the leaving packet (its payload, or its sequence numbers after an
+    /// earlier change of length): it differs from the one that came in beyond NAT.
+    pub helper_rewrote: bool,
 }
 
 /// Counts of what the pipeline did.
@@ -437,6 +444,7 @@ impl Engine {
             rule: None,
             reply: None,
             leaving: None,
+            helper_rewrote: false,
         };
         let d = match Datagram::parse(bytes) {
             Ok(d) => d,
@@ -591,6 +599,12 @@ impl Engine {
         };
         out.state = m.state;
         let reply = matches!(m.state, PacketState::Tracked(ci) if ci.is_reply());
+        // A helper may rewrite what leaves: build it for such connections whatever `emit`.
+        let emit = self.emit
+            || (d.proto == ctrack_packet::proto::TCP
+                && m.ct
+                    .and_then(|r| self.conntrack.conn(r))
+                    .is_some_and(|c| c.helper.is_some()));
         let dbuf: Vec<u8>;
         m.oif = if wire {
             IfRef::None
@@ -641,7 +655,7 @@ impl Engine {
                 run!(&fwd, Hook::PostRouting, &[Mangle]);
                 run!(&fwd, Hook::PostRouting, self.nat_tables(&m, Manip::Src));
                 self.bind(&mut m, Manip::Src, &fwd, Hook::PostRouting);
-                if self.emit {
+                if emit {
                     let mut b = cur.bytes.to_vec();
                     reject::decrement_ttl(&mut b, cur.family);
                     out.leaving = Some(self.source_translated(&m, b, reply));
@@ -653,7 +667,7 @@ impl Engine {
                 run!(&cur, Hook::PostRouting, &[Mangle]);
                 run!(&cur, Hook::PostRouting, self.nat_tables(&m, Manip::Src));
                 self.bind(&mut m, Manip::Src, &cur, Hook::PostRouting);
-                if self.emit {
+                if emit {
                     out.leaving = Some(self.source_translated(&m, cur.bytes.to_vec(), reply));
                 }
                 Ok(Fate::Sent)
@@ -663,7 +677,16 @@ impl Engine {
         match result {
             Ok(fate) => {
                 if let Some(ct) = &ct {
-                    self.conntrack.help(ct, d, now);
+                    let help = self.conntrack.help(ct, d, now);
+                    if let Help::Drop(reason) = help {
+                        return self.dropped_packet(
+                            out,
+                            DropReason::Helper(reason),
+                            Some(ct),
+                            None,
+                        );
+                    }
+                    self.apply_helper(&mut out, ct, help, reply);
                     self.conntrack.confirm(ct, now);
                 }
                 match fate {
@@ -676,6 +699,29 @@ impl Engine {
             }
             Err(r) => self.dropped_packet(out, r, ct.as_ref(), Some(d)),
         }
+    }
+
+    /// What a helper does to the leaving packet after NAT, as `nf_confirm` runs it: the
+    /// payload rewrite it asked for, then the sequence adjustment of a connection whose
+    /// lengths changed (`nf_ct_seq_adjust`).
+    fn apply_helper(&self, out: &mut Outcome, ct: &InResult, help: Help, reply: bool) {
+        let Some(bytes) = out.leaving.as_mut() else {
+            return;
+        };
+        let Some(c) = ct.ct.and_then(|r| self.conntrack.conn(r)) else {
+            return;
+        };
+        let before = bytes.clone();
+        if let Help::Mangle(m) = &help {
+            natpkt::mangle_tcp_payload(bytes, m.at, m.len, m.text.as_bytes());
+        }
+        if let (true, ctrack_conntrack::proto::ProtoState::Tcp(t)) =
+            (c.has(ctrack_conntrack::ips::SEQ_ADJUST), &c.proto)
+        {
+            let dir = usize::from(reply);
+            natpkt::seq_adjust(bytes, &t.seqadj[dir], &t.seqadj[1 - dir]);
+        }
+        out.helper_rewrote = *bytes != before;
     }
 
     /// Sets up a new connection's NAT binding for one manipulation, from the nat table's

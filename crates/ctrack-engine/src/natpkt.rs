@@ -1,6 +1,58 @@
-//! Rewriting a packet's addresses and ports for NAT, with correct checksums.
+//! Rewriting a packet's addresses and ports for NAT, a helper's payload rewrite and the
+//! sequence adjustment after it, with correct lengths and checksums.
 
+use ctrack_conntrack::seqadj::SeqAdj;
 use ctrack_packet::{checksum, proto, Addr, Datagram, Family};
+
+/// `nf_nat_mangle_tcp_packet`: `len` bytes at `at` of the TCP payload become `text`; the IP
+/// length, the IPv4 header checksum and the TCP checksum follow. Does nothing to a datagram
+/// that is not TCP or too short for the rewrite.
+pub fn mangle_tcp_payload(bytes: &mut Vec<u8>, at: usize, len: usize, text: &[u8]) {
+    let Ok(d) = Datagram::parse(bytes) else {
+        return;
+    };
+    let Some(hlen) = ctrack_packet::TcpView::new(d.l4()).map(|t| t.header_len()) else {
+        return;
+    };
+    if d.proto != proto::TCP {
+        return;
+    }
+    let (family, src, dst, l4) = (d.family, d.src, d.dst, d.l4_offset);
+    let start = l4 + hlen + at;
+    if start + len > bytes.len() {
+        return;
+    }
+    bytes.splice(start..start + len, text.iter().copied());
+    let total = bytes.len();
+    match family {
+        Family::V4 => {
+            bytes[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+            let ihl = usize::from(bytes[0] & 0x0f) * 4;
+            bytes[10..12].copy_from_slice(&[0, 0]);
+            let c = checksum::finish(checksum::sum(&bytes[..ihl], 0));
+            bytes[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        Family::V6 => bytes[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes()),
+    }
+    let seg = &mut bytes[l4..];
+    seg[16..18].copy_from_slice(&[0, 0]);
+    let acc = checksum::pseudo_header(family, src, dst, proto::TCP, seg.len() as u32);
+    let c = checksum::finish(checksum::sum(seg, acc));
+    seg[16..18].copy_from_slice(&c.to_be_bytes());
+}
+
+/// `nf_ct_seq_adjust` on a leaving TCP datagram: `this` is the correction of the direction
+/// it is sent in, `other` the opposite one's.
+pub fn seq_adjust(bytes: &mut [u8], this: &SeqAdj, other: &SeqAdj) {
+    let Ok(d) = Datagram::parse(bytes) else {
+        return;
+    };
+    if d.proto != proto::TCP || d.fragment.is_some_and(|f| f.offset != 0) {
+        return;
+    }
+    let l4 = d.l4_offset;
+    SeqAdj::adjust(&mut bytes[l4..], this, other);
+}
 
 /// An end of a packet: address and port (identifier for ICMP queries).
 pub type End = (Addr, u16);
@@ -173,5 +225,66 @@ fn rewrite_quoted(q: &mut [u8], family: Family, src: Option<End>, dst: Option<En
         q[11] = 0;
         let c = checksum::finish(checksum::sum(&q[..hl], 0));
         q[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPv4 TCP segment with `payload` and correct checksums.
+    fn segment(payload: &[u8]) -> Vec<u8> {
+        let mut b = vec![
+            0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 2, 10, 0, 0, 3,
+        ];
+        let mut tcp = vec![0u8; 20];
+        tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&21u16.to_be_bytes());
+        tcp[4..8].copy_from_slice(&1000u32.to_be_bytes());
+        tcp[12] = 5 << 4;
+        tcp[13] = 0x18;
+        tcp.extend_from_slice(payload);
+        b.extend(tcp);
+        let len = b.len() as u16;
+        b[2..4].copy_from_slice(&len.to_be_bytes());
+        let c = checksum::finish(checksum::sum(&b[..20], 0));
+        b[10..12].copy_from_slice(&c.to_be_bytes());
+        // An empty rewrite still sets the TCP checksum.
+        mangle_tcp_payload(&mut b, 0, 0, b"");
+        b
+    }
+
+    fn checksums_ok(b: &[u8]) -> bool {
+        let d = Datagram::parse(b).expect("parses");
+        checksum::finish(checksum::sum(&b[..20], 0)) == 0
+            && checksum::verify(d.family, d.src, d.dst, proto::TCP, d.l4(), true)
+            && usize::from(u16::from_be_bytes([b[2], b[3]])) == b.len()
+    }
+
+    #[test]
+    fn a_longer_announcement_fixes_length_and_checksums() {
+        let mut b = segment(b"PORT 10,0,0,2,1,2\r\n");
+        assert!(checksums_ok(&b));
+        mangle_tcp_payload(&mut b, 5, 12, b"192,168,100,200,1,2");
+        assert!(b.ends_with(b"PORT 192,168,100,200,1,2\r\n"));
+        assert!(checksums_ok(&b));
+    }
+
+    #[test]
+    fn a_rewrite_past_the_payload_changes_nothing() {
+        let b0 = segment(b"PORT 1\r\n");
+        let mut b = b0.clone();
+        mangle_tcp_payload(&mut b, 5, 40, b"x");
+        assert_eq!(b, b0);
+    }
+
+    #[test]
+    fn seq_adjust_moves_a_later_segment() {
+        let mut b = segment(b"NOOP\r\n");
+        let mut this = SeqAdj::default();
+        this.record(500, 7);
+        seq_adjust(&mut b, &this, &SeqAdj::default());
+        assert_eq!(u32::from_be_bytes([b[24], b[25], b[26], b[27]]), 1007);
+        assert!(checksums_ok(&b));
     }
 }

@@ -95,7 +95,8 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub counters: bool,
 
-    /// As `iptables -Z` at TIME (epoch seconds): rule counters count from then on.
+    /// As `iptables -t TABLE -Z` for every table at TIME (epoch seconds): rule and policy
+    /// counters count from then on.
     #[arg(long, value_name = "TIME")]
     pub zero_counters_at: Option<f64>,
 

@@ -325,7 +325,12 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
         }
         if entry == Entry::Wire {
             let mac = mac_header(frame.link(), &if_macs);
-            sinks.feed(&mut engine, n, frame.time, ip, entry, mac)?;
+            if let Some(rewritten) = sinks.feed(&mut engine, n, frame.time, ip, entry, mac)? {
+                // Its outgoing copy is the rewritten packet.
+                if let Ok(d) = Datagram::parse(&rewritten) {
+                    copies.incoming(&d, frame.time);
+                }
+            }
         }
         if args.events.is_some() {
             events_out.extend(engine.conntrack_mut().take_events());
@@ -522,7 +527,7 @@ impl Sinks {
         ip: &[u8],
         entry: Entry,
         mac: Option<[u8; 14]>,
-    ) -> Result<()> {
+    ) -> Result<Option<Vec<u8>>> {
         let o = engine.process_with_link(ip, entry, time, mac);
         if let (Some(w), Some(b)) = (self.out.as_mut(), o.leaving.as_ref()) {
             w.write(time, b)?;
@@ -530,7 +535,8 @@ impl Sinks {
         if let Some(w) = self.verdicts.as_mut() {
             write_verdict(w, engine, index, time, ip, &o)?;
         }
-        Ok(())
+        // What a helper rewrote leaves looking different from what came in.
+        Ok(if o.helper_rewrote { o.leaving } else { None })
     }
 }
 
@@ -596,6 +602,7 @@ fn write_verdict(
                 DropReason::TableFull => "table full".to_string(),
                 DropReason::Fragment => "bad fragment".to_string(),
                 DropReason::TtlExceeded => "TTL exceeded".to_string(),
+                DropReason::Helper(why) => format!("helper: {why}"),
                 DropReason::Rule {
                     hook,
                     table,

@@ -220,6 +220,8 @@ pub struct TcpConn {
     pub last_wscale: u8,
     /// Option flags of an ignored SYN, and `EXP_CHALLENGE_ACK`/`SIMULTANEOUS_OPEN`.
     pub last_flags: u8,
+    /// Sequence corrections per direction, after a NAT helper changed a payload's length.
+    pub seqadj: [crate::seqadj::SeqAdj; 2],
 }
 
 /// What the tracker decided, and what the core must do about it.
@@ -359,6 +361,11 @@ fn in_window(
     } else {
         ack
     };
+    // The peer acknowledges in the numbers that left after a helper's rewrite: take the
+    // receiver's correction back off.
+    let receiver_offset = conn.seqadj[1 - dir].offset(ack.wrapping_sub(1)) as u32;
+    ack = ack.wrapping_sub(receiver_offset);
+    sack = sack.wrapping_sub(receiver_offset);
 
     if conn.seen[dir].td_maxwin == 0 {
         if flags.syn() {

@@ -300,12 +300,17 @@ if kind == 'tcp':
         time.sleep(float(sys.argv[7]) if len(sys.argv) > 7 else 0)
 elif kind == 'udp':
     count, gap, size = int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
-    s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(1)
-    for i in range(count):
-        s.sendto(b'q' * size, (dst, port))
-        try: s.recvfrom(100)
-        except OSError: pass
-        time.sleep(gap)
+    flows = int(sys.argv[7]) if len(sys.argv) > 7 else 1
+    # Each flow its own socket, so its own source port; an unanswered request waits less
+    # when there are many.
+    for _ in range(flows):
+        s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(1 if flows == 1 else 0.1)
+        for i in range(count):
+            s.sendto(b'q' * size, (dst, port))
+            try: s.recvfrom(100)
+            except OSError: pass
+            time.sleep(gap)
+        s.close()
 """
 
 
@@ -396,7 +401,8 @@ def run_steps(topo, steps, servers, log):
                str(st.get("sport", 0)), ns=ns)
         elif a == "udp":
             sh("python3", "-c", CLIENT, ADDRS[st["to"]], "udp", str(st["port"]),
-               str(st.get("count", 1)), str(st.get("gap", 0)), str(st.get("size", 20)), ns=ns)
+               str(st.get("count", 1)), str(st.get("gap", 0)), str(st.get("size", 20)),
+               str(st.get("flows", 1)), ns=ns, timeout=120)
         elif a == "ping":
             dst = ADDRS[st["to"]]
             sh("ping", "-6" if ":" in dst else "-4", "-c", str(st.get("count", 1)), "-i", "0.2", "-W", "1",

@@ -118,6 +118,8 @@ pub struct Conntrack {
     full_log_burst: u32,
     scratch: Vec<u32>,
     peak: (usize, u64),
+    /// Entries ever confirmed.
+    created: u64,
     /// Original tuple of the last new connection whose packet was dropped before
     /// confirmation: the host's own ICMP error about that packet carries it (`nf_ct_attach`).
     last_discarded: Option<Tuple>,
@@ -200,12 +202,18 @@ impl Conntrack {
             full_log_burst: 0,
             scratch: Vec::new(),
             peak: (0, 0),
+            created: 0,
             last_discarded: None,
             template: Template::default(),
             rng: crate::nat::Rng::new(seed),
             expectations: Vec::new(),
             timeout_policies: Vec::new(),
         }
+    }
+
+    /// How many entries have entered the table since the start: new connections.
+    pub fn created(&self) -> u64 {
+        self.created
     }
 
     /// Keep events for [`Conntrack::take_events`].
@@ -648,6 +656,7 @@ impl Conntrack {
                 let bits = c.events | ipct::NEW;
                 c.events = 0;
                 let idx = self.table.insert(c);
+                self.created += 1;
                 let deadline = c.deadline;
                 self.schedule(idx, deadline);
                 if self.table.len() > self.peak.0 {

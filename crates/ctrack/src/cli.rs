@@ -15,6 +15,9 @@ pub struct Cli {
 pub enum Command {
     /// Replay captures through the kernel's conntrack and show what Linux did.
     Replay(Box<ReplayArgs>),
+    /// From a ruleset and traffic: whether tracking can go, the remedies for a full table
+    /// proved by replay, and the table's size.
+    Plan(Box<PlanArgs>),
     /// Rulesets: `ctrack rules fmt FILE` prints the canonical iptables-save form.
     Rules {
         #[command(subcommand)]
@@ -75,6 +78,94 @@ pub struct ReplayArgs {
     #[arg(required = true)]
     pub captures: Vec<PathBuf>,
 
+    /// After the replay, print the rulesets with their counters as `iptables-save -c` does.
+    #[arg(long)]
+    pub counters: bool,
+
+    /// As `iptables -t TABLE -Z` for every table at TIME (epoch seconds): rule and policy
+    /// counters count from then on.
+    #[arg(long, value_name = "TIME")]
+    pub zero_counters_at: Option<f64>,
+
+    /// Write what leaves the host (forwarded and sent packets, after NAT) to FILE, a pcap of
+    /// raw IP with nanosecond timestamps, to compare with a capture of the kernel's output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Draw the table's occupancy over the replay, its limit, new connections per second
+    /// and table-full drops, as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+
+    /// Write one JSON line per packet: index, time, entry hook, fate, verdict, conntrack
+    /// state, the rule that decided, and why a packet was dropped.
+    #[arg(long, value_name = "FILE")]
+    pub verdicts: Option<PathBuf>,
+
+    /// Process packets up to this time (epoch seconds, fractions allowed) and show the
+    /// table as the kernel would list it then.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<f64>,
+
+    /// Print the table at the end (or at `--at`).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub table: Option<TableFormat>,
+
+    /// Write `conntrack -E -o timestamp,extended` lines to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+
+    /// Print `conntrack -S` lines.
+    #[arg(long)]
+    pub stats: bool,
+
+    /// Write kernel log lines (`nf_conntrack: table full, dropping packet`) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Print no summary on standard error.
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// The modelled host: rulesets, addresses, interfaces and settings.
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// Traffic the host sees (pcap or pcapng, gzip allowed; repeatable): it proves the
+    /// remedies by replay and sizes the table.
+    #[arg(long = "capture", value_name = "FILE")]
+    pub captures: Vec<PathBuf>,
+
+    /// How to print the report.
+    #[arg(long, value_enum, default_value_t = crate::plan::Format::Text)]
+    pub format: crate::plan::Format,
+
+    /// Write each applicable generated ruleset to DIR (stateless.rules, notrack.rules; the
+    /// IPv6 ones as stateless6.rules, notrack6.rules).
+    #[arg(long, value_name = "DIR")]
+    pub write_rules: Option<PathBuf>,
+
+    /// Also replay the traffic at N times its connection rate (time compressed), against the
+    /// configured and the recommended limits.
+    #[arg(long, value_name = "N")]
+    pub scale: Option<u32>,
+
+    /// Draw the table's occupancy over the capture, its limit, new connections per second
+    /// and drops, as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+
+    /// The modelled host: rulesets, addresses, interfaces and settings.
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+/// What a replay and a plan both need to model the host.
+#[derive(Args, Debug, Clone)]
+pub struct HostArgs {
     /// A ruleset: iptables-save output or a script of iptables/ip6tables commands
     /// (repeatable: an IPv4 and an IPv6 file; the family is read from the file, IPv4 when it
     /// does not say). Loaded like iptables-restore without -c.
@@ -90,25 +181,6 @@ pub struct ReplayArgs {
     /// first one of the family (the default route).
     #[arg(long = "iface", value_name = "NAME=ADDR/LEN")]
     pub ifaces: Vec<String>,
-
-    /// After the replay, print the rulesets with their counters as `iptables-save -c` does.
-    #[arg(long)]
-    pub counters: bool,
-
-    /// As `iptables -t TABLE -Z` for every table at TIME (epoch seconds): rule and policy
-    /// counters count from then on.
-    #[arg(long, value_name = "TIME")]
-    pub zero_counters_at: Option<f64>,
-
-    /// Write what leaves the host (forwarded and sent packets, after NAT) to FILE, a pcap of
-    /// raw IP with nanosecond timestamps, to compare with a capture of the kernel's output.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
-
-    /// Write one JSON line per packet: index, time, entry hook, fate, verdict, conntrack
-    /// state, the rule that decided, and why a packet was dropped.
-    #[arg(long, value_name = "FILE")]
-    pub verdicts: Option<PathBuf>,
 
     /// An address of the modelled host (repeatable). Without it, addresses are learned
     /// from the capture's direction information.
@@ -136,34 +208,9 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "N")]
     pub hashsize: Option<u32>,
 
-    /// Process packets up to this time (epoch seconds, fractions allowed) and show the
-    /// table as the kernel would list it then.
-    #[arg(long, value_name = "TIME")]
-    pub at: Option<f64>,
-
-    /// Print the table at the end (or at `--at`).
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    pub table: Option<TableFormat>,
-
-    /// Write `conntrack -E -o timestamp,extended` lines to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub events: Option<PathBuf>,
-
-    /// Print `conntrack -S` lines.
-    #[arg(long)]
-    pub stats: bool,
-
-    /// Write kernel log lines (`nf_conntrack: table full, dropping packet`) to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub log: Option<PathBuf>,
-
     /// Seed of the table's hash key (which entries early drop meets, connection ids).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-
-    /// Print no summary on standard error.
-    #[arg(long, short)]
-    pub quiet: bool,
 }
 
 /// Parses `4G`, `512M`, `65536K`, `1073741824`, with an optional `iB`/`B`.

@@ -1,7 +1,8 @@
 //! `ctrack`: Linux netfilter connection tracking, rebuilt in userspace.
 //!
-//! The binary is a thin front over the libraries: argument parsing ([`cli`]), the replay
-//! driver that feeds capture files to the engine ([`replay`]), and output.
+//! The binary is a thin front over the libraries: argument parsing ([`cli`]), the driver
+//! that feeds capture files to the engine ([`drive`]), `ctrack replay` ([`replay`]) and
+//! `ctrack plan` ([`plan`]), and output.
 //!
 //! Exit codes: 0 success; 1 the run failed (unreadable input, bad settings); 2 the
 //! command line was wrong; 3 the replay finished but a capture was damaged (everything
@@ -9,7 +10,9 @@
 
 mod cli;
 mod copies;
+mod drive;
 mod gso;
+mod plan;
 mod replay;
 
 use clap::Parser;
@@ -35,6 +38,7 @@ fn main() {
     let args = cli::Cli::parse();
     let code = match args.command {
         cli::Command::Replay(r) => replay::run(*r),
+        cli::Command::Plan(p) => plan::run(*p),
         cli::Command::Rules {
             command: cli::RulesCommand::Fmt { file, backend },
         } => rules_fmt(&file, backend.into()),

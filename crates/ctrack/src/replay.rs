@@ -1,25 +1,21 @@
 //! `ctrack replay`: captures through the engine, then the table, events and counters as
 //! the kernel would show them.
 
-use crate::cli::{parse_size, ReplayArgs, TableFormat};
-use crate::copies::ForwardedCopies;
-use crate::gso::Coalescer;
+use crate::cli::{parse_size, HostArgs, ReplayArgs, TableFormat};
+use crate::drive::{drive, learn_locals, DriveOpts, Skipped};
 use anyhow::{bail, Context, Result};
-use ctrack_capture::{merge, Capture, Direction, LinkMeta};
+use ctrack_capture::Capture;
 use ctrack_conntrack::format::{conntrack_line, conntrack_summary, event_line, json, proc_line};
 use ctrack_conntrack::{Applied, Settings};
 use ctrack_engine::{DropReason, Engine, Entry, Fate, Host, Iface, Outcome};
 use ctrack_packet::{Addr, Datagram, Family};
-use ctrack_rules::{Backend, Ruleset};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::collections::BTreeSet;
-use std::collections::HashMap;
+use ctrack_rules::{Backend, FamilyRules, Ruleset};
 use std::io::Write;
 use std::path::PathBuf;
 
 /// Builds the settings from `--memory`, `--hashsize`, `--sysctl-file` and `--sysctl`, in
 /// that order, so that explicit sysctls win.
-pub fn settings(args: &ReplayArgs, notes: &mut Vec<String>) -> Result<Settings> {
+pub fn settings(args: &HostArgs, notes: &mut Vec<String>) -> Result<Settings> {
     let mut s = match &args.memory {
         Some(m) => {
             let bytes = parse_size(m)
@@ -60,78 +56,8 @@ pub fn settings(args: &ReplayArgs, notes: &mut Vec<String>) -> Result<Settings> 
     Ok(s)
 }
 
-/// Host addresses: the ones given, or those that send (outgoing) but never arrive as a
-/// source from outside (incoming), learned from the captures' direction information.
-fn learn_locals(caps: &[Capture]) -> Vec<(Addr, Family)> {
-    let mut out_src = BTreeSet::new();
-    let mut in_src = BTreeSet::new();
-    for f in merge(caps) {
-        let Ok((ip, Some(dir))) = f.ip() else {
-            continue;
-        };
-        let Ok(d) = Datagram::parse(ip) else { continue };
-        if answers_for_another(&d) {
-            continue;
-        }
-        match dir {
-            Direction::Outgoing => out_src.insert((d.src, d.family)),
-            Direction::Incoming => in_src.insert((d.src, d.family)),
-        };
-    }
-    out_src.difference(&in_src).copied().collect()
-}
-
-/// A TCP reset or an ICMP error: hosts send these in another's name (REJECT), so their
-/// source says nothing about which addresses are the host's.
-fn answers_for_another(d: &Datagram<'_>) -> bool {
-    let l4 = d.l4();
-    match d.proto {
-        ctrack_packet::proto::TCP => l4.get(13).is_some_and(|f| f & 0x04 != 0),
-        ctrack_packet::proto::ICMP => l4.first().is_some_and(|&t| matches!(t, 3 | 11 | 12)),
-        ctrack_packet::proto::ICMPV6 => l4.first().is_some_and(|&t| t < 128),
-        _ => false,
-    }
-}
-
-/// Each interface's own hardware address, from what a cooked capture saw it send.
-fn learn_if_macs(caps: &[Capture]) -> HashMap<u32, [u8; 6]> {
-    let mut out = HashMap::new();
-    for f in merge(caps) {
-        let Ok((_, Some(Direction::Outgoing))) = f.ip() else {
-            continue;
-        };
-        let link = f.link();
-        if let (Some(i), Some(mac)) = (link.ifindex, link.src) {
-            out.entry(i).or_insert(mac);
-        }
-    }
-    out
-}
-
-/// The 14 bytes the kernel prints as `MAC=`: destination, source, EtherType.
-fn mac_header(link: LinkMeta, if_macs: &HashMap<u32, [u8; 6]>) -> Option<[u8; 14]> {
-    let dst = link
-        .dst
-        .or_else(|| link.ifindex.and_then(|i| if_macs.get(&i).copied()))?;
-    let src = link.src?;
-    let mut h = [0u8; 14];
-    h[..6].copy_from_slice(&dst);
-    h[6..12].copy_from_slice(&src);
-    h[12..].copy_from_slice(&link.ethertype.to_be_bytes());
-    Some(h)
-}
-
 fn secs(ns: u64) -> String {
     format!("{}.{:06}", ns / 1_000_000_000, ns % 1_000_000_000 / 1000)
-}
-
-#[derive(Default)]
-struct Skipped {
-    coalesced: u64,
-    forwarded_copies: u64,
-    loopback_copies: u64,
-    not_ip: u64,
-    link_errors: u64,
 }
 
 /// Every `CT --timeout` must name a policy of its rule's protocol, as `xt_CT` checks when
@@ -170,53 +96,104 @@ fn check_timeout_policies(
     Ok(())
 }
 
+/// The modelled host from the command line: settings, addresses, interfaces, rulesets and
+/// timeout policies, checked as the kernel checks them when they are loaded.
+pub struct Setup {
+    /// Conntrack settings.
+    pub settings: Settings,
+    /// The host model.
+    pub host: Host,
+    /// True when the host's addresses were learned from the captures.
+    pub learned: bool,
+    /// The rulesets, one a file.
+    pub rules: Vec<FamilyRules>,
+    /// `CT --timeout` policies.
+    pub policies: Vec<ctrack_conntrack::timeout::TimeoutPolicy>,
+    /// What was noted while reading the settings.
+    pub notes: Vec<String>,
+}
+
+impl Setup {
+    /// Reads everything `args` names; `caps` teach the host's addresses when none are given.
+    pub fn new(args: &HostArgs, caps: &[Capture]) -> Result<Setup> {
+        let mut notes = Vec::new();
+        let settings = settings(args, &mut notes)?;
+        let (locals, learned) = if args.locals.is_empty() && args.ifaces.is_empty() {
+            (learn_locals(caps), true)
+        } else {
+            (
+                args.locals.iter().map(|&ip| Addr::from_ip(ip)).collect(),
+                false,
+            )
+        };
+        let host = Host::new(locals).with_ifaces(parse_ifaces(&args.ifaces)?);
+        let mut rules = Vec::new();
+        for (f, v6) in args
+            .rules
+            .iter()
+            .map(|f| (f, false))
+            .chain(args.rules6.iter().map(|f| (f, true)))
+        {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read ruleset {}", f.display()))?;
+            let name = f.display().to_string();
+            rules.push(if v6 {
+                ctrack_rules::load_as(&text, &name, Family::V6)?
+            } else {
+                ctrack_rules::load(&text, &name)?
+            });
+        }
+        let policies = match &args.nfct {
+            Some(f) => {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read timeout policies {}", f.display()))?;
+                ctrack_conntrack::timeout::parse_file(&text, &settings)
+                    .map_err(|(line, e)| anyhow::anyhow!("{}:{line}: {e}", f.display()))?
+            }
+            None => Vec::new(),
+        };
+        check_timeout_policies(&ruleset_of(&rules), &policies)?;
+        Ok(Setup {
+            settings,
+            host,
+            learned,
+            rules,
+            policies,
+            notes,
+        })
+    }
+
+    /// An engine for this host with `settings` and `rules` in place of the given ones.
+    pub fn engine(&self, settings: Settings, rules: &[FamilyRules], seed: u64) -> Engine {
+        let mut engine = Engine::with_rules(settings, self.host.clone(), seed, ruleset_of(rules));
+        engine
+            .conntrack_mut()
+            .set_timeout_policies(self.policies.clone());
+        engine
+    }
+}
+
+/// The rulesets as one evaluable ruleset.
+pub fn ruleset_of(rules: &[FamilyRules]) -> Ruleset {
+    let mut r = Ruleset::default();
+    for f in rules {
+        r.add(f.clone());
+    }
+    r
+}
+
 /// Runs the replay; returns the exit code.
 pub fn run(args: ReplayArgs) -> Result<i32> {
-    let mut notes = Vec::new();
-    let settings = settings(&args, &mut notes)?;
     let mut caps = Vec::new();
     for p in &args.captures {
         caps.push(Capture::open(p)?);
     }
-    let (locals, learned) = if args.locals.is_empty() && args.ifaces.is_empty() {
-        (learn_locals(&caps), true)
-    } else {
-        (
-            args.locals.iter().map(|&ip| Addr::from_ip(ip)).collect(),
-            false,
-        )
-    };
-    let host = Host::new(locals).with_ifaces(parse_ifaces(&args.ifaces)?);
-    let mut ruleset = Ruleset::default();
-    for (f, v6) in args
-        .rules
-        .iter()
-        .map(|f| (f, false))
-        .chain(args.rules6.iter().map(|f| (f, true)))
-    {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read ruleset {}", f.display()))?;
-        let name = f.display().to_string();
-        ruleset.add(if v6 {
-            ctrack_rules::load_as(&text, &name, Family::V6)?
-        } else {
-            ctrack_rules::load(&text, &name)?
-        });
-    }
-    let policies = match &args.nfct {
-        Some(f) => {
-            let text = std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read timeout policies {}", f.display()))?;
-            ctrack_conntrack::timeout::parse_file(&text, &settings)
-                .map_err(|(line, e)| anyhow::anyhow!("{}:{line}: {e}", f.display()))?
-        }
-        None => Vec::new(),
-    };
-    check_timeout_policies(&ruleset, &policies)?;
+    let setup = Setup::new(&args.host, &caps)?;
+    let settings = setup.settings.clone();
     let acct = settings.acct;
     let timestamp = settings.timestamp;
-    let mut engine = Engine::with_rules(settings, host, args.seed, ruleset);
-    engine.conntrack_mut().set_timeout_policies(policies);
+    let mut engine = setup.engine(settings, &setup.rules, args.host.seed);
+    let (learned, notes) = (setup.learned, &setup.notes);
     engine.emit_output(args.out.is_some());
     let create = |p: &PathBuf| {
         std::fs::File::create(p)
@@ -232,122 +209,53 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
             .map(ctrack_capture::RawIpWriter::new)
             .transpose()?,
         verdicts: args.verdicts.as_ref().map(create).transpose()?,
+        plot: args.plot.as_ref().map(|_| {
+            let timeline = ctrack_plan::plot::Timeline {
+                limit: u64::from(engine.conntrack().settings().max),
+                ..Default::default()
+            };
+            (timeline, None)
+        }),
+        created: 0,
     };
+    if let Some(p) = &args.plot {
+        if p.extension().and_then(|e| e.to_str()) != Some("svg") {
+            bail!(
+                "--plot {}: pictures are written as SVG; name the file *.svg",
+                p.display()
+            );
+        }
+    }
     engine.conntrack_mut().record_events(args.events.is_some());
     let at = args.at.map(|t| (t * 1e9).round() as u64);
-    let mut zero_at = args.zero_counters_at.map(|t| (t * 1e9).round() as u64);
 
-    let total: usize = caps.iter().map(Capture::len).sum();
-    let bar = ProgressBar::new(total as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} replay {bar:30} {pos}/{len} packets {per_sec} eta {eta}",
-        )
-        .expect("valid template"),
-    );
-    let mut skipped = Skipped::default();
-    let mut last = 0u64;
     let mut events_out = Vec::new();
-    let if_macs = learn_if_macs(&caps);
-    let mut gso = Coalescer::default();
-    let mut copies = ForwardedCopies::default();
-    let mut ready = Vec::new();
-    for (n, frame) in merge(&caps).enumerate() {
-        if at.is_some_and(|t| frame.time > t) {
-            break;
-        }
-        if zero_at.is_some_and(|z| frame.time >= z) {
-            zero_at = None;
-            gso.flush(&mut ready);
-            for (t, index, bytes) in ready.drain(..) {
-                sinks.feed(&mut engine, index, t, &bytes, Entry::Host, None)?;
+    let want_events = args.events.is_some();
+    let opts = DriveOpts {
+        at,
+        zero_at: args.zero_counters_at.map(|t| (t * 1e9).round() as u64),
+        time_scale: None,
+    };
+    let driven = drive(
+        &caps,
+        &mut engine,
+        &opts,
+        true,
+        |engine, index, time, ip, entry, mac| {
+            let rewritten = sinks.feed(engine, index, time, ip, entry, mac)?;
+            if want_events {
+                events_out.extend(engine.conntrack_mut().take_events());
             }
-            engine.zero_counters();
-        }
-        if n % 4096 == 0 {
-            bar.set_position(n as u64);
-        }
-        last = last.max(frame.time);
-        let (ip, dir) = match frame.ip() {
-            Ok(v) => v,
-            Err(ctrack_capture::LinkError::NotIp(_)) => {
-                skipped.not_ip += 1;
-                continue;
-            }
-            Err(_) => {
-                skipped.link_errors += 1;
-                continue;
-            }
-        };
-        let header = Datagram::parse(ip).ok();
-        let is_local =
-            |a: Option<(Addr, Family)>| a.is_some_and(|(a, f)| engine.host().is_local(a, f));
-        let src = header.map(|d| (d.src, d.family));
-        let dst = header.map(|d| (d.dst, d.family));
-        let entry = match dir {
-            Some(Direction::Outgoing) => {
-                if header.is_some_and(|d| copies.is_copy(&d, frame.time)) {
-                    // The copy of a forwarded packet leaving after POSTROUTING (translated
-                    // already when the connection is NATed).
-                    skipped.forwarded_copies += 1;
-                    continue;
-                }
-                // Sent by the host: from its own address, or in another's name (a
-                // REJECT's reset, say).
-                Entry::Host
-            }
-            Some(Direction::Incoming) if is_local(src) && is_local(dst) => {
-                // Looped back: conntrack saw it at OUTPUT already.
-                skipped.loopback_copies += 1;
-                continue;
-            }
-            Some(Direction::Incoming) => {
-                // Even one addressed to the host may leave again: to a NAT address, it is
-                // translated back and forwarded.
-                if let Some(d) = header {
-                    copies.incoming(&d, frame.time);
-                }
-                Entry::Wire
-            }
-            None if is_local(src) => Entry::Host,
-            None => Entry::Wire,
-        };
-        if entry == Entry::Host {
-            match engine.untranslate_host(ip) {
-                Some(pre) => gso.offer(frame.time, n, &pre, &mut ready),
-                None => gso.offer(frame.time, n, ip, &mut ready),
-            }
-        } else {
-            gso.flush(&mut ready);
-        }
-        for (t, index, bytes) in ready.drain(..) {
-            sinks.feed(&mut engine, index, t, &bytes, Entry::Host, None)?;
-        }
-        if entry == Entry::Wire {
-            let mac = mac_header(frame.link(), &if_macs);
-            if let Some(rewritten) = sinks.feed(&mut engine, n, frame.time, ip, entry, mac)? {
-                // Its outgoing copy is the rewritten packet.
-                if let Ok(d) = Datagram::parse(&rewritten) {
-                    copies.incoming(&d, frame.time);
-                }
-            }
-        }
-        if args.events.is_some() {
-            events_out.extend(engine.conntrack_mut().take_events());
-        }
-    }
-    gso.flush(&mut ready);
-    for (t, index, bytes) in ready.drain(..) {
-        sinks.feed(&mut engine, index, t, &bytes, Entry::Host, None)?;
-    }
+            Ok(rewritten)
+        },
+    )?;
+    let (skipped, last) = (driven.skipped, driven.last);
     if let Some(w) = sinks.verdicts.as_mut() {
         w.flush()?;
     }
     if let Some(w) = sinks.out.take() {
         w.finish().flush()?;
     }
-    bar.finish_and_clear();
-    skipped.coalesced = gso.merged;
     let now = at.unwrap_or(last);
     engine.advance(now);
     events_out.extend(engine.conntrack_mut().take_events());
@@ -421,8 +329,13 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
         }
     }
 
+    if let (Some(path), Some((timeline, _))) = (&args.plot, &sinks.plot) {
+        let title = format!("conntrack table, nf_conntrack_max = {}", timeline.limit);
+        std::fs::write(path, ctrack_plan::plot::svg(timeline, &title, None))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if !args.quiet {
-        summary(&engine, &skipped, learned, &notes, now, table_full_lines);
+        summary(&engine, &skipped, learned, notes, now, table_full_lines);
     }
     let mut code = 0;
     for c in &caps {
@@ -511,10 +424,14 @@ fn summary(
     }
 }
 
-/// Where each packet's outcome goes: `--out` and `--verdicts`.
+/// Where each packet's outcome goes: `--out`, `--verdicts` and `--plot`.
 struct Sinks {
     out: Option<ctrack_capture::RawIpWriter<std::io::BufWriter<std::fs::File>>>,
     verdicts: Option<std::io::BufWriter<std::fs::File>>,
+    /// The table over time, and the first packet's time.
+    plot: Option<(ctrack_plan::plot::Timeline, Option<u64>)>,
+    /// Entries created so far, for new connections per second.
+    created: u64,
 }
 
 impl Sinks {
@@ -534,6 +451,18 @@ impl Sinks {
         }
         if let Some(w) = self.verdicts.as_mut() {
             write_verdict(w, engine, index, time, ip, &o)?;
+        }
+        if let Some((timeline, t0)) = self.plot.as_mut() {
+            let t = time.saturating_sub(*t0.get_or_insert(time)) as f64 / 1e9;
+            if o.fate == Fate::Dropped(DropReason::TableFull) {
+                timeline.drops.push(t);
+            }
+            let created = engine.conntrack().created();
+            for _ in self.created..created {
+                timeline.new_connection(t);
+            }
+            self.created = created;
+            timeline.sample(t, engine.conntrack().count() as u64);
         }
         // What a helper rewrote leaves looking different from what came in.
         Ok(if o.helper_rewrote { o.leaving } else { None })
@@ -594,50 +523,7 @@ fn write_verdict(
         Fate::Forwarded => ("ACCEPT", "forwarded", None),
         Fate::Sent => ("ACCEPT", "sent", None),
         Fate::Held => ("HELD", "fragment held for reassembly", None),
-        Fate::Dropped(r) => (
-            "DROP",
-            "dropped",
-            Some(match r {
-                DropReason::Malformed(m) => format!("malformed: {}", m.reason()),
-                DropReason::TableFull => "table full".to_string(),
-                DropReason::Fragment => "bad fragment".to_string(),
-                DropReason::TtlExceeded => "TTL exceeded".to_string(),
-                DropReason::Helper(why) => format!("helper: {why}"),
-                DropReason::Rule {
-                    hook,
-                    table,
-                    chain,
-                    rule,
-                    reject,
-                } => {
-                    let chain_name = family
-                        .and_then(|f| engine.rules().family(f))
-                        .and_then(|rs| rs.table(table.name()))
-                        .and_then(|t| t.chains.get(chain))
-                        .map_or("?".to_string(), |c| c.name.clone());
-                    match rule {
-                        Some(i) => format!(
-                            "{} by rule {} of {}/{} at {}",
-                            if reject.is_some() {
-                                "rejected"
-                            } else {
-                                "dropped"
-                            },
-                            i + 1,
-                            table.name(),
-                            chain_name,
-                            hook.name()
-                        ),
-                        None => format!(
-                            "policy of {}/{} at {}",
-                            table.name(),
-                            chain_name,
-                            hook.name()
-                        ),
-                    }
-                }
-            }),
-        ),
+        Fate::Dropped(r) => ("DROP", "dropped", Some(drop_reason(engine, family, r))),
     };
     let line = serde_json::json!({
         "index": index,
@@ -653,6 +539,50 @@ fn write_verdict(
     });
     writeln!(w, "{line}")?;
     Ok(())
+}
+
+/// Why a packet was dropped, in words (`--verdicts`, plan differences).
+pub fn drop_reason(engine: &Engine, family: Option<Family>, r: DropReason) -> String {
+    match r {
+        DropReason::Malformed(m) => format!("malformed: {}", m.reason()),
+        DropReason::TableFull => "table full".to_string(),
+        DropReason::Fragment => "bad fragment".to_string(),
+        DropReason::TtlExceeded => "TTL exceeded".to_string(),
+        DropReason::Helper(why) => format!("helper: {why}"),
+        DropReason::Rule {
+            hook,
+            table,
+            chain,
+            rule,
+            reject,
+        } => {
+            let chain_name = family
+                .and_then(|f| engine.rules().family(f))
+                .and_then(|rs| rs.table(table.name()))
+                .and_then(|t| t.chains.get(chain))
+                .map_or("?".to_string(), |c| c.name.clone());
+            match rule {
+                Some(i) => format!(
+                    "{} by rule {} of {}/{} at {}",
+                    if reject.is_some() {
+                        "rejected"
+                    } else {
+                        "dropped"
+                    },
+                    i + 1,
+                    table.name(),
+                    chain_name,
+                    hook.name()
+                ),
+                None => format!(
+                    "policy of {}/{} at {}",
+                    table.name(),
+                    chain_name,
+                    hook.name()
+                ),
+            }
+        }
+    }
 }
 
 fn secs_ns(ns: u64) -> String {

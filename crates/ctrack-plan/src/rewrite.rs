@@ -559,11 +559,10 @@ pub fn notrack(fr: &FamilyRules, classes: &[Service], has_helper: bool) -> Gener
         }
         text.push_str("COMMIT\n");
     }
-    let mut blockers = Vec::new();
     if classes.is_empty() {
-        blockers.push("no inbound TCP or UDP service to take out of tracking".to_string());
+        notes.push("no inbound TCP or UDP service of this family to take out of tracking: the ruleset stays as it is".to_string());
     }
-    finish("notrack", family, text, notes, blockers)
+    finish("notrack", family, text, notes, Vec::new())
 }
 
 #[cfg(test)]

@@ -377,14 +377,21 @@ pub fn run(args: PlanArgs) -> Result<i32> {
     let notrack: Vec<Generated> = setup
         .rules
         .iter()
-        .map(|fr| rewrite::notrack(fr, &classes, has_helper))
+        .map(|fr| {
+            let ftp = has_helper || services.iter().any(Service::is_ftp);
+            rewrite::notrack(fr, &classes, ftp)
+        })
         .collect();
     for (name, title, generated, untrack_all) in [
         ("stateless", "The stateless rewrite", stateless, true),
         ("notrack", "NOTRACK for traffic classes", notrack, false),
     ] {
-        let blocked = generated.iter().any(|g| !g.blockers.is_empty());
         let mut notes = Vec::new();
+        let mut blocked = generated.iter().any(|g| !g.blockers.is_empty());
+        if name == "notrack" && classes.is_empty() {
+            blocked = true;
+            notes.push("no inbound TCP or UDP service to take out of tracking".to_string());
+        }
         if name == "stateless" && verdict == Verdict::CannotGo {
             notes.push(
                 "the host does NAT: tracking cannot go, whatever the filter rules".to_string(),
@@ -407,9 +414,8 @@ pub fn run(args: PlanArgs) -> Result<i32> {
         };
         // NAT keeps tracking whatever the filter rules say.
         let nat_blocks = name == "stateless" && verdict == Verdict::CannotGo;
-        let applicable = !blocked
-            && !nat_blocks
-            && proof.as_ref().is_none_or(|p| p.differences.is_empty());
+        let applicable =
+            !blocked && !nat_blocks && proof.as_ref().is_none_or(|p| p.differences.is_empty());
         remedies.push(Remedy {
             name,
             title,

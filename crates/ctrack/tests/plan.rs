@@ -208,3 +208,63 @@ fn bad_input_is_named() {
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("SVG"));
 }
+
+/// Every corpus capture through a router's stateful ruleset: the recommended remedy never
+/// changes a verdict, and every difference of the others is explained.
+#[test]
+fn on_the_corpus_the_recommended_remedy_changes_no_verdict() {
+    let corpus = root().join("../shared/corpus");
+    let mut n = 0;
+    for e in std::fs::read_dir(&corpus).expect("../shared/corpus is present") {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if !name.contains(".pcap") {
+            continue;
+        }
+        n += 1;
+        let j = plan_json(&[
+            "--rules",
+            "tests/rules/plan/router-corpus.rules",
+            "--rules6",
+            "tests/rules/plan/router-corpus6.rules",
+            "--capture",
+            p.to_str().unwrap(),
+        ]);
+        assert_eq!(j["verdict"], "can-go-for-classes", "{name}");
+        let rec = j["recommended"].as_str().unwrap();
+        for r in j["remedies"].as_array().unwrap() {
+            let Some(diffs) = r["proof"]["differences"].as_array() else {
+                continue;
+            };
+            if r["name"] == rec {
+                assert!(
+                    diffs.is_empty(),
+                    "{name}: the recommended {rec} changes {diffs:?}"
+                );
+            }
+            for d in diffs {
+                assert!(!d["why"].as_str().unwrap().is_empty(), "{name}: {d}");
+            }
+        }
+    }
+    assert!(n >= 10, "expected the ten corpus captures, found {n}");
+}
+
+/// A SYN/ACK whose SYN the capture missed is INVALID to the kernel and the ruleset drops
+/// it; without tracking it would pass. The plan says so instead of recommending that.
+#[test]
+fn a_verdict_the_stateless_rewrite_would_change_is_listed_and_explained() {
+    let j = plan_json(&[
+        "--rules",
+        "tests/rules/plan/router-corpus.rules",
+        "--capture",
+        "../shared/corpus/zeek-tcp-missing-syn.pcap",
+    ]);
+    let d = &remedy(&j, "stateless")["proof"]["differences"][0];
+    assert!(d["packet"].as_str().unwrap().ends_with("[S.]"), "{d}");
+    assert!(d["before"].as_str().unwrap().starts_with("dropped"));
+    assert_eq!(d["after"], "forwarded");
+    assert!(d["why"].as_str().unwrap().contains("INVALID"));
+    assert_eq!(remedy(&j, "stateless")["applicable"], false);
+    assert_ne!(j["recommended"], "stateless");
+}

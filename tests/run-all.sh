@@ -20,4 +20,7 @@ python3 -c 'import pyftpdlib' 2>/dev/null || python3 -m pip install -q --root-us
 cargo build --release -p ctrack
 cargo test --workspace --release
 python3 tests/kernel/rules_roundtrip.py target/release/ctrack
+# iptables' own extension tests (fetched from Debian's iptables source package), judged by
+# the real iptables.
+python3 tests/kernel/iptables_tests.py target/release/ctrack
 python3 tests/kernel/harness.py --ctrack target/release/ctrack

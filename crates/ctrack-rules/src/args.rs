@@ -26,6 +26,14 @@ impl<'a> Args<'a> {
         self.words.get(self.pos).map(|s| s.as_str())
     }
 
+    /// True when `word` was among the words already consumed (before the current option,
+    /// which is the last one consumed).
+    pub fn seen_before(&self, word: &str) -> bool {
+        self.words[..self.pos.saturating_sub(1)]
+            .iter()
+            .any(|w| w == word)
+    }
+
     /// The value an option needs: an error naming the option when it is missing.
     pub fn value(&mut self, opt: &str) -> OptResult<&'a str> {
         match self.words.get(self.pos) {

@@ -610,6 +610,9 @@ impl Match {
                     return Ok(false);
                 }
                 let v6 = icmp_opt == "--icmpv6-type";
+                if t.is_some() {
+                    return Err(OptError::opt(opt, "can only be given once"));
+                }
                 let (ty, code_lo, code_hi) = parse_icmp_type(opt, &val(args)?, v6)?;
                 *t = Some(IcmpType {
                     ty,
@@ -771,6 +774,9 @@ impl Match {
                     Some("-gt") => 3,
                     _ => return Ok(false),
                 };
+                if t.is_some() {
+                    return Err(OptError::opt(opt, "only one comparison can be given"));
+                }
                 *t = Some((op, bounded(opt, &val(args)?, 255)? as u8));
             }
             Match::AddrType {
@@ -795,6 +801,12 @@ impl Match {
                     } else {
                         *dst = Some((v, inv));
                     }
+                }
+                "--limit-iface-in" | "--limit-iface-out" if *limit_in || *limit_out => {
+                    return Err(OptError::opt(
+                        opt,
+                        "--limit-iface-in and --limit-iface-out are mutually exclusive",
+                    ))
                 }
                 "--limit-iface-in" => *limit_in = true,
                 "--limit-iface-out" => *limit_out = true,
@@ -836,6 +848,12 @@ impl Match {
                 _ => return Ok(false),
             },
             Match::Dscp(d) => match opt {
+                "--dscp" | "--dscp-class" if d.is_some() => {
+                    return Err(OptError::opt(
+                        opt,
+                        "only one of --dscp and --dscp-class can be given",
+                    ))
+                }
                 "--dscp" => *d = Some((bounded(opt, &val(args)?, 63)? as u8, inv)),
                 "--dscp-class" => {
                     let v = val(args)?;
@@ -915,6 +933,15 @@ impl Match {
                 _ => return Ok(false),
             },
             Match::ConnLimit(limit, mask, daddr) => match opt {
+                "--connlimit-saddr" | "--connlimit-daddr"
+                    if args.seen_before("--connlimit-saddr")
+                        || args.seen_before("--connlimit-daddr") =>
+                {
+                    return Err(OptError::opt(
+                        opt,
+                        "--connlimit-saddr and --connlimit-daddr are mutually exclusive",
+                    ))
+                }
                 "--connlimit-above" => {
                     *limit = Some((bounded(opt, &val(args)?, u64::from(u32::MAX))? as u32, !inv))
                 }
@@ -996,6 +1023,14 @@ impl Match {
                 need(src.is_some() || dst.is_some(), "a type is required")
             }
             Match::Icmp(_) | Match::Icmp6(_) => Ok(()),
+            Match::Conntrack(c) => need(
+                **c != ConntrackMatch::default(),
+                "you must specify one or more options",
+            ),
+            Match::Recent(r) => need(
+                !r.rttl || matches!(r.cmd, Some(RecentCmd::Check | RecentCmd::Update)),
+                "--rttl is only valid with --rcheck or --update",
+            ),
             _ => Ok(()),
         }
     }
@@ -1652,23 +1687,61 @@ fn dscp_class(s: &str) -> Option<u8> {
 }
 
 /// Protocol names iptables accepts and prints (from `/etc/protocols`).
-pub const PROTO_NAMES: [(&str, u8); 16] = [
+pub const PROTO_NAMES: [(&str, u8); 54] = [
     ("icmp", 1),
     ("igmp", 2),
+    ("ggp", 3),
     ("ipencap", 4),
+    ("st", 5),
     ("tcp", 6),
+    ("egp", 8),
+    ("igp", 9),
+    ("pup", 12),
     ("udp", 17),
+    ("hmp", 20),
+    ("xns-idp", 22),
+    ("rdp", 27),
+    ("iso-tp4", 29),
     ("dccp", 33),
+    ("xtp", 36),
+    ("ddp", 37),
+    ("idpr-cmtp", 38),
     ("ipv6", 41),
+    ("ipv6-route", 43),
+    ("ipv6-frag", 44),
+    ("idrp", 45),
+    ("rsvp", 46),
     ("gre", 47),
     ("esp", 50),
     ("ah", 51),
+    ("skip", 57),
     ("ipv6-icmp", 58),
+    ("ipv6-nonxt", 59),
+    ("ipv6-opts", 60),
+    ("rspf", 73),
+    ("vmtp", 81),
+    ("eigrp", 88),
     ("ospf", 89),
+    ("ax.25", 93),
+    ("ipip", 94),
+    ("etherip", 97),
+    ("encap", 98),
     ("pim", 103),
+    ("ipcomp", 108),
     ("vrrp", 112),
+    ("l2tp", 115),
+    ("isis", 124),
     ("sctp", 132),
+    ("fc", 133),
+    ("mobility-header", 135),
     ("udplite", 136),
+    ("mpls-in-ip", 137),
+    ("manet", 138),
+    ("hip", 139),
+    ("shim6", 140),
+    ("wesp", 141),
+    ("rohc", 142),
+    ("ethernet", 143),
 ];
 
 /// A protocol by name (also `icmpv6`, `mh`…) or number; `all` is 0.
@@ -1677,8 +1750,11 @@ pub fn parse_proto(opt: &str, s: &str) -> OptResult<u8> {
     if l == "all" {
         return Ok(0);
     }
-    if l == "icmpv6" || l == "icmp6" {
-        return Ok(58);
+    // iptables' own short names, beside /etc/protocols'.
+    match l.as_str() {
+        "icmpv6" | "icmp6" => return Ok(58),
+        "mh" | "ipv6-mh" => return Ok(135),
+        _ => {}
     }
     if let Some((_, n)) = PROTO_NAMES.iter().find(|(n, _)| *n == l) {
         return Ok(*n);

@@ -138,7 +138,7 @@ impl Table {
 
 /// iptables targets that ctrack does not model: refused by name rather than taken for a
 /// user chain.
-const UNSUPPORTED_TARGETS: [&str; 27] = [
+const UNSUPPORTED_TARGETS: [&str; 28] = [
     "AUDIT",
     "CHECKSUM",
     "CLASSIFY",
@@ -166,6 +166,7 @@ const UNSUPPORTED_TARGETS: [&str; 27] = [
     "TTL",
     "ULOG",
     "DNPT",
+    "SNPT",
 ];
 
 /// Which protocol's match `-p` loads implicitly.
@@ -332,12 +333,29 @@ pub fn parse_rule(
     if inv {
         return Err(OptError::opt("!", "a `!' must precede an option"));
     }
+    if spec.proto == Some((0, true)) {
+        return Err(OptError::opt("-p", "rule would never match protocol"));
+    }
+    let proto = spec.proto.filter(|(_, inv)| !inv).map(|(p, _)| p);
     for m in &spec.matches {
         m.finish()?;
-        if let (Match::Tcp { .. }, Some((p, false))) = (m, spec.proto) {
-            if p != 6 {
-                return Err(OptError::line("tcp match: protocol must be tcp (-p tcp)"));
-            }
+        // A protocol's match needs the rule to name that protocol (`xt_check_match`).
+        let (ok, need) = match m {
+            Match::Tcp { .. } => (proto == Some(6), "TCP match requires '-p tcp'"),
+            Match::Udp { .. } => (
+                matches!(proto, Some(17 | 136)),
+                "UDP match requires '-p udp' or '-p udplite'",
+            ),
+            Match::Icmp(_) => (proto == Some(1), "icmp match requires '-p icmp'"),
+            Match::Icmp6(_) => (proto == Some(58), "icmp6 match requires '-p ipv6-icmp'"),
+            Match::Multiport(_) => (
+                matches!(proto, Some(6 | 17 | 136 | 132 | 33)),
+                "multiport needs `-p tcp', `-p udp', `-p udplite', `-p sctp' or `-p dccp'",
+            ),
+            _ => (true, ""),
+        };
+        if !ok {
+            return Err(OptError::line(need));
         }
     }
     if let Target::Jump(c) | Target::Goto(c) = &spec.target {
@@ -345,7 +363,7 @@ pub fn parse_rule(
             return Err(OptError::opt("-j", format!("invalid target name `{c}'")));
         }
     }
-    spec.target.finish(table)?;
+    spec.target.finish(table, family, spec.proto)?;
     if let Target::Ct {
         helper: Some(h), ..
     } = &spec.target
@@ -490,7 +508,20 @@ impl RuleSpec {
                 m.save(&mut s, family);
             }
         }
-        self.target.save(&mut s, family);
+        match &self.target {
+            Target::Nflog(g, prefix, size, t) => {
+                // iptables-legacy keeps NFLOG's prefix in 64 bytes with the NUL, nft keeps it
+                // whole; the old --nflog-range is printed by legacy only.
+                let (prefix, size) = match backend {
+                    Backend::Legacy => {
+                        (prefix.as_ref().map(|p| p.chars().take(63).collect()), *size)
+                    }
+                    Backend::Nft => (prefix.clone(), size.filter(|(_, range)| !range)),
+                };
+                Target::Nflog(*g, prefix, size, *t).save(&mut s, family);
+            }
+            t => t.save(&mut s, family),
+        }
         s
     }
 

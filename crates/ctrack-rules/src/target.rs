@@ -123,6 +123,8 @@ pub struct NatSpec {
     pub random_fully: bool,
     /// `--persistent`.
     pub persistent: bool,
+    /// The base port of a shifted range (`PORT-PORT/BASE`, `NF_NAT_RANGE_PROTO_OFFSET`).
+    pub base: Option<u16>,
 }
 
 /// What a rule does when it matches.
@@ -144,8 +146,8 @@ pub enum Target {
     Reject(usize),
     /// `LOG`.
     Log(Log),
-    /// `NFLOG`: group, prefix, size, threshold.
-    Nflog(u16, Option<String>, Option<u32>, u16),
+    /// `NFLOG`: group, prefix, size (true when given as the old `--nflog-range`), threshold.
+    Nflog(u16, Option<String>, Option<(u32, bool)>, u16),
     /// `NOTRACK`.
     Notrack,
     /// `CT`.
@@ -187,10 +189,11 @@ fn save_nat_range(n: &NatSpec, written: &str, family: Family) -> String {
         return written.to_string();
     };
     let ports_s = ports.map(|(lo, hi)| {
+        let base = n.base.map(|b| format!("/{b}")).unwrap_or_default();
         if lo == hi {
-            lo.to_string()
+            format!("{lo}{base}")
         } else {
-            format!("{lo}-{hi}")
+            format!("{lo}-{hi}{base}")
         }
     });
     let addrs_s = addrs.map(|(lo, hi)| {
@@ -211,14 +214,36 @@ fn save_nat_range(n: &NatSpec, written: &str, family: Family) -> String {
     }
 }
 
+/// `PORT` (a number or a service name), or `PORT-PORT` in numbers, as the NAT targets read
+/// them.
 fn parse_port_range(opt: &str, s: &str) -> OptResult<(u16, u16)> {
-    let (a, b) = s.split_once('-').unwrap_or((s, s));
-    let lo = bounded(opt, a, 65535)? as u16;
-    let hi = bounded(opt, b, 65535)? as u16;
+    // A service name may itself hold a dash (`ftp-data`).
+    let (lo, hi) = match (crate::args::port(opt, s), s.split_once('-')) {
+        (Ok(p), _) => (p, p),
+        (Err(e), None) => return Err(e),
+        (Err(_), Some((a, b))) => (
+            bounded(opt, a, 65535)? as u16,
+            bounded(opt, b, 65535)? as u16,
+        ),
+    };
     if lo > hi {
         return Err(OptError::opt(opt, format!("invalid port range \"{s}\"")));
     }
     Ok((lo, hi))
+}
+
+/// A NAT range's ports with an optional `/BASE` (a number or a service name).
+fn parse_ports_base(opt: &str, s: &str) -> OptResult<((u16, u16), Option<u16>)> {
+    match s.split_once('/') {
+        Some((range, base)) => {
+            let b = crate::args::port(opt, base)?;
+            if b == 0 {
+                return Err(OptError::opt(opt, format!("invalid base port in \"{s}\"")));
+            }
+            Ok((parse_port_range(opt, range)?, Some(b)))
+        }
+        None => Ok((parse_port_range(opt, s)?, None)),
+    }
 }
 
 /// `addr[-addr][:port[-port]]`; IPv6 addresses in brackets when a port follows.
@@ -227,7 +252,7 @@ fn parse_nat_range(
     opt: &str,
     s: &str,
     family: Family,
-) -> OptResult<(Option<(Addr, Addr)>, Option<(u16, u16)>)> {
+) -> OptResult<((Option<(Addr, Addr)>, Option<(u16, u16)>), Option<u16>)> {
     let (addrs, ports) = match family {
         Family::V4 => match s.split_once(':') {
             Some((a, p)) => (a, Some(p)),
@@ -244,7 +269,10 @@ fn parse_nat_range(
             }
         }
     };
-    let ports = ports.map(|p| parse_port_range(opt, p)).transpose()?;
+    let (ports, base) = match ports.map(|p| parse_ports_base(opt, p)).transpose()? {
+        Some((p, b)) => (Some(p), b),
+        None => (None, None),
+    };
     let addrs = if addrs.is_empty() {
         None
     } else {
@@ -256,7 +284,7 @@ fn parse_nat_range(
         }
         Some((lo, hi))
     };
-    Ok((addrs, ports))
+    Ok(((addrs, ports), base))
 }
 
 /// The mark-setting options MARK and CONNMARK share, as the `(value, mask)` of
@@ -291,7 +319,7 @@ impl Target {
                 prefix: None,
                 flags: [false; 5],
             }),
-            "NFLOG" => Target::Nflog(0, None, None, 1),
+            "NFLOG" => Target::Nflog(0, None, None, 0),
             "NOTRACK" => Target::Notrack,
             "CT" => Target::Ct {
                 notrack: false,
@@ -309,6 +337,14 @@ impl Target {
             "REDIRECT" => Target::Redirect(NatSpec::default()),
             _ => return None,
         })
+    }
+
+    /// Where `tcp-reset` stands in a family's `--reject-with` names.
+    fn tcp_reset_index(family: Family) -> Option<usize> {
+        match family {
+            Family::V4 => REJECT_V4.iter().position(|(n, _)| *n == "tcp-reset"),
+            Family::V6 => REJECT_V6.iter().position(|(n, _)| *n == "tcp-reset"),
+        }
     }
 
     /// For REJECT, what it answers with.
@@ -386,7 +422,8 @@ impl Target {
                 "--nflog-group" => *group = bounded(opt, &val(args)?, 65535)? as u16,
                 "--nflog-prefix" => *prefix = Some(val(args)?),
                 "--nflog-range" | "--nflog-size" => {
-                    *size = Some(bounded(opt, &val(args)?, u64::from(u32::MAX))? as u32)
+                    let n = bounded(opt, &val(args)?, u64::from(u32::MAX))? as u32;
+                    *size = Some((n, opt == "--nflog-range"));
                 }
                 "--nflog-threshold" => *threshold = bounded(opt, &val(args)?, 65535)? as u16,
                 _ => return Ok(false),
@@ -455,11 +492,19 @@ impl Target {
                         if v.is_empty() {
                             return Err(OptError::opt(opt, "empty range"));
                         }
-                        n.range = Some(if ports_only {
-                            (None, Some(parse_port_range(opt, &v)?))
+                        if n.to.is_some() {
+                            return Err(OptError::opt(
+                                opt,
+                                format!("Multiple {opt} not supported"),
+                            ));
+                        }
+                        let (range, base) = if ports_only {
+                            ((None, Some(parse_port_range(opt, &v)?)), None)
                         } else {
                             parse_nat_range(opt, &v, family)?
-                        });
+                        };
+                        n.range = Some(range);
+                        n.base = base;
                         n.to = Some(v);
                     }
                     "--random" => n.random = true,
@@ -473,8 +518,26 @@ impl Target {
         Ok(true)
     }
 
-    /// Checks what a target needs once its options are read.
-    pub fn finish(&mut self, table: &str) -> OptResult<()> {
+    /// Checks what a target needs once its options are read, as the kernel's checkentry
+    /// does: `proto` is the rule's `-p`.
+    pub fn finish(
+        &mut self,
+        table: &str,
+        family: Family,
+        proto: Option<(u8, bool)>,
+    ) -> OptResult<()> {
+        let proto = proto.filter(|(_, inv)| !inv).map(|(p, _)| p);
+        // Ports in a NAT range need a protocol that has them.
+        if let Target::Snat(n) | Target::Dnat(n) | Target::Masquerade(n) | Target::Redirect(n) =
+            self
+        {
+            let has_ports = n.range.is_some_and(|(_, p)| p.is_some());
+            if has_ports && !matches!(proto, Some(6 | 17 | 136 | 132 | 33)) {
+                return Err(OptError::line(
+                    "Need TCP, UDP, SCTP or DCCP with port specification",
+                ));
+            }
+        }
         let nat_only = |name: &str| {
             if table == "nat" {
                 Ok(())
@@ -485,7 +548,18 @@ impl Target {
             }
         };
         match self {
-            Target::Reject(k) if *k == usize::MAX => *k = 2,
+            Target::Reject(k) if *k == usize::MAX => {
+                // icmp-port-unreachable / icmp6-port-unreachable.
+                *k = if family == Family::V6 { 3 } else { 2 };
+            }
+            Target::Reject(k)
+                if Some(*k) == Self::tcp_reset_index(family) && proto != Some(6) =>
+            {
+                return Err(OptError::line("REJECT: TCP RST can only be used with -p tcp"))
+            }
+            Target::ConnMarkSet(0, 0) => {
+                return Err(OptError::line("CONNMARK target: No operation specified"))
+            }
             Target::Mark(v, m) if *v == 0 && *m == 0 => {
                 return Err(OptError::line("MARK target: one of --set-xmark, --set-mark, --and-mark, --or-mark or --xor-mark is required"))
             }
@@ -560,10 +634,16 @@ impl Target {
                 if *group != 0 {
                     let _ = write!(out, " --nflog-group {group}");
                 }
-                if let Some(s) = size {
-                    let _ = write!(out, " --nflog-size {s}");
+                match size {
+                    Some((n, true)) => {
+                        let _ = write!(out, " --nflog-range {n}");
+                    }
+                    Some((n, false)) => {
+                        let _ = write!(out, " --nflog-size {n}");
+                    }
+                    None => {}
                 }
-                if *threshold != 1 {
+                if *threshold != 0 {
                     let _ = write!(out, " --nflog-threshold {threshold}");
                 }
             }

@@ -78,8 +78,8 @@ fn the_example_is_fixed_by_notrack_with_no_verdict_changed() {
     assert_eq!(remedy(&j, "stateless")["proof"]["peak_after"], 0);
 }
 
-// By hand: the traffic needs 96 entries at its peak when nothing limits the table (90 DNS
-// clients, the HTTP connections and the ping); twice that is 192, the next power of two 256,
+// By hand: the traffic needs 96 entries at its peak when nothing limits the table (the 64
+// HTTP connections in TIME_WAIT, 30 DNS clients, 2 more HTTP connections); twice that is 192, the next power of two 256,
 // below the 65536 buckets the current kernel gives 2 GiB of RAM: max = hashsize = 65536,
 // 65536 × 320 + 65536 × 8 bytes. The older rule for 2 GiB: 2 GiB / 16384 = 131072, capped at
 // 65536 buckets, max 262144; buckets = max / 4 = 16384 with the older ratio.

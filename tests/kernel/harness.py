@@ -364,9 +364,13 @@ class Recorder:
              "-U", "--immediate-mode", "-B", "65536", "-s", "262144", "--time-stamp-precision=nano"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.events = open(self.work / "kernel-events.txt", "w")
+        # A large socket buffer: a burst of events must not overflow it (conntrack says
+        # "We have hit ENOBUFS" and events are lost).
+        self.events_err = open(self.work / "conntrack-E.stderr", "w")
         self.conntrack_e = subprocess.Popen(
-            ["ip", "netns", "exec", fw, "conntrack", "-E", "-o", "timestamp,extended,id"],
-            stdout=self.events, stderr=subprocess.DEVNULL)
+            ["ip", "netns", "exec", fw, "conntrack", "-E", "-o", "timestamp,extended,id",
+             "-b", "16777216"],
+            stdout=self.events, stderr=self.events_err)
         deadline = time.time() + 5
         while time.time() < deadline:
             if self.tcpdump.poll() is not None:
@@ -383,9 +387,13 @@ class Recorder:
         self.conntrack_e.send_signal(signal.SIGINT)
         self.conntrack_e.wait(timeout=10)
         self.events.close()
+        self.events_err.close()
         m = re.search(r"(\d+) packets? dropped by kernel", err)
         if not m or int(m.group(1)) != 0:
             raise RuntimeError(f"tcpdump lost packets or said nothing: {err.strip()}")
+        lost = (self.work / "conntrack-E.stderr").read_text()
+        if "ENOBUFS" in lost:
+            raise RuntimeError(f"conntrack -E lost events: {lost.strip()}")
 
 
 def run_steps(topo, steps, servers, log):
@@ -845,6 +853,9 @@ def run_scenario(path, ctrack, keep):
         sh("ip6tables-restore", ns=fw, input=rules6)
         (work / "rules.v6").write_text(rules6)
         (work / "sysctl.conf").write_text("\n".join(sysctls) + "\n")
+        # Loading the rules sets off multicast listener reports; they must not race with the
+        # zeroing of the counters below.
+        wait_for_quiet(topo.ns.values())
         servers = [] if injected else start_servers(topo, scn, work)
         log_before = kernel_log_lines()
         rec = Recorder(topo, work)

@@ -82,30 +82,16 @@ fn churn(c: &mut Criterion) {
     g.finish();
 }
 
-/// A ruleset of `n` rules that do not match (each compares the source address and a
-/// destination port) before an ACCEPT of established traffic: the linear walk iptables does.
-fn linear_ruleset(n: usize) -> ctrack_rules::Ruleset {
-    let mut text =
-        String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n");
-    for i in 0..n {
-        text.push_str(&format!(
-            "-A FORWARD -s 192.0.{}.{}/32 -p udp -m udp --dport {} -j DROP\n",
-            (i / 250) % 250,
-            i % 250 + 1,
-            1000 + i % 5000
-        ));
-    }
-    text.push_str("-A FORWARD -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT\nCOMMIT\n");
-    let mut rs = ctrack_rules::Ruleset::default();
-    rs.add(ctrack_rules::load(&text, "bench.rules").expect("valid ruleset"));
-    rs
-}
-
 fn rules(c: &mut Criterion) {
     let mut g = c.benchmark_group("ruleset");
     let pkts = flows(1_000);
     for n in [10usize, 1_000] {
-        let mut e = Engine::with_rules(Settings::default(), Host::default(), 1, linear_ruleset(n));
+        let mut e = Engine::with_rules(
+            Settings::default(),
+            Host::default(),
+            1,
+            ctrack_engine::workload::linear_ruleset(n),
+        );
         for p in &pkts {
             e.process(p, Entry::Wire, 0);
         }

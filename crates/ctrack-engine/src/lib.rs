@@ -21,6 +21,7 @@ use ctrack_rules::{Decision, Effects, NatAction, RejectWith, Ruleset};
 
 pub mod natpkt;
 pub mod reject;
+pub mod workload;
 
 /// Where a packet enters the pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,6 +18,8 @@ pub enum Command {
     /// From a ruleset and traffic: whether tracking can go, the remedies for a full table
     /// proved by replay, and the table's size.
     Plan(Box<PlanArgs>),
+    /// Time the tracker and the pipeline on named workloads (OVS's benchmark and others).
+    Bench(BenchArgs),
     /// Rulesets: `ctrack rules fmt FILE` prints the canonical iptables-save form.
     Rules {
         #[command(subcommand)]
@@ -130,6 +132,34 @@ pub struct ReplayArgs {
     /// The modelled host: rulesets, addresses, interfaces and settings.
     #[command(flatten)]
     pub host: HostArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Workloads to run (all when none): ovs-single, many-flows, tcp-churn, syn-flood,
+    /// pipeline, replay.
+    pub workloads: Vec<String>,
+
+    /// Worker threads, each with its own tracker and flows of its own.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+
+    /// Packets a thread for the lookup workloads.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub count: u64,
+
+    /// Connection counts for many-flows (repeatable).
+    #[arg(long = "flows", default_values_t = [10_000usize, 1_000_000])]
+    pub flows: Vec<usize>,
+
+    /// The capture for the replay workload (default: the corpus's echo-connections).
+    #[arg(long, value_name = "FILE")]
+    pub capture: Option<PathBuf>,
+
+    /// One JSON object a line: workload, threads, packets, mpps, ns_per_packet,
+    /// bytes_per_conn.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -8,6 +8,7 @@
 //! command line was wrong; 3 the replay finished but a capture was damaged (everything
 //! before the damage was processed and printed).
 
+mod bench;
 mod cli;
 mod copies;
 mod drive;
@@ -16,6 +17,10 @@ mod plan;
 mod replay;
 
 use clap::Parser;
+
+/// Counts the bytes in use, for `ctrack bench`'s bytes per connection.
+#[global_allocator]
+static ALLOC: bench::Counting = bench::Counting;
 
 /// `ctrack rules fmt`: the canonical form on standard output.
 fn rules_fmt(file: &std::path::Path, backend: ctrack_rules::Backend) -> anyhow::Result<i32> {
@@ -39,6 +44,7 @@ fn main() {
     let code = match args.command {
         cli::Command::Replay(r) => replay::run(*r),
         cli::Command::Plan(p) => plan::run(*p),
+        cli::Command::Bench(b) => bench::run(b),
         cli::Command::Rules {
             command: cli::RulesCommand::Fmt { file, backend },
         } => rules_fmt(&file, backend.into()),

@@ -1,0 +1,272 @@
+//! Benchmark workloads: the packets and the loops `ctrack bench` and the criterion
+//! benchmarks time, so both measure the same thing.
+//!
+//! Each workload builds its packets first (not timed), then runs them through connection
+//! tracking alone ([`Tracker`]: parse and validate the IP header, tuple, keyed hash, lookup
+//! with expiry check, the protocol tracker's state and timeout update, confirm) or through
+//! the whole pipeline ([`Engine::process`]). Time is a parameter, as everywhere.
+
+use crate::{Engine, Entry, Host};
+use ctrack_conntrack::{Conntrack, Hook, Settings};
+use ctrack_packet::{checksum, Addr, Datagram, Family};
+
+/// Connection tracking alone: what one packet costs the tracker.
+pub struct Tracker {
+    /// The tracker.
+    pub ct: Conntrack,
+}
+
+impl Tracker {
+    /// A tracker with these settings.
+    pub fn new(settings: Settings, seed: u64) -> Tracker {
+        Tracker {
+            ct: Conntrack::new(settings, seed),
+        }
+    }
+
+    /// One Ethernet frame (or bare IP datagram with `l2 == 0`): parsed, validated, tracked
+    /// and confirmed. Returns true when the packet was tracked (not INVALID, not dropped).
+    #[inline]
+    pub fn packet(&mut self, frame: &[u8], l2: usize, now: u64) -> bool {
+        let Some(ip) = frame.get(l2..) else {
+            return false;
+        };
+        let Ok(d) = Datagram::parse(ip) else {
+            return false;
+        };
+        let r = self.ct.conntrack_in(&d, Hook::PreRouting, now);
+        let ok = r.drop.is_none() && r.ct.is_some();
+        self.ct.confirm(&r, now);
+        ok
+    }
+}
+
+/// OVS's benchmark frame: 42 bytes of Ethernet, IPv4 and UDP from 10.1.1.1 to 10.1.1.2,
+/// ports `sport` → 2, no payload, UDP checksum 0.
+pub fn ovs_frame(sport: u16) -> [u8; 42] {
+    let mut f = [0u8; 42];
+    f[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
+    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let ip = &mut f[14..34];
+    ip.copy_from_slice(&[
+        0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 1, 1, 1, 10, 1, 1, 2,
+    ]);
+    let c = checksum::finish(checksum::sum(ip, 0));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f[34..36].copy_from_slice(&sport.to_be_bytes());
+    f[36..38].copy_from_slice(&2u16.to_be_bytes());
+    f[38..40].copy_from_slice(&8u16.to_be_bytes());
+    f
+}
+
+/// An IPv4 datagram of `proto` (TCP or UDP) with correct checksums; TCP segments carry
+/// `flags`, `seq`, `ack` and a 64 KiB window.
+#[allow(clippy::too_many_arguments)]
+pub fn datagram(
+    proto: u8,
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    payload: usize,
+) -> Vec<u8> {
+    let l4_len = if proto == 6 { 20 } else { 8 } + payload;
+    let total = 20 + l4_len;
+    let mut p = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0];
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let c = checksum::finish(checksum::sum(&p, 0));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut l4 = vec![0u8; l4_len];
+    l4[0..2].copy_from_slice(&sport.to_be_bytes());
+    l4[2..4].copy_from_slice(&dport.to_be_bytes());
+    let csum_at = if proto == 6 {
+        l4[4..8].copy_from_slice(&seq.to_be_bytes());
+        l4[8..12].copy_from_slice(&ack.to_be_bytes());
+        l4[12] = 5 << 4;
+        l4[13] = flags;
+        l4[14..16].copy_from_slice(&0xffffu16.to_be_bytes());
+        16
+    } else {
+        l4[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+        6
+    };
+    let acc = checksum::pseudo_header(
+        Family::V4,
+        Addr::v4(src),
+        Addr::v4(dst),
+        proto,
+        l4_len as u32,
+    );
+    let c = checksum::finish(checksum::sum(&l4, acc));
+    l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&l4);
+    p
+}
+
+/// `n` distinct UDP flows (source address, source and destination ports varied), as bare
+/// IPv4 datagrams; `salt` gives each thread flows of its own.
+pub fn udp_flows(n: usize, salt: u8) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            datagram(
+                17,
+                [10, salt, (i >> 16) as u8, (i >> 8) as u8],
+                [10, 200, 0, 1],
+                1024 + (i & 0xff) as u16,
+                53 + (i % 7) as u16,
+                0,
+                0,
+                0,
+                0,
+            )
+        })
+        .collect()
+}
+
+/// A permutation of `0..n` from a small seeded generator (xorshift), for random order.
+pub fn shuffled(n: usize, seed: u64) -> Vec<u32> {
+    let mut v: Vec<u32> = (0..n as u32).collect();
+    let mut x = seed | 1;
+    for i in (1..v.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    v
+}
+
+/// The packets of `n` complete short TCP connections (handshake, one data segment each
+/// way with its ACK, FIN close from the client), interleaved as a run of connections one
+/// after the other; with `salt` for threads.
+pub fn tcp_connections(n: usize, salt: u8) -> Vec<Vec<u8>> {
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    const PSH: u8 = 0x08;
+    const FIN: u8 = 0x01;
+    let mut out = Vec::with_capacity(n * 10);
+    for i in 0..n {
+        let c = [10, salt, (i >> 16) as u8, (i >> 8) as u8];
+        let s = [10, 201, 0, 1];
+        let cp = 1024 + (i & 0xff) as u16;
+        let (ci, si) = (1000u32, 5000u32);
+        let t =
+            |src, dst, sp, dp, f, seq, ack, len| datagram(6, src, dst, sp, dp, f, seq, ack, len);
+        out.push(t(c, s, cp, 80, SYN, ci, 0, 0));
+        out.push(t(s, c, 80, cp, SYN | ACK, si, ci + 1, 0));
+        out.push(t(c, s, cp, 80, ACK, ci + 1, si + 1, 0));
+        out.push(t(c, s, cp, 80, PSH | ACK, ci + 1, si + 1, 100));
+        out.push(t(s, c, 80, cp, ACK, si + 1, ci + 101, 0));
+        out.push(t(s, c, 80, cp, PSH | ACK, si + 1, ci + 101, 200));
+        out.push(t(c, s, cp, 80, ACK, ci + 101, si + 201, 0));
+        out.push(t(c, s, cp, 80, FIN | ACK, ci + 101, si + 201, 0));
+        out.push(t(s, c, 80, cp, FIN | ACK, si + 201, ci + 102, 0));
+        out.push(t(c, s, cp, 80, ACK, ci + 102, si + 202, 0));
+    }
+    out
+}
+
+/// `n` SYNs of distinct connections.
+pub fn syns(n: usize, salt: u8) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            datagram(
+                6,
+                [10, salt, (i >> 16) as u8, (i >> 8) as u8],
+                [10, 202, 0, 1],
+                1024 + (i & 0xff) as u16,
+                443,
+                0x02,
+                7,
+                0,
+                0,
+            )
+        })
+        .collect()
+}
+
+/// A ruleset of `n` rules that do not match (each compares the source address and a
+/// destination port) before an ACCEPT of new and established traffic in FORWARD: the
+/// linear walk iptables does.
+pub fn linear_ruleset(n: usize) -> ctrack_rules::Ruleset {
+    let mut text =
+        String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "-A FORWARD -s 192.0.{}.{}/32 -p udp -m udp --dport {} -j DROP\n",
+            (i / 250) % 250,
+            i % 250 + 1,
+            1000 + i % 5000
+        ));
+    }
+    text.push_str("-A FORWARD -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT\nCOMMIT\n");
+    let mut rs = ctrack_rules::Ruleset::default();
+    rs.add(ctrack_rules::load(&text, "bench.rules").expect("the benchmark ruleset is valid"));
+    rs
+}
+
+/// A host with empty tables, for the whole pipeline.
+pub fn pipeline(settings: Settings, seed: u64) -> Engine {
+    Engine::new(settings, Host::default(), seed)
+}
+
+/// Every packet of `pkts` through the pipeline at `now`; returns how many were accepted.
+pub fn run_pipeline(e: &mut Engine, pkts: &[Vec<u8>], now: u64) -> usize {
+    pkts.iter()
+        .filter(|p| !matches!(e.process(p, Entry::Wire, now).fate, crate::Fate::Dropped(_)))
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ovs_frame_is_tracked_and_one_entry() {
+        let mut t = Tracker::new(Settings::default(), 1);
+        let f = ovs_frame(1);
+        assert_eq!(f.len(), 42);
+        for _ in 0..32 {
+            assert!(t.packet(&f, 14, 1_000));
+        }
+        assert_eq!(t.ct.count(), 1);
+    }
+
+    #[test]
+    fn tcp_connections_go_through_the_whole_close() {
+        let mut t = Tracker::new(Settings::default(), 1);
+        let pkts = tcp_connections(3, 1);
+        for p in &pkts {
+            assert!(t.packet(p, 0, 1_000), "every segment is in window");
+        }
+        assert_eq!(t.ct.count(), 3);
+        let states: Vec<_> =
+            t.ct.table()
+                .iter_listing()
+                .map(|(_, c)| c.proto.tcp_state_name())
+                .collect();
+        assert!(states.iter().all(|s| *s == Some("TIME_WAIT")), "{states:?}");
+    }
+
+    #[test]
+    fn a_shuffle_is_a_permutation() {
+        let mut v = shuffled(1000, 7);
+        v.sort_unstable();
+        assert_eq!(v, (0..1000).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn flows_are_distinct() {
+        let mut t = Tracker::new(Settings::default(), 1);
+        for p in udp_flows(5000, 1) {
+            assert!(t.packet(&p, 0, 0));
+        }
+        assert_eq!(t.ct.count(), 5000);
+    }
+}

@@ -1,0 +1,408 @@
+//! `ctrack bench`: the workloads of `ctrack_engine::workload`, timed.
+//!
+//! Each workload prepares its packets untimed, then runs them; with `--threads N` every
+//! thread runs the same work on flows of its own with a tracker of its own (flow-sharded
+//! workers: a symmetric hash sends both directions of a connection to one worker, so the
+//! hot path shares nothing), and the rate is all packets over the wall time. Bytes per
+//! connection are read from the allocator: what the table holds after the inserts, less
+//! what was allocated before the tracker existed, over the connections.
+
+use crate::cli::BenchArgs;
+use anyhow::{Context, Result};
+use ctrack_conntrack::Settings;
+use ctrack_engine::workload::{self, Tracker};
+use ctrack_engine::{Engine, Entry};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Instant;
+
+/// The system allocator, counting the bytes in use.
+pub struct Counting;
+
+static IN_USE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is passed to the system allocator unchanged; only a counter is kept.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        IN_USE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        IN_USE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        System.dealloc(p, l)
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        IN_USE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        System.alloc_zeroed(l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        IN_USE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        System.realloc(p, l, new)
+    }
+}
+
+fn in_use() -> isize {
+    IN_USE.load(Ordering::Relaxed)
+}
+
+/// One measured figure.
+struct Figure {
+    workload: String,
+    threads: usize,
+    packets: u64,
+    seconds: f64,
+    bytes_per_conn: Option<f64>,
+    note: String,
+}
+
+impl Figure {
+    fn mpps(&self) -> f64 {
+        self.packets as f64 / self.seconds / 1e6
+    }
+    fn ns(&self) -> f64 {
+        self.seconds * 1e9 / self.packets as f64 * self.threads as f64
+    }
+}
+
+/// Runs `work` on `threads` threads at once; each returns how many packets it ran.
+fn parallel<W: Fn(usize) -> (u64, f64) + Sync>(threads: usize, work: W) -> (u64, f64) {
+    let work = &work;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|t| s.spawn(move || work(t))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a benchmark thread panicked"))
+            .fold((0, 0.0f64), |(p, t), (q, u)| (p + q, t.max(u)))
+    })
+}
+
+/// Settings for `n` connections: buckets the next power of two, room for all.
+fn sized(n: usize) -> Settings {
+    let buckets = (n.max(1024) as u32).next_power_of_two();
+    Settings {
+        buckets,
+        max: buckets.saturating_mul(2),
+        ..Settings::default()
+    }
+}
+
+const NOW: u64 = 1_000_000_000;
+
+fn ovs_single(threads: usize, count: u64) -> Figure {
+    let (packets, seconds) = parallel(threads, |t| {
+        let mut tr = Tracker::new(Settings::default(), 1);
+        let frame = workload::ovs_frame(1 + t as u16);
+        let batch = [frame; 32];
+        tr.packet(&frame, 14, NOW);
+        let start = Instant::now();
+        let mut n = 0;
+        while n < count {
+            for f in &batch {
+                std::hint::black_box(tr.packet(f, 14, NOW));
+            }
+            n += 32;
+        }
+        (n, start.elapsed().as_secs_f64())
+    });
+    Figure {
+        workload: "ovs-single".into(),
+        threads,
+        packets,
+        seconds,
+        bytes_per_conn: None,
+        note: "one UDP flow a thread, batches of 32 of the same 42-byte frame".into(),
+    }
+}
+
+fn many_flows(threads: usize, flows: usize, random: bool, lookups: u64) -> Vec<Figure> {
+    let order = if random { "random" } else { "sequential" };
+    let results: Vec<(u64, f64, u64, f64, f64)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let pkts = workload::udp_flows(flows, 1 + t as u8);
+                    let idx = if random {
+                        workload::shuffled(flows, 7 + t as u64)
+                    } else {
+                        (0..flows as u32).collect()
+                    };
+                    let before = in_use();
+                    let mut tr = Tracker::new(sized(flows), 1);
+                    let start = Instant::now();
+                    for p in &pkts {
+                        tr.packet(p, 0, NOW);
+                    }
+                    let insert = start.elapsed().as_secs_f64();
+                    let bytes = (in_use() - before) as f64 / flows as f64;
+                    let start = Instant::now();
+                    let mut n = 0u64;
+                    while n < lookups {
+                        for &i in &idx {
+                            std::hint::black_box(tr.packet(&pkts[i as usize], 0, NOW + 1));
+                        }
+                        n += flows as u64;
+                    }
+                    (
+                        flows as u64,
+                        insert,
+                        n,
+                        start.elapsed().as_secs_f64(),
+                        bytes,
+                    )
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    let ins: u64 = results.iter().map(|r| r.0).sum();
+    let ins_t = results.iter().map(|r| r.1).fold(0.0, f64::max);
+    let look: u64 = results.iter().map(|r| r.2).sum();
+    let look_t = results.iter().map(|r| r.3).fold(0.0, f64::max);
+    let bytes = results.iter().map(|r| r.4).sum::<f64>() / threads as f64;
+    vec![
+        Figure {
+            workload: format!("many-flows-insert {flows}"),
+            threads,
+            packets: ins,
+            seconds: ins_t,
+            bytes_per_conn: Some(bytes),
+            note: "new UDP connections into an empty table".into(),
+        },
+        Figure {
+            workload: format!("many-flows {flows} {order}"),
+            threads,
+            packets: look,
+            seconds: look_t,
+            bytes_per_conn: Some(bytes),
+            note: format!("lookups of established UDP flows in {order} order"),
+        },
+    ]
+}
+
+fn tcp_churn(threads: usize, conns: usize) -> Figure {
+    let (packets, seconds) = parallel(threads, |t| {
+        let pkts = workload::tcp_connections(conns, 1 + t as u8);
+        let mut tr = Tracker::new(sized(conns), 1);
+        let start = Instant::now();
+        for p in &pkts {
+            std::hint::black_box(tr.packet(p, 0, NOW));
+        }
+        (pkts.len() as u64, start.elapsed().as_secs_f64())
+    });
+    Figure {
+        workload: "tcp-churn".into(),
+        threads,
+        packets,
+        seconds,
+        bytes_per_conn: None,
+        note: format!("{conns} TCP connections a thread, 10 segments each, handshake to FIN"),
+    }
+}
+
+fn syn_flood(threads: usize, syns: usize) -> Figure {
+    let (packets, seconds) = parallel(threads, |t| {
+        let full = 65536usize;
+        let settings = Settings {
+            buckets: 65536,
+            max: full as u32,
+            ..Settings::default()
+        };
+        let mut tr = Tracker::new(settings, 1);
+        for p in workload::syns(full, 100 + t as u8) {
+            tr.packet(&p, 0, NOW);
+        }
+        let flood = workload::syns(syns, 1 + t as u8);
+        let start = Instant::now();
+        for p in &flood {
+            std::hint::black_box(tr.packet(p, 0, NOW));
+        }
+        (flood.len() as u64, start.elapsed().as_secs_f64())
+    });
+    Figure {
+        workload: "syn-flood".into(),
+        threads,
+        packets,
+        seconds,
+        bytes_per_conn: None,
+        note: "new SYNs against a table full of unassured SYN_SENT entries (early drop)".into(),
+    }
+}
+
+fn pipeline_vs_tracker(threads: usize, flows: usize, lookups: u64) -> Vec<Figure> {
+    let run = |rules: bool| {
+        parallel(threads, |t| {
+            let pkts = workload::udp_flows(flows, 1 + t as u8);
+            let mut e = if rules {
+                Engine::with_rules(
+                    sized(flows),
+                    ctrack_engine::Host::default(),
+                    1,
+                    workload::linear_ruleset(9),
+                )
+            } else {
+                Engine::new(sized(flows), ctrack_engine::Host::default(), 1)
+            };
+            workload::run_pipeline(&mut e, &pkts, NOW);
+            let start = Instant::now();
+            let mut n = 0;
+            while n < lookups {
+                for p in &pkts {
+                    std::hint::black_box(e.process(p, Entry::Wire, NOW + 1));
+                }
+                n += flows as u64;
+            }
+            (n, start.elapsed().as_secs_f64())
+        })
+    };
+    let (p0, s0) = run(false);
+    let (p1, s1) = run(true);
+    vec![
+        Figure {
+            workload: format!("pipeline {flows}"),
+            threads,
+            packets: p0,
+            seconds: s0,
+            bytes_per_conn: None,
+            note: "the whole pipeline, empty tables".into(),
+        },
+        Figure {
+            workload: format!("pipeline-10-rules {flows}"),
+            threads,
+            packets: p1,
+            seconds: s1,
+            bytes_per_conn: None,
+            note: "the whole pipeline, FORWARD of 9 non-matching rules and a --ctstate ACCEPT"
+                .into(),
+        },
+    ]
+}
+
+fn replay(threads: usize, path: &std::path::Path, target: usize) -> Result<Vec<Figure>> {
+    let start = Instant::now();
+    let cap = ctrack_capture::Capture::open(path)?;
+    let mut frames: Vec<(u64, Vec<u8>)> = Vec::new();
+    for f in ctrack_capture::merge(std::slice::from_ref(&cap)) {
+        if let Ok((ip, _)) = f.ip() {
+            frames.push((f.time, ip.to_vec()));
+        }
+    }
+    let read = start.elapsed().as_secs_f64();
+    let n = frames.len().max(1);
+    let copies = target.div_ceil(n);
+    let span = frames.last().map_or(0, |f| f.0) - frames.first().map_or(0, |f| f.0);
+    // Each copy an hour after the last, so the previous copy's connections have expired.
+    let shift = span + 3_600_000_000_000;
+    let frames = &frames;
+    let (packets, seconds) = parallel(threads, |_| {
+        let mut e = Engine::new(Settings::default(), ctrack_engine::Host::default(), 1);
+        let start = Instant::now();
+        let mut count = 0u64;
+        for c in 0..copies as u64 {
+            for (t, ip) in frames {
+                std::hint::black_box(e.process(ip, Entry::Wire, t + c * shift));
+                count += 1;
+            }
+        }
+        (count, start.elapsed().as_secs_f64())
+    });
+    let name = path
+        .file_name()
+        .map_or(String::new(), |f| f.to_string_lossy().into_owned());
+    Ok(vec![
+        Figure {
+            workload: format!("replay-read {name}"),
+            threads: 1,
+            packets: n as u64,
+            seconds: read,
+            bytes_per_conn: None,
+            note: "reading the file: decompress, pcap records, link layer".into(),
+        },
+        Figure {
+            workload: format!("replay {name}"),
+            threads,
+            packets,
+            seconds,
+            bytes_per_conn: None,
+            note: format!("the whole pipeline, the capture {copies} times over, an hour apart"),
+        },
+    ])
+}
+
+/// Runs the workloads; returns the exit code.
+pub fn run(args: BenchArgs) -> Result<i32> {
+    let all = [
+        "ovs-single",
+        "many-flows",
+        "tcp-churn",
+        "syn-flood",
+        "pipeline",
+        "replay",
+    ];
+    let chosen: Vec<&str> = if args.workloads.is_empty() {
+        all.to_vec()
+    } else {
+        args.workloads.iter().map(String::as_str).collect()
+    };
+    let threads = args.threads.max(1);
+    let mut figures = Vec::new();
+    for w in chosen {
+        match w {
+            "ovs-single" => figures.push(ovs_single(threads, args.count)),
+            "many-flows" => {
+                for &n in &args.flows {
+                    for random in [false, true] {
+                        figures.extend(many_flows(threads, n, random, args.count.max(n as u64)));
+                    }
+                }
+            }
+            "tcp-churn" => figures.push(tcp_churn(threads, 100_000)),
+            "syn-flood" => figures.push(syn_flood(threads, 1_000_000)),
+            "pipeline" => figures.extend(pipeline_vs_tracker(threads, 10_000, args.count)),
+            "replay" => {
+                let path = args.capture.clone().unwrap_or_else(|| {
+                    std::path::PathBuf::from("../shared/corpus/zeek-echo-connections.pcap.gz")
+                });
+                figures.extend(
+                    replay(threads, &path, 1_000_000)
+                        .with_context(|| format!("replay workload on {}", path.display()))?,
+                );
+            }
+            other => anyhow::bail!("unknown workload `{other}`: one of {}", all.join(", ")),
+        }
+    }
+    for f in &figures {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "workload": f.workload,
+                    "threads": f.threads,
+                    "packets": f.packets,
+                    "mpps": (f.mpps() * 1000.0).round() / 1000.0,
+                    "ns_per_packet": (f.ns() * 10.0).round() / 10.0,
+                    "bytes_per_conn": f.bytes_per_conn.map(|b| b.round()),
+                })
+            );
+        }
+    }
+    if !args.json {
+        println!(
+            "{:<36} {:>7} {:>11} {:>8} {:>9} {:>10}  what",
+            "workload", "threads", "packets", "Mpps", "ns/pkt", "bytes/conn"
+        );
+        for f in &figures {
+            println!(
+                "{:<36} {:>7} {:>11} {:>8.2} {:>9.1} {:>10}  {}",
+                f.workload,
+                f.threads,
+                f.packets,
+                f.mpps(),
+                f.ns(),
+                f.bytes_per_conn
+                    .map_or("-".to_string(), |b| format!("{b:.0}")),
+                f.note
+            );
+        }
+    }
+    Ok(0)
+}

@@ -114,9 +114,25 @@ fn ovs_single(threads: usize, count: u64) -> Figure {
     }
 }
 
+/// Bytes the allocator holds for a tracker with `flows` UDP connections, over the
+/// connections: entries, buckets, timers, all of it. Measured alone, as other threads'
+/// allocations would count too.
+fn bytes_per_conn(flows: usize) -> f64 {
+    let pkts = workload::udp_flows(flows, 250);
+    let before = in_use();
+    let mut tr = Tracker::new(sized(flows), 1);
+    for p in &pkts {
+        tr.packet(p, 0, NOW);
+    }
+    let bytes = (in_use() - before) as f64 / flows as f64;
+    drop(tr);
+    bytes
+}
+
 fn many_flows(threads: usize, flows: usize, random: bool, lookups: u64) -> Vec<Figure> {
     let order = if random { "random" } else { "sequential" };
-    let results: Vec<(u64, f64, u64, f64, f64)> = std::thread::scope(|s| {
+    let bytes = bytes_per_conn(flows);
+    let results: Vec<(u64, f64, u64, f64)> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads)
             .map(|t| {
                 s.spawn(move || {
@@ -126,14 +142,12 @@ fn many_flows(threads: usize, flows: usize, random: bool, lookups: u64) -> Vec<F
                     } else {
                         (0..flows as u32).collect()
                     };
-                    let before = in_use();
                     let mut tr = Tracker::new(sized(flows), 1);
                     let start = Instant::now();
                     for p in &pkts {
                         tr.packet(p, 0, NOW);
                     }
                     let insert = start.elapsed().as_secs_f64();
-                    let bytes = (in_use() - before) as f64 / flows as f64;
                     let start = Instant::now();
                     let mut n = 0u64;
                     while n < lookups {
@@ -142,13 +156,7 @@ fn many_flows(threads: usize, flows: usize, random: bool, lookups: u64) -> Vec<F
                         }
                         n += flows as u64;
                     }
-                    (
-                        flows as u64,
-                        insert,
-                        n,
-                        start.elapsed().as_secs_f64(),
-                        bytes,
-                    )
+                    (flows as u64, insert, n, start.elapsed().as_secs_f64())
                 })
             })
             .collect();
@@ -158,7 +166,6 @@ fn many_flows(threads: usize, flows: usize, random: bool, lookups: u64) -> Vec<F
     let ins_t = results.iter().map(|r| r.1).fold(0.0, f64::max);
     let look: u64 = results.iter().map(|r| r.2).sum();
     let look_t = results.iter().map(|r| r.3).fold(0.0, f64::max);
-    let bytes = results.iter().map(|r| r.4).sum::<f64>() / threads as f64;
     vec![
         Figure {
             workload: format!("many-flows-insert {flows}"),

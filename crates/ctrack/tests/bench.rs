@@ -1,0 +1,74 @@
+//! `ctrack bench` runs its workloads and prints what it measured in the documented form.
+
+use std::process::Command;
+
+fn bench(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_ctrack"))
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .expect("ctrack runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect()
+}
+
+#[test]
+fn every_line_has_the_documented_keys() {
+    let lines = bench(&[
+        "ovs-single",
+        "many-flows",
+        "--flows",
+        "1000",
+        "--count",
+        "3200",
+    ]);
+    assert_eq!(
+        lines.len(),
+        5,
+        "ovs-single, then insert and lookup in both orders"
+    );
+    for l in &lines {
+        for key in [
+            "workload",
+            "threads",
+            "packets",
+            "mpps",
+            "ns_per_packet",
+            "bytes_per_conn",
+        ] {
+            assert!(l.get(key).is_some(), "{key} missing in {l}");
+        }
+        assert!(l["mpps"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(lines[0]["workload"], "ovs-single");
+    assert_eq!(lines[0]["packets"], 3200);
+    // Bytes per connection come from the allocator: more than the entry's own size.
+    assert!(lines[1]["bytes_per_conn"].as_f64().unwrap() > 100.0);
+}
+
+#[test]
+fn threads_multiply_the_work() {
+    let lines = bench(&["ovs-single", "--threads", "2", "--count", "3200"]);
+    assert_eq!(lines[0]["threads"], 2);
+    assert_eq!(lines[0]["packets"], 6400);
+}
+
+#[test]
+fn an_unknown_workload_is_named() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ctrack"))
+        .args(["bench", "warp-speed"])
+        .output()
+        .expect("ctrack runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown workload `warp-speed`"));
+}

@@ -257,17 +257,7 @@ fn opposite(chain: &str) -> &'static str {
 }
 
 fn target_text(t: &Target, family: Family) -> String {
-    let spec = RuleSpec {
-        src: None,
-        dst: None,
-        iif: None,
-        oif: None,
-        proto: None,
-        frag: None,
-        matches: Vec::new(),
-        target: t.clone(),
-    };
-    spec.save(family, Backend::Nft)
+    RuleSpec::with_target(t.clone()).save(family, Backend::Nft)
 }
 
 fn without_state(spec: &RuleSpec) -> RuleSpec {

@@ -190,16 +190,7 @@ pub fn parse_rule(
     family: Family,
 ) -> OptResult<Vec<RuleSpec>> {
     let mut args = Args::new(words);
-    let mut spec = RuleSpec {
-        src: None,
-        dst: None,
-        iif: None,
-        oif: None,
-        proto: None,
-        frag: None,
-        matches: Vec::new(),
-        target: Target::None,
-    };
+    let mut spec = RuleSpec::with_target(Target::None);
     let mut srcs: Vec<Net> = Vec::new();
     let mut dsts: Vec<Net> = Vec::new();
     let mut src_inv = false;
@@ -474,6 +465,20 @@ fn inv(b: bool) -> &'static str {
 }
 
 impl RuleSpec {
+    /// A rule with no options and this target.
+    pub fn with_target(target: Target) -> RuleSpec {
+        RuleSpec {
+            src: None,
+            dst: None,
+            iif: None,
+            oif: None,
+            proto: None,
+            frag: None,
+            matches: Vec::new(),
+            target,
+        }
+    }
+
     /// The rule's options as iptables-save prints them (after `-A CHAIN`).
     pub fn save(&self, family: Family, backend: Backend) -> String {
         let mut s = String::new();

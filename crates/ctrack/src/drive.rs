@@ -239,3 +239,16 @@ fn mac_header(link: LinkMeta, if_macs: &HashMap<u32, [u8; 6]>) -> Option<[u8; 14
     h[12..].copy_from_slice(&link.ethertype.to_be_bytes());
     Some(h)
 }
+
+/// Exit code 3, with a message for each, when a capture was damaged (what preceded the
+/// damage was replayed); else 0.
+pub fn damage_code(caps: &[Capture]) -> i32 {
+    let mut code = 0;
+    for c in caps {
+        if let Some(d) = c.damage() {
+            eprintln!("ctrack: {d} ({} packets before it were replayed)", c.len());
+            code = 3;
+        }
+    }
+    code
+}

@@ -583,12 +583,5 @@ pub fn run(args: PlanArgs) -> Result<i32> {
         Format::Html => report.html(),
     };
     print!("{text}");
-    let mut code = 0;
-    for c in &caps {
-        if let Some(d) = c.damage() {
-            eprintln!("ctrack: {d} ({} packets before it were replayed)", c.len());
-            code = 3;
-        }
-    }
-    Ok(code)
+    Ok(crate::drive::damage_code(&caps))
 }

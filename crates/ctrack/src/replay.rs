@@ -337,14 +337,7 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     if !args.quiet {
         summary(&engine, &skipped, learned, notes, now, table_full_lines);
     }
-    let mut code = 0;
-    for c in &caps {
-        if let Some(d) = c.damage() {
-            eprintln!("ctrack: {d} ({} packets before it were replayed)", c.len());
-            code = 3;
-        }
-    }
-    Ok(code)
+    Ok(crate::drive::damage_code(&caps))
 }
 
 fn summary(

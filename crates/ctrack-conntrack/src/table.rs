@@ -63,17 +63,28 @@ impl Table {
     /// The bucket a tuple hashes to.
     pub fn bucket_of(&self, t: &Tuple, zone: u16) -> usize {
         // One write of the whole key: field-by-field hashing costs a partial-buffer step
-        // per field on the hottest path.
+        // per field on the hottest path. An IPv4 tuple hashes only its 4-byte addresses:
+        // 16 bytes are two SipHash blocks where 40 are five.
         let mut key = [0u8; 40];
-        key[..16].copy_from_slice(&t.src.0);
-        key[16..32].copy_from_slice(&t.dst.0);
-        key[32..34].copy_from_slice(&t.src_port.to_ne_bytes());
-        key[34..36].copy_from_slice(&t.dst_port.to_ne_bytes());
-        key[36] = t.proto;
-        key[37] = t.family.number();
-        key[38..40].copy_from_slice(&zone.to_ne_bytes());
+        let n = match t.family {
+            ctrack_packet::Family::V4 => {
+                key[..4].copy_from_slice(&t.src.0[..4]);
+                key[4..8].copy_from_slice(&t.dst.0[..4]);
+                8
+            }
+            ctrack_packet::Family::V6 => {
+                key[..16].copy_from_slice(&t.src.0);
+                key[16..32].copy_from_slice(&t.dst.0);
+                32
+            }
+        };
+        key[n..n + 2].copy_from_slice(&t.src_port.to_ne_bytes());
+        key[n + 2..n + 4].copy_from_slice(&t.dst_port.to_ne_bytes());
+        key[n + 4] = t.proto;
+        key[n + 5] = t.family.number();
+        key[n + 6..n + 8].copy_from_slice(&zone.to_ne_bytes());
         let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
-        h.write(&key);
+        h.write(&key[..n + 8]);
         let h32 = h.finish() as u32;
         ((u64::from(h32) * self.heads.len() as u64) >> 32) as usize
     }

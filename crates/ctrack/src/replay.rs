@@ -318,7 +318,10 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
         f.flush()?;
     }
     let mut log = engine.conntrack_mut().take_log();
-    let table_full_lines = log.len();
+    let table_full_lines = log
+        .iter()
+        .filter(|(_, l)| l == ctrack_conntrack::TABLE_FULL_LOG)
+        .count();
     log.extend(engine.take_log());
     log.sort_by_key(|(t, _)| *t);
     if let Some(path) = &args.log {

@@ -6,37 +6,7 @@ const C: [u8; 4] = [10, 0, 1, 2];
 const S: [u8; 4] = [10, 0, 2, 2];
 const SEC: u64 = 1_000_000_000;
 
-/// An IPv4 packet with correct header and transport checksums.
-fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
-    let total = 20 + l4.len();
-    let mut p = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0];
-    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    let c = checksum::finish(checksum::sum(&p, 0));
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    let mut l4 = l4.to_vec();
-    let at = match proto {
-        6 => 16,
-        17 => 6,
-        _ => 2,
-    };
-    let acc = if proto == 1 {
-        0
-    } else {
-        checksum::pseudo_header(
-            Family::V4,
-            Addr::v4(src),
-            Addr::v4(dst),
-            proto,
-            l4.len() as u32,
-        )
-    };
-    let c = checksum::finish(checksum::sum(&l4, acc));
-    l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
-    p.extend_from_slice(&l4);
-    p
-}
+use crate::workload::ipv4;
 
 fn tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
     let mut t = vec![0u8; 20];

@@ -60,6 +60,41 @@ pub fn ovs_frame(sport: u16) -> [u8; 42] {
     f
 }
 
+/// An IPv4 datagram around the transport bytes `l4`, with correct header and transport
+/// checksums (TCP, UDP, ICMP).
+pub fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
+    let total = 20 + l4.len();
+    let mut p = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0];
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let c = checksum::finish(checksum::sum(&p, 0));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut l4 = l4.to_vec();
+    let at = match proto {
+        6 => 16,
+        17 => 6,
+        _ => 2,
+    };
+    let acc = if proto == 1 {
+        0
+    } else {
+        checksum::pseudo_header(
+            Family::V4,
+            Addr::v4(src),
+            Addr::v4(dst),
+            proto,
+            l4.len() as u32,
+        )
+    };
+    if l4.len() >= at + 2 {
+        let c = checksum::finish(checksum::sum(&l4, acc));
+        l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    p.extend_from_slice(&l4);
+    p
+}
+
 /// An IPv4 datagram of `proto` (TCP or UDP) with correct checksums; TCP segments carry
 /// `flags`, `seq`, `ack` and a 64 KiB window.
 #[allow(clippy::too_many_arguments)]
@@ -75,38 +110,19 @@ pub fn datagram(
     payload: usize,
 ) -> Vec<u8> {
     let l4_len = if proto == 6 { 20 } else { 8 } + payload;
-    let total = 20 + l4_len;
-    let mut p = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0];
-    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    let c = checksum::finish(checksum::sum(&p, 0));
-    p[10..12].copy_from_slice(&c.to_be_bytes());
     let mut l4 = vec![0u8; l4_len];
     l4[0..2].copy_from_slice(&sport.to_be_bytes());
     l4[2..4].copy_from_slice(&dport.to_be_bytes());
-    let csum_at = if proto == 6 {
+    if proto == 6 {
         l4[4..8].copy_from_slice(&seq.to_be_bytes());
         l4[8..12].copy_from_slice(&ack.to_be_bytes());
         l4[12] = 5 << 4;
         l4[13] = flags;
         l4[14..16].copy_from_slice(&0xffffu16.to_be_bytes());
-        16
     } else {
         l4[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-        6
-    };
-    let acc = checksum::pseudo_header(
-        Family::V4,
-        Addr::v4(src),
-        Addr::v4(dst),
-        proto,
-        l4_len as u32,
-    );
-    let c = checksum::finish(checksum::sum(&l4, acc));
-    l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
-    p.extend_from_slice(&l4);
-    p
+    }
+    ipv4(src, dst, proto, &l4)
 }
 
 /// `n` distinct UDP flows (source address, source and destination ports varied), as bare

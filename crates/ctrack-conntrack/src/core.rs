@@ -295,6 +295,20 @@ impl Conntrack {
         }
     }
 
+    /// First stage of a batched lookup: the bucket of the packet's tuple, its head asked
+    /// for ahead of time. `None` when the packet has no tuple. A hint only.
+    pub fn prefetch(&self, d: &Datagram<'_>) -> Option<usize> {
+        let t = Tuple::from_datagram(d).ok()?;
+        let b = self.table.bucket_of(&t, 0);
+        self.table.prefetch_bucket(b);
+        Some(b)
+    }
+
+    /// Second stage: the first entry of that bucket asked for.
+    pub fn prefetch_entry(&self, bucket: usize) {
+        self.table.prefetch_first(bucket);
+    }
+
     /// The next moment a timer fires, if any.
     pub fn poll_timeout(&self) -> Option<u64> {
         self.timers.peek().map(|Reverse((t, _, _))| *t)

@@ -129,8 +129,18 @@ fn bytes_per_conn(flows: usize) -> f64 {
     bytes
 }
 
-fn many_flows(threads: usize, flows: usize, random: bool, lookups: u64) -> Vec<Figure> {
-    let order = if random { "random" } else { "sequential" };
+fn many_flows(
+    threads: usize,
+    flows: usize,
+    random: bool,
+    batched: bool,
+    lookups: u64,
+) -> Vec<Figure> {
+    let order = match (random, batched) {
+        (false, _) => "sequential",
+        (true, false) => "random",
+        (true, true) => "random batched",
+    };
     let bytes = bytes_per_conn(flows);
     let results: Vec<(u64, f64, u64, f64)> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads)
@@ -150,11 +160,20 @@ fn many_flows(threads: usize, flows: usize, random: bool, lookups: u64) -> Vec<F
                     let insert = start.elapsed().as_secs_f64();
                     let start = Instant::now();
                     let mut n = 0u64;
-                    while n < lookups {
-                        for &i in &idx {
-                            std::hint::black_box(tr.packet(&pkts[i as usize], 0, NOW + 1));
+                    if batched {
+                        let order: Vec<&[u8]> =
+                            idx.iter().map(|&i| &pkts[i as usize][..]).collect();
+                        while n < lookups {
+                            std::hint::black_box(tr.batch(&order, 0, NOW + 1));
+                            n += flows as u64;
                         }
-                        n += flows as u64;
+                    } else {
+                        while n < lookups {
+                            for &i in &idx {
+                                std::hint::black_box(tr.packet(&pkts[i as usize], 0, NOW + 1));
+                            }
+                            n += flows as u64;
+                        }
                     }
                     (flows as u64, insert, n, start.elapsed().as_secs_f64())
                 })
@@ -181,7 +200,11 @@ fn many_flows(threads: usize, flows: usize, random: bool, lookups: u64) -> Vec<F
             packets: look,
             seconds: look_t,
             bytes_per_conn: Some(bytes),
-            note: format!("lookups of established UDP flows in {order} order"),
+            note: if batched {
+                "lookups at random in batches of 32, buckets and entries prefetched".to_string()
+            } else {
+                format!("lookups of established UDP flows in {order} order")
+            },
         },
     ]
 }
@@ -357,8 +380,9 @@ pub fn run(args: BenchArgs) -> Result<i32> {
             "ovs-single" => figures.push(ovs_single(threads, args.count)),
             "many-flows" => {
                 for &n in &args.flows {
-                    for random in [false, true] {
-                        figures.extend(many_flows(threads, n, random, args.count.max(n as u64)));
+                    for (random, batched) in [(false, false), (true, false), (true, true)] {
+                        let lookups = args.count.max(n as u64);
+                        figures.extend(many_flows(threads, n, random, batched, lookups));
                     }
                 }
             }

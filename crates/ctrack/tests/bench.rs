@@ -34,8 +34,8 @@ fn every_line_has_the_documented_keys() {
     ]);
     assert_eq!(
         lines.len(),
-        5,
-        "ovs-single, then insert and lookup in both orders"
+        7,
+        "ovs-single, then insert and lookup in order, at random and batched"
     );
     for l in &lines {
         for key in [

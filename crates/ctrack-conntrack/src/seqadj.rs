@@ -6,6 +6,7 @@
 //! after it; [`SeqAdj::adjust`] rewrites a leaving segment's SEQ, ACK and SACK blocks, and the
 //! TCP tracker subtracts the offset from the acknowledgements it checks.
 
+use ctrack_packet::checksum;
 use ctrack_packet::tcp::{seq_after, seq_before};
 
 /// One direction's correction (`struct nf_ct_seqadj`).
@@ -56,18 +57,14 @@ impl SeqAdj {
         }
     }
 
-    /// True when nothing was ever changed in this direction.
-    pub fn is_zero(&self) -> bool {
-        self.offset_before == 0 && self.offset_after == 0
-    }
-
     /// `nf_ct_seq_adjust`: rewrites the TCP header `tcp` of a leaving segment sent in the
     /// direction `this` describes (`other` is the opposite direction): SEQ moves by this
     /// direction's offset, ACK and SACK edges back by the other's. The checksum is updated
-    /// incrementally. A header shorter than 20 bytes is left alone.
-    pub fn adjust(tcp: &mut [u8], this: &SeqAdj, other: &SeqAdj) {
+    /// incrementally. A header shorter than 20 bytes is left alone. True when a number
+    /// changed.
+    pub fn adjust(tcp: &mut [u8], this: &SeqAdj, other: &SeqAdj) -> bool {
         if tcp.len() < 20 {
-            return;
+            return false;
         }
         let word =
             |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
@@ -76,10 +73,11 @@ impl SeqAdj {
         let new_seq = seq.wrapping_add(this.offset(seq) as u32);
         let ack = word(tcp, 8);
         let new_ack = ack.wrapping_sub(other.ack_offset(ack) as u32);
-        replace_u32(&mut csum, seq, new_seq);
-        replace_u32(&mut csum, ack, new_ack);
+        csum = checksum::replace(csum, &seq.to_be_bytes(), &new_seq.to_be_bytes());
+        csum = checksum::replace(csum, &ack.to_be_bytes(), &new_ack.to_be_bytes());
         tcp[4..8].copy_from_slice(&new_seq.to_be_bytes());
         tcp[8..12].copy_from_slice(&new_ack.to_be_bytes());
+        let mut changed = new_seq != seq || new_ack != ack;
         // SACK blocks acknowledge the other direction's data, as ACK does.
         let hlen = (usize::from(tcp[12] >> 4) * 4).min(tcp.len());
         let mut at = 20;
@@ -99,7 +97,9 @@ impl SeqAdj {
                             for edge in [b, b + 4] {
                                 let old = word(tcp, edge);
                                 let new = old.wrapping_sub(other.ack_offset(old) as u32);
-                                replace_u32(&mut csum, old, new);
+                                changed |= new != old;
+                                csum =
+                                    checksum::replace(csum, &old.to_be_bytes(), &new.to_be_bytes());
                                 tcp[edge..edge + 4].copy_from_slice(&new.to_be_bytes());
                             }
                             b += 8;
@@ -110,26 +110,14 @@ impl SeqAdj {
             }
         }
         tcp[16..18].copy_from_slice(&csum.to_be_bytes());
+        changed
     }
-}
-
-/// RFC 1624 incremental update of a checksum for a 32-bit word changing
-/// (`inet_proto_csum_replace4`).
-fn replace_u32(csum: &mut u16, old: u32, new: u32) {
-    let mut sum = u32::from(!*csum);
-    for (o, n) in [(old >> 16, new >> 16), (old & 0xffff, new & 0xffff)] {
-        sum += (!o & 0xffff) + n;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    *csum = !(sum as u16);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ctrack_packet::{checksum, Addr, Family};
+    use ctrack_packet::{Addr, Family};
 
     fn segment(seq: u32, ack: u32, sack: Option<(u32, u32)>) -> Vec<u8> {
         let opts: Vec<u8> = match sack {

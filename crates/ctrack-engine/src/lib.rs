@@ -712,17 +712,18 @@ impl Engine {
         let Some(c) = ct.ct.and_then(|r| self.conntrack.conn(r)) else {
             return;
         };
-        let before = bytes.clone();
-        if let Help::Mangle(m) = &help {
-            natpkt::mangle_tcp_payload(bytes, m.at, m.len, m.text.as_bytes());
-        }
-        if let (true, ctrack_conntrack::proto::ProtoState::Tcp(t)) =
-            (c.has(ctrack_conntrack::ips::SEQ_ADJUST), &c.proto)
-        {
-            let dir = usize::from(reply);
-            natpkt::seq_adjust(bytes, &t.seqadj[dir], &t.seqadj[1 - dir]);
-        }
-        out.helper_rewrote = *bytes != before;
+        let mangled = match &help {
+            Help::Mangle(m) => natpkt::mangle_tcp_payload(bytes, m.at, m.len, m.text.as_bytes()),
+            _ => false,
+        };
+        let adjusted = match (c.has(ctrack_conntrack::ips::SEQ_ADJUST), &c.proto) {
+            (true, ctrack_conntrack::proto::ProtoState::Tcp(t)) => {
+                let dir = usize::from(reply);
+                natpkt::seq_adjust(bytes, &t.seqadj[dir], &t.seqadj[1 - dir])
+            }
+            _ => false,
+        };
+        out.helper_rewrote = mangled || adjusted;
     }
 
     /// Sets up a new connection's NAT binding for one manipulation, from the nat table's

@@ -6,52 +6,46 @@ use ctrack_packet::{checksum, proto, Addr, Datagram, Family};
 
 /// `nf_nat_mangle_tcp_packet`: `len` bytes at `at` of the TCP payload become `text`; the IP
 /// length, the IPv4 header checksum and the TCP checksum follow. Does nothing to a datagram
-/// that is not TCP or too short for the rewrite.
-pub fn mangle_tcp_payload(bytes: &mut Vec<u8>, at: usize, len: usize, text: &[u8]) {
+/// that is not TCP or too short for the rewrite. True when the bytes changed.
+pub fn mangle_tcp_payload(bytes: &mut Vec<u8>, at: usize, len: usize, text: &[u8]) -> bool {
     let Ok(d) = Datagram::parse(bytes) else {
-        return;
+        return false;
     };
     let Some(hlen) = ctrack_packet::TcpView::new(d.l4()).map(|t| t.header_len()) else {
-        return;
+        return false;
     };
-    if d.proto != proto::TCP {
-        return;
-    }
     let (family, src, dst, l4) = (d.family, d.src, d.dst, d.l4_offset);
     let start = l4 + hlen + at;
-    if start + len > bytes.len() {
-        return;
+    if d.proto != proto::TCP || start + len > bytes.len() || bytes[start..start + len] == *text {
+        return false;
     }
     bytes.splice(start..start + len, text.iter().copied());
     let total = bytes.len();
     match family {
         Family::V4 => {
             bytes[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-            let ihl = usize::from(bytes[0] & 0x0f) * 4;
-            bytes[10..12].copy_from_slice(&[0, 0]);
-            let c = checksum::finish(checksum::sum(&bytes[..ihl], 0));
-            bytes[10..12].copy_from_slice(&c.to_be_bytes());
+            checksum::set_ipv4_header(bytes);
         }
         Family::V6 => bytes[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes()),
     }
     let seg = &mut bytes[l4..];
     seg[16..18].copy_from_slice(&[0, 0]);
-    let acc = checksum::pseudo_header(family, src, dst, proto::TCP, seg.len() as u32);
-    let c = checksum::finish(checksum::sum(seg, acc));
+    let c = checksum::transport(family, src, dst, proto::TCP, seg);
     seg[16..18].copy_from_slice(&c.to_be_bytes());
+    true
 }
 
 /// `nf_ct_seq_adjust` on a leaving TCP datagram: `this` is the correction of the direction
-/// it is sent in, `other` the opposite one's.
-pub fn seq_adjust(bytes: &mut [u8], this: &SeqAdj, other: &SeqAdj) {
+/// it is sent in, `other` the opposite one's. True when a number changed.
+pub fn seq_adjust(bytes: &mut [u8], this: &SeqAdj, other: &SeqAdj) -> bool {
     let Ok(d) = Datagram::parse(bytes) else {
-        return;
+        return false;
     };
     if d.proto != proto::TCP || d.fragment.is_some_and(|f| f.offset != 0) {
-        return;
+        return false;
     }
     let l4 = d.l4_offset;
-    SeqAdj::adjust(&mut bytes[l4..], this, other);
+    SeqAdj::adjust(&mut bytes[l4..], this, other)
 }
 
 /// An end of a packet: address and port (identifier for ICMP queries).
@@ -85,11 +79,7 @@ pub fn rewrite_with_inner(
         new_dst = a;
     }
     if v4 {
-        let ihl = usize::from(b[0] & 0x0f) * 4;
-        b[10] = 0;
-        b[11] = 0;
-        let c = checksum::finish(checksum::sum(&b[..ihl], 0));
-        b[10..12].copy_from_slice(&c.to_be_bytes());
+        checksum::set_ipv4_header(&mut b);
     }
     let off = d.l4_offset;
     let later_fragment = d.fragment.is_some_and(|f| f.offset != 0);
@@ -140,12 +130,7 @@ pub fn rewrite_with_inner(
             if !udp_zero {
                 l4[at] = 0;
                 l4[at + 1] = 0;
-                let acc = if d.proto == proto::ICMP {
-                    0
-                } else {
-                    checksum::pseudo_header(d.family, new_src, new_dst, d.proto, l4.len() as u32)
-                };
-                let mut c = checksum::finish(checksum::sum(l4, acc));
+                let mut c = checksum::transport(d.family, new_src, new_dst, d.proto, l4);
                 if d.proto == proto::UDP && c == 0 {
                     c = 0xffff;
                 }
@@ -154,23 +139,6 @@ pub fn rewrite_with_inner(
         }
     }
     b
-}
-
-/// RFC 1624 incremental update of a checksum for one 16-bit word changing.
-fn csum_replace(csum: u16, old: u16, new: u16) -> u16 {
-    let mut sum = u32::from(!csum) + u32::from(!old) + u32::from(new);
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-fn replace_words(csum: &mut u16, old: &[u8], new: &[u8]) {
-    for (o, n) in old.chunks(2).zip(new.chunks(2)) {
-        let ow = u16::from_be_bytes([o[0], *o.get(1).unwrap_or(&0)]);
-        let nw = u16::from_be_bytes([n[0], *n.get(1).unwrap_or(&0)]);
-        *csum = csum_replace(*csum, ow, nw);
-    }
 }
 
 /// Rewrites the (possibly truncated) packet quoted in an ICMP error: addresses, ports, the
@@ -203,13 +171,13 @@ fn rewrite_quoted(q: &mut [u8], family: Family, src: Option<End>, dst: Option<En
         let old_addr = q[a_at..a_at + alen].to_vec();
         q[a_at..a_at + alen].copy_from_slice(&addr.0[..alen]);
         if let Some(c) = l4_csum.as_mut() {
-            replace_words(c, &old_addr, &addr.0[..alen]);
+            *c = checksum::replace(*c, &old_addr, &addr.0[..alen]);
         }
         if matches!(p, proto::TCP | proto::UDP | proto::UDPLITE) && q.len() >= hl + port_at + 2 {
             let old = [q[hl + port_at], q[hl + port_at + 1]];
             q[hl + port_at..hl + port_at + 2].copy_from_slice(&port.to_be_bytes());
             if let Some(c) = l4_csum.as_mut() {
-                replace_words(c, &old, &port.to_be_bytes());
+                *c = checksum::replace(*c, &old, &port.to_be_bytes());
             }
         }
     }
@@ -219,12 +187,7 @@ fn rewrite_quoted(q: &mut [u8], family: Family, src: Option<End>, dst: Option<En
         }
     }
     if v4 && q.len() >= hl {
-        let old = u16::from_be_bytes([q[10], q[11]]);
-        let _ = old;
-        q[10] = 0;
-        q[11] = 0;
-        let c = checksum::finish(checksum::sum(&q[..hl], 0));
-        q[10..12].copy_from_slice(&c.to_be_bytes());
+        checksum::set_ipv4_header(q);
     }
 }
 
@@ -247,10 +210,10 @@ mod tests {
         b.extend(tcp);
         let len = b.len() as u16;
         b[2..4].copy_from_slice(&len.to_be_bytes());
-        let c = checksum::finish(checksum::sum(&b[..20], 0));
-        b[10..12].copy_from_slice(&c.to_be_bytes());
-        // An empty rewrite still sets the TCP checksum.
-        mangle_tcp_payload(&mut b, 0, 0, b"");
+        checksum::set_ipv4_header(&mut b);
+        let (s, d) = (Addr::v4([10, 0, 0, 2]), Addr::v4([10, 0, 0, 3]));
+        let c = checksum::transport(Family::V4, s, d, proto::TCP, &b[20..]);
+        b[36..38].copy_from_slice(&c.to_be_bytes());
         b
     }
 
@@ -265,7 +228,7 @@ mod tests {
     fn a_longer_announcement_fixes_length_and_checksums() {
         let mut b = segment(b"PORT 10,0,0,2,1,2\r\n");
         assert!(checksums_ok(&b));
-        mangle_tcp_payload(&mut b, 5, 12, b"192,168,100,200,1,2");
+        assert!(mangle_tcp_payload(&mut b, 5, 12, b"192,168,100,200,1,2"));
         assert!(b.ends_with(b"PORT 192,168,100,200,1,2\r\n"));
         assert!(checksums_ok(&b));
     }
@@ -274,7 +237,7 @@ mod tests {
     fn a_rewrite_past_the_payload_changes_nothing() {
         let b0 = segment(b"PORT 1\r\n");
         let mut b = b0.clone();
-        mangle_tcp_payload(&mut b, 5, 40, b"x");
+        assert!(!mangle_tcp_payload(&mut b, 5, 40, b"x"));
         assert_eq!(b, b0);
     }
 
@@ -283,7 +246,7 @@ mod tests {
         let mut b = segment(b"NOOP\r\n");
         let mut this = SeqAdj::default();
         this.record(500, 7);
-        seq_adjust(&mut b, &this, &SeqAdj::default());
+        assert!(seq_adjust(&mut b, &this, &SeqAdj::default()));
         assert_eq!(u32::from_be_bytes([b[24], b[25], b[26], b[27]]), 1007);
         assert!(checksums_ok(&b));
     }

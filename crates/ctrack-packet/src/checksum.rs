@@ -36,6 +36,37 @@ pub fn pseudo_header(family: Family, src: Addr, dst: Addr, proto: u8, len: u32) 
     acc + u64::from(proto) + u64::from(len >> 16) + u64::from(len & 0xffff)
 }
 
+/// RFC 1624 incremental update of checksum `csum` for the bytes `old` becoming `new`
+/// (equal lengths, 16-bit words from an even offset), as `inet_proto_csum_replace*` does.
+pub fn replace(csum: u16, old: &[u8], new: &[u8]) -> u16 {
+    let mut acc = u64::from(!csum);
+    for (o, n) in old.chunks(2).zip(new.chunks(2)) {
+        let ow = u16::from_be_bytes([o[0], *o.get(1).unwrap_or(&0)]);
+        let nw = u16::from_be_bytes([n[0], *n.get(1).unwrap_or(&0)]);
+        acc += u64::from(!ow) + u64::from(nw);
+    }
+    finish(acc)
+}
+
+/// Sets the header checksum of the IPv4 header at the start of `ip`.
+pub fn set_ipv4_header(ip: &mut [u8]) {
+    let ihl = (usize::from(ip[0] & 0x0f) * 4).min(ip.len());
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let c = finish(sum(&ip[..ihl], 0));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The checksum of a transport segment whose checksum field is zero: over a pseudo-header
+/// for all but ICMP for IPv4.
+pub fn transport(family: Family, src: Addr, dst: Addr, proto: u8, segment: &[u8]) -> u16 {
+    let acc = if proto == 1 {
+        0
+    } else {
+        pseudo_header(family, src, dst, proto, segment.len() as u32)
+    };
+    finish(sum(segment, acc))
+}
+
 /// True when the segment (checksum field included) sums to zero with its pseudo-header.
 ///
 /// ICMP for IPv4 has no pseudo-header: pass `with_pseudo = false`.
@@ -64,6 +95,16 @@ mod tests {
         // The worked example of RFC 1071 section 3: the sum of these words is 0xddf2.
         let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(finish(sum(&data, 0)), !0xddf2);
+    }
+
+    #[test]
+    fn an_incremental_update_equals_a_new_sum() {
+        let mut data = [0x45u8, 0, 0, 28, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0];
+        let before = finish(sum(&data, 0));
+        let new = [0xab, 0xcd, 0xef, 0x01];
+        let after = replace(before, &data[4..8], &new);
+        data[4..8].copy_from_slice(&new);
+        assert_eq!(after, finish(sum(&data, 0)));
     }
 
     #[test]

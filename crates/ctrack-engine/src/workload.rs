@@ -6,7 +6,7 @@
 //! with expiry check, the protocol tracker's state and timeout update, confirm) or through
 //! the whole pipeline ([`Engine::process`]). Time is a parameter, as everywhere.
 
-use crate::{Engine, Entry, Host};
+use crate::{Engine, Entry};
 use ctrack_conntrack::{Conntrack, Hook, Settings};
 use ctrack_packet::{checksum, Addr, Datagram, Family};
 
@@ -252,11 +252,6 @@ pub fn linear_ruleset(n: usize) -> ctrack_rules::Ruleset {
     let mut rs = ctrack_rules::Ruleset::default();
     rs.add(ctrack_rules::load(&text, "bench.rules").expect("the benchmark ruleset is valid"));
     rs
-}
-
-/// A host with empty tables, for the whole pipeline.
-pub fn pipeline(settings: Settings, seed: u64) -> Engine {
-    Engine::new(settings, Host::default(), seed)
 }
 
 /// Every packet of `pkts` through the pipeline at `now`; returns how many were accepted.

@@ -146,9 +146,16 @@ fn proto_name(p: u8) -> Option<&'static str> {
     }
 }
 
-fn opt_text(flag: &str, v: Option<String>, inv: bool) -> Option<String> {
-    let _ = flag;
-    v.map(|v| if inv { format!("! {v}") } else { v })
+/// An option's value as the service keeps it: `! ` before it when inverted.
+fn opt_text<T>(opt: &Option<(T, bool)>, text: impl Fn(&T) -> String) -> Option<String> {
+    opt.as_ref().map(|(v, inv)| {
+        let t = text(v);
+        if *inv {
+            format!("! {t}")
+        } else {
+            t
+        }
+    })
 }
 
 /// The services a ruleset accepts, merged with what the capture shows.
@@ -191,26 +198,10 @@ pub fn services(fr: &FamilyRules, observed: &[Observed]) -> Vec<Service> {
                     }
                 }
                 let addrs = [
-                    opt_text(
-                        "-s",
-                        spec.src.as_ref().map(|(n, _)| n.save(fr.family)),
-                        spec.src.as_ref().is_some_and(|x| x.1),
-                    ),
-                    opt_text(
-                        "-d",
-                        spec.dst.as_ref().map(|(n, _)| n.save(fr.family)),
-                        spec.dst.as_ref().is_some_and(|x| x.1),
-                    ),
-                    opt_text(
-                        "-i",
-                        spec.iif.as_ref().map(|(n, _)| n.clone()),
-                        spec.iif.as_ref().is_some_and(|x| x.1),
-                    ),
-                    opt_text(
-                        "-o",
-                        spec.oif.as_ref().map(|(n, _)| n.clone()),
-                        spec.oif.as_ref().is_some_and(|x| x.1),
-                    ),
+                    opt_text(&spec.src, |n| n.save(fr.family)),
+                    opt_text(&spec.dst, |n| n.save(fr.family)),
+                    opt_text(&spec.iif, String::clone),
+                    opt_text(&spec.oif, String::clone),
                 ];
                 for ports in ranges {
                     out.push(Service {

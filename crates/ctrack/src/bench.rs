@@ -66,13 +66,20 @@ impl Figure {
 
 /// Runs `work` on `threads` threads at once; each returns how many packets it ran.
 fn parallel<W: Fn(usize) -> (u64, f64) + Sync>(threads: usize, work: W) -> (u64, f64) {
+    on_threads(threads, work)
+        .into_iter()
+        .fold((0, 0.0f64), |(p, t), (q, u)| (p + q, t.max(u)))
+}
+
+/// What `work` returns on each of `threads` threads run at once.
+fn on_threads<T: Send, W: Fn(usize) -> T + Sync>(threads: usize, work: W) -> Vec<T> {
     let work = &work;
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads).map(|t| s.spawn(move || work(t))).collect();
         handles
             .into_iter()
             .map(|h| h.join().expect("a benchmark thread panicked"))
-            .fold((0, 0.0f64), |(p, t), (q, u)| (p + q, t.max(u)))
+            .collect()
     })
 }
 
@@ -142,44 +149,36 @@ fn many_flows(
         (true, true) => "random batched",
     };
     let bytes = bytes_per_conn(flows);
-    let results: Vec<(u64, f64, u64, f64)> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..threads)
-            .map(|t| {
-                s.spawn(move || {
-                    let pkts = workload::udp_flows(flows, 1 + t as u8);
-                    let idx = if random {
-                        workload::shuffled(flows, 7 + t as u64)
-                    } else {
-                        (0..flows as u32).collect()
-                    };
-                    let mut tr = Tracker::new(sized(flows), 1);
-                    let start = Instant::now();
-                    for p in &pkts {
-                        tr.packet(p, 0, NOW);
-                    }
-                    let insert = start.elapsed().as_secs_f64();
-                    let start = Instant::now();
-                    let mut n = 0u64;
-                    if batched {
-                        let order: Vec<&[u8]> =
-                            idx.iter().map(|&i| &pkts[i as usize][..]).collect();
-                        while n < lookups {
-                            std::hint::black_box(tr.batch(&order, 0, NOW + 1));
-                            n += flows as u64;
-                        }
-                    } else {
-                        while n < lookups {
-                            for &i in &idx {
-                                std::hint::black_box(tr.packet(&pkts[i as usize], 0, NOW + 1));
-                            }
-                            n += flows as u64;
-                        }
-                    }
-                    (flows as u64, insert, n, start.elapsed().as_secs_f64())
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    let results = on_threads(threads, |t| {
+        let pkts = workload::udp_flows(flows, 1 + t as u8);
+        let idx = if random {
+            workload::shuffled(flows, 7 + t as u64)
+        } else {
+            (0..flows as u32).collect()
+        };
+        let mut tr = Tracker::new(sized(flows), 1);
+        let start = Instant::now();
+        for p in &pkts {
+            tr.packet(p, 0, NOW);
+        }
+        let insert = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let mut n = 0u64;
+        if batched {
+            let order: Vec<&[u8]> = idx.iter().map(|&i| &pkts[i as usize][..]).collect();
+            while n < lookups {
+                std::hint::black_box(tr.batch(&order, 0, NOW + 1));
+                n += flows as u64;
+            }
+        } else {
+            while n < lookups {
+                for &i in &idx {
+                    std::hint::black_box(tr.packet(&pkts[i as usize], 0, NOW + 1));
+                }
+                n += flows as u64;
+            }
+        }
+        (flows as u64, insert, n, start.elapsed().as_secs_f64())
     });
     let ins: u64 = results.iter().map(|r| r.0).sum();
     let ins_t = results.iter().map(|r| r.1).fold(0.0, f64::max);

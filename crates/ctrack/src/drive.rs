@@ -11,8 +11,9 @@ use crate::copies::ForwardedCopies;
 use crate::gso::Coalescer;
 use anyhow::Result;
 use ctrack_capture::{merge, Capture, Direction, LinkMeta};
-use ctrack_engine::{Engine, Entry};
+use ctrack_engine::{DropReason, Engine, Entry, Fate, Outcome};
 use ctrack_packet::{Addr, Datagram, Family};
+use ctrack_plan::plot::Timeline;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::{BTreeSet, HashMap};
 
@@ -251,4 +252,44 @@ pub fn damage_code(caps: &[Capture]) -> i32 {
         }
     }
     code
+}
+
+/// The table over a replay, packet by packet: entries, new connections a second and
+/// table-full drops (`--plot` of replay and plan, and the plan's sizing).
+pub struct Recorder {
+    /// What was recorded.
+    pub timeline: Timeline,
+    t0: Option<u64>,
+    created: u64,
+}
+
+impl Recorder {
+    /// A recorder for a table limited to `limit` entries.
+    pub fn new(limit: u32) -> Recorder {
+        Recorder {
+            timeline: Timeline {
+                limit: u64::from(limit),
+                ..Timeline::default()
+            },
+            t0: None,
+            created: 0,
+        }
+    }
+
+    /// Records what one packet did; true when it made a new entry (a connection is new
+    /// when its entry enters the table).
+    pub fn record(&mut self, engine: &Engine, time: u64, o: &Outcome) -> bool {
+        let t = time.saturating_sub(*self.t0.get_or_insert(time)) as f64 / 1e9;
+        if o.fate == Fate::Dropped(DropReason::TableFull) {
+            self.timeline.drops.push(t);
+        }
+        let created = engine.conntrack().created();
+        let new = created > self.created;
+        for _ in self.created..created {
+            self.timeline.new_connection(t);
+        }
+        self.created = created;
+        self.timeline.sample(t, engine.conntrack().count() as u64);
+        new
+    }
 }

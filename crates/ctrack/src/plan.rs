@@ -7,8 +7,8 @@
 //! every packet whose fate changes is listed), and with `--scale` compressed in time.
 
 use crate::cli::PlanArgs;
-use crate::drive::{drive, DriveOpts};
-use crate::replay::{drop_reason, Setup};
+use crate::drive::{drive, DriveOpts, Recorder};
+use crate::replay::{drop_reason, secs, Setup};
 use anyhow::{bail, Context, Result};
 use ctrack_capture::Capture;
 use ctrack_conntrack::{PacketState, Settings};
@@ -36,26 +36,51 @@ pub enum Format {
     Html,
 }
 
-/// One packet's fate in one replay.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One packet's fate in one replay, kept small: words are made only for the packets whose
+/// fate a remedy changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct PacketFate {
     index: usize,
     time: u64,
-    /// delivered, forwarded, sent, held or dropped.
-    kind: &'static str,
-    /// The fate in words.
-    words: String,
-    summary: String,
+    fate: Fate,
+    family: Option<Family>,
     invalid: bool,
 }
 
-/// What one replay saw.
+impl PacketFate {
+    /// delivered, forwarded, sent, held or dropped.
+    fn kind(&self) -> &'static str {
+        match self.fate {
+            Fate::Delivered => "delivered",
+            Fate::Forwarded => "forwarded",
+            Fate::Sent => "sent",
+            Fate::Held => "held",
+            Fate::Dropped(_) => "dropped",
+        }
+    }
+
+    fn table_full(&self) -> bool {
+        self.fate == Fate::Dropped(DropReason::TableFull)
+    }
+
+    /// The fate in words; a rule that dropped it is named from `engine`'s ruleset.
+    fn words(&self, engine: &Engine) -> String {
+        match self.fate {
+            Fate::Dropped(r) => format!("dropped: {}", drop_reason(engine, self.family, r)),
+            Fate::Held => "fragment held".to_string(),
+            _ => self.kind().to_string(),
+        }
+    }
+}
+
+/// What one replay saw, and the engine it ended with (for naming rules).
 struct Run {
     fates: Vec<PacketFate>,
     timeline: Timeline,
     observed: Vec<Observed>,
     table_full: u64,
     packets: u64,
+    engine: Engine,
 }
 
 /// A packet in a few words: protocol, ends, TCP flags.
@@ -90,22 +115,12 @@ fn summarize(ip: &[u8]) -> String {
     }
 }
 
-fn secs(ns: u64) -> String {
-    format!("{}.{:06}", ns / 1_000_000_000, ns % 1_000_000_000 / 1000)
-}
-
 /// Replays the captures through `engine`.
 fn replay(caps: &[Capture], mut engine: Engine, opts: &DriveOpts) -> Result<Run> {
     let mut fates = Vec::new();
-    let mut timeline = Timeline {
-        limit: u64::from(engine.conntrack().settings().max),
-        ..Timeline::default()
-    };
+    let mut recorder = Recorder::new(engine.conntrack().settings().max);
     let mut observed: BTreeMap<(u8, &'static str, u8, u16), u64> = BTreeMap::new();
-    let mut t0 = None;
     let mut table_full = 0;
-    let mut packets = 0;
-    let mut created = 0;
     drive(
         caps,
         &mut engine,
@@ -113,34 +128,20 @@ fn replay(caps: &[Capture], mut engine: Engine, opts: &DriveOpts) -> Result<Run>
         false,
         |engine, index, time, ip, entry, mac| {
             let o = engine.process_with_link(ip, entry, time, mac);
-            packets += 1;
-            let start = *t0.get_or_insert(time);
-            let t = time.saturating_sub(start) as f64 / 1e9;
-            let family = Datagram::parse(ip).ok().map(|d| d.family);
-            let (kind, words) = match o.fate {
-                Fate::Delivered => ("delivered", "delivered".to_string()),
-                Fate::Forwarded => ("forwarded", "forwarded".to_string()),
-                Fate::Sent => ("sent", "sent".to_string()),
-                Fate::Held => ("held", "fragment held".to_string()),
-                Fate::Dropped(r) => (
-                    "dropped",
-                    format!("dropped: {}", drop_reason(engine, family, r)),
-                ),
+            let d = Datagram::parse(ip).ok();
+            let fate = PacketFate {
+                index,
+                time,
+                fate: o.fate,
+                family: d.map(|d| d.family),
+                invalid: o.state == PacketState::Invalid,
             };
-            if o.fate == Fate::Dropped(DropReason::TableFull) {
-                table_full += 1;
-                timeline.drops.push(t);
-            }
-            // A connection is new when its entry enters the table; the packet that made it is
-            // the one whose fate says which chain accepted it.
-            if engine.conntrack().created() > created {
-                created = engine.conntrack().created();
-                timeline.new_connection(t);
-                if let (Ok(d), true) = (
-                    Datagram::parse(ip),
-                    matches!(o.fate, Fate::Delivered | Fate::Forwarded | Fate::Sent),
-                ) {
-                    if let (Ok(tu), 6 | 17) = (Tuple::from_datagram(&d), d.proto) {
+            table_full += u64::from(fate.table_full());
+            // The packet that made a new entry says, by its fate, which chain accepted it.
+            let accepted = matches!(o.fate, Fate::Delivered | Fate::Forwarded | Fate::Sent);
+            if recorder.record(engine, time, &o) && accepted {
+                if let Some((d, Ok(tu))) = d.map(|d| (d, Tuple::from_datagram(&d))) {
+                    if matches!(d.proto, 6 | 17) {
                         let chain = match o.fate {
                             Fate::Delivered => "INPUT",
                             Fate::Sent => "OUTPUT",
@@ -153,15 +154,7 @@ fn replay(caps: &[Capture], mut engine: Engine, opts: &DriveOpts) -> Result<Run>
                     }
                 }
             }
-            timeline.sample(t, engine.conntrack().count() as u64);
-            fates.push(PacketFate {
-                index,
-                time,
-                kind,
-                words,
-                summary: summarize(ip),
-                invalid: o.state == PacketState::Invalid,
-            });
+            fates.push(fate);
             Ok(o.helper_rewrote.then_some(o.leaving).flatten())
         },
     )?;
@@ -176,57 +169,71 @@ fn replay(caps: &[Capture], mut engine: Engine, opts: &DriveOpts) -> Result<Run>
         })
         .collect();
     Ok(Run {
+        packets: fates.len() as u64,
         fates,
-        timeline,
+        timeline: recorder.timeline,
         observed,
         table_full,
-        packets,
+        engine,
     })
 }
 
 /// Every packet whose fate differs between `before` and `after`, with what is understood
-/// of why; table-full drops that pass now are counted apart (`fixed`).
-fn compare(before: &Run, after: &Run) -> (Vec<Difference>, u64) {
-    let mut out = Vec::new();
+/// of why; table-full drops that pass now are counted apart (`fixed`). The packets are
+/// read again from `caps` for the few that are listed.
+fn compare(caps: &[Capture], before: &Run, after: &Run) -> (Vec<Difference>, u64) {
     let mut fixed = 0;
     let after_by_index: BTreeMap<usize, &PacketFate> =
         after.fates.iter().map(|f| (f.index, f)).collect();
+    let mut changed = Vec::new();
     for b in &before.fates {
         let Some(a) = after_by_index.get(&b.index) else {
             continue;
         };
-        if a.kind == b.kind {
+        if a.kind() == b.kind() {
             continue;
         }
-        if b.words == "dropped: table full" {
+        if b.table_full() {
             fixed += 1;
             continue;
         }
-        let why = if b.invalid && b.kind == "dropped" {
+        let why = if b.invalid && b.kind() == "dropped" {
             "the kernel's tracker called it INVALID; without tracking nothing is INVALID"
-                .to_string()
-        } else if a.kind == "dropped" {
+        } else if a.table_full() {
+            "the table is full with this ruleset"
+        } else if a.kind() == "dropped" {
             "no generated rule accepts it: a reply or later packet of a class the rules do not name"
-                .to_string()
-        } else if a.words == "dropped: table full" {
-            "the table is full with this ruleset".to_string()
         } else {
-            "its verdict changed with the ruleset".to_string()
+            "its verdict changed with the ruleset"
         };
-        out.push(Difference {
+        changed.push(Difference {
             index: b.index,
             time: secs(b.time),
-            packet: b.summary.clone(),
-            before: b.words.clone(),
-            after: a.words.clone(),
-            why,
+            packet: String::new(),
+            before: b.words(&before.engine),
+            after: a.words(&after.engine),
+            why: why.to_string(),
         });
     }
-    (out, fixed)
+    // The host's joined segments are fed after the frames that follow them.
+    changed.sort_by_key(|d| d.index);
+    if !changed.is_empty() {
+        let mut want = changed.iter_mut().peekable();
+        for (n, frame) in ctrack_capture::merge(caps).enumerate() {
+            let Some(d) = want.peek_mut() else { break };
+            if d.index == n {
+                d.packet = frame
+                    .ip()
+                    .map_or("unreadable".to_string(), |(ip, _)| summarize(ip));
+                want.next();
+            }
+        }
+    }
+    (changed, fixed)
 }
 
-fn proof(before: &Run, after: &Run) -> Proof {
-    let (differences, fixed) = compare(before, after);
+fn proof(caps: &[Capture], before: &Run, after: &Run) -> Proof {
+    let (differences, fixed) = compare(caps, before, after);
     Proof {
         packets: before.packets,
         differences,
@@ -408,7 +415,7 @@ pub fn run(args: PlanArgs) -> Result<i32> {
                     setup.engine(setup.settings.clone(), &rules, seed),
                     &opts,
                 )?;
-                Some(proof(b, &after))
+                Some(proof(&caps, b, &after))
             }
             _ => None,
         };

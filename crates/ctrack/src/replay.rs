@@ -2,7 +2,7 @@
 //! the kernel would show them.
 
 use crate::cli::{parse_size, HostArgs, ReplayArgs, TableFormat};
-use crate::drive::{drive, learn_locals, DriveOpts, Skipped};
+use crate::drive::{drive, learn_locals, DriveOpts, Recorder, Skipped};
 use anyhow::{bail, Context, Result};
 use ctrack_capture::Capture;
 use ctrack_conntrack::format::{conntrack_line, conntrack_summary, event_line, json, proc_line};
@@ -56,7 +56,8 @@ pub fn settings(args: &HostArgs, notes: &mut Vec<String>) -> Result<Settings> {
     Ok(s)
 }
 
-fn secs(ns: u64) -> String {
+/// Epoch seconds with microseconds, as the summary and the plan print times.
+pub fn secs(ns: u64) -> String {
     format!("{}.{:06}", ns / 1_000_000_000, ns % 1_000_000_000 / 1000)
 }
 
@@ -209,14 +210,10 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
             .map(ctrack_capture::RawIpWriter::new)
             .transpose()?,
         verdicts: args.verdicts.as_ref().map(create).transpose()?,
-        plot: args.plot.as_ref().map(|_| {
-            let timeline = ctrack_plan::plot::Timeline {
-                limit: u64::from(engine.conntrack().settings().max),
-                ..Default::default()
-            };
-            (timeline, None)
-        }),
-        created: 0,
+        plot: args
+            .plot
+            .as_ref()
+            .map(|_| Recorder::new(engine.conntrack().settings().max)),
     };
     if let Some(p) = &args.plot {
         if p.extension().and_then(|e| e.to_str()) != Some("svg") {
@@ -332,9 +329,9 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
         }
     }
 
-    if let (Some(path), Some((timeline, _))) = (&args.plot, &sinks.plot) {
-        let title = format!("conntrack table, nf_conntrack_max = {}", timeline.limit);
-        std::fs::write(path, ctrack_plan::plot::svg(timeline, &title, None))
+    if let (Some(path), Some(r)) = (&args.plot, &sinks.plot) {
+        let title = format!("conntrack table, nf_conntrack_max = {}", r.timeline.limit);
+        std::fs::write(path, ctrack_plan::plot::svg(&r.timeline, &title, None))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if !args.quiet {
@@ -424,10 +421,8 @@ fn summary(
 struct Sinks {
     out: Option<ctrack_capture::RawIpWriter<std::io::BufWriter<std::fs::File>>>,
     verdicts: Option<std::io::BufWriter<std::fs::File>>,
-    /// The table over time, and the first packet's time.
-    plot: Option<(ctrack_plan::plot::Timeline, Option<u64>)>,
-    /// Entries created so far, for new connections per second.
-    created: u64,
+    /// The table over time.
+    plot: Option<Recorder>,
 }
 
 impl Sinks {
@@ -448,17 +443,8 @@ impl Sinks {
         if let Some(w) = self.verdicts.as_mut() {
             write_verdict(w, engine, index, time, ip, &o)?;
         }
-        if let Some((timeline, t0)) = self.plot.as_mut() {
-            let t = time.saturating_sub(*t0.get_or_insert(time)) as f64 / 1e9;
-            if o.fate == Fate::Dropped(DropReason::TableFull) {
-                timeline.drops.push(t);
-            }
-            let created = engine.conntrack().created();
-            for _ in self.created..created {
-                timeline.new_connection(t);
-            }
-            self.created = created;
-            timeline.sample(t, engine.conntrack().count() as u64);
+        if let Some(r) = self.plot.as_mut() {
+            r.record(engine, time, &o);
         }
         // What a helper rewrote leaves looking different from what came in.
         Ok(if o.helper_rewrote { o.leaving } else { None })

@@ -1,15 +1,12 @@
 //! `ctrack bench` runs its workloads and prints what it measured in the documented form.
 
-use std::process::Command;
+mod common;
+use common::ctrack;
 
 fn bench(args: &[&str]) -> Vec<serde_json::Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_ctrack"))
-        .arg("bench")
-        .args(args)
-        .arg("--json")
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .output()
-        .expect("ctrack runs");
+    let mut all = vec!["bench", "--json"];
+    all.extend_from_slice(args);
+    let out = ctrack(&all);
     assert!(
         out.status.success(),
         "{}",
@@ -65,10 +62,7 @@ fn threads_multiply_the_work() {
 
 #[test]
 fn an_unknown_workload_is_named() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ctrack"))
-        .args(["bench", "warp-speed"])
-        .output()
-        .expect("ctrack runs");
+    let out = ctrack(&["bench", "warp-speed"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown workload `warp-speed`"));
 }

@@ -1,20 +1,8 @@
 //! Runs the real `ctrack plan` on the bundled example (a host that ran into its table limit
 //! in the kernel harness) and on rulesets with and without NAT.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn ctrack(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ctrack"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("ctrack runs")
-}
+mod common;
+use common::{ctrack, root};
 
 fn plan_json(args: &[&str]) -> serde_json::Value {
     let mut all = vec!["plan", "--format", "json"];

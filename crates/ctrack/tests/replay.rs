@@ -2,20 +2,9 @@
 //! the public corpus.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn ctrack(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ctrack"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("ctrack runs")
-}
+mod common;
+use common::{ctrack, root};
 
 /// `conntrack -L` lines keyed without timeout and `use=`, valued by timeout.
 fn entries(text: &str) -> BTreeMap<String, u64> {

@@ -274,6 +274,71 @@ fn icmp_errors(family: Family) -> Vec<String> {
     }
 }
 
+/// One chain of explicit accepts that stands for an ESTABLISHED/RELATED rule.
+struct Replies<'a> {
+    chain: &'a str,
+    /// The chain the rule stood in.
+    from: &'a str,
+    table: &'a ctrack_rules::Table,
+    family: Family,
+    related: bool,
+    /// ` -j …` of the rule.
+    target: &'a str,
+}
+
+impl Replies<'_> {
+    /// The chain's rules: later packets of the chain's own services, replies of the opposite
+    /// chain's (TCP: not a bare SYN), every TCP reply when the opposite chain is open, and
+    /// ICMP errors for RELATED.
+    fn rules(&self, services: &[Service], notes: &mut Vec<String>) -> String {
+        let (chain, target, fam) = (self.chain, self.target, family_name(self.family));
+        let other = opposite(self.from);
+        let mut out = String::new();
+        for s in services
+            .iter()
+            .filter(|s| s.family == fam && s.chain == self.from)
+        {
+            let _ = writeln!(out, "-A {chain}{}{target}", s.options(false, self.from));
+        }
+        for s in services
+            .iter()
+            .filter(|s| s.family == fam && s.chain == other)
+        {
+            let not_syn = if s.proto == "tcp" {
+                " ! --tcp-flags FIN,SYN,RST,ACK SYN"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "-A {chain}{}{not_syn}{target}",
+                s.options(true, self.from)
+            );
+        }
+        let open = self
+            .table
+            .chains
+            .iter()
+            .find(|x| x.name == other)
+            .is_some_and(|x| x.policy == Some(true));
+        if open && self.from != "FORWARD" {
+            let _ = writeln!(
+                out,
+                "-A {chain} -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN{target}"
+            );
+            notes.push(format!(
+                "{other} lets every connection out: {chain} accepts every TCP segment that is not a bare SYN, and UDP replies only from the ports the capture shows"
+            ));
+        }
+        if self.related {
+            for e in icmp_errors(self.family) {
+                let _ = writeln!(out, "-A {chain}{e}{target}");
+            }
+        }
+        out
+    }
+}
+
 /// The chain the stateless rewrite sends a chain's replies to.
 fn replies_chain(chain: &str) -> String {
     format!("stateless-{}", chain.to_lowercase())
@@ -321,12 +386,12 @@ fn finish(
 /// The stateless ruleset for `fr`, given its services.
 pub fn stateless(fr: &FamilyRules, services: &[Service]) -> Generated {
     let family = fr.family;
-    let fam = family_name(family);
     let mut text = String::new();
     let mut notes = Vec::new();
     let mut blockers = Vec::new();
     for t in &fr.tables {
-        let mut extra = Vec::new();
+        let mut extra: Vec<String> = Vec::new();
+        let mut made: Vec<(String, u16, String)> = Vec::new();
         let mut rules = String::new();
         let mut extra_rules = String::new();
         for c in &t.chains {
@@ -372,60 +437,34 @@ pub fn stateless(fr: &FamilyRules, services: &[Service]) -> Generated {
                     ));
                     let _ = writeln!(rules, "{line}");
                 } else {
-                    let chain = replies_chain(&c.name);
-                    // The rule's own conditions stay; its target becomes the replies chain.
+                    // The rule's own conditions stay; its target becomes the replies chain,
+                    // one chain a chain, state condition and target.
                     let mut jump = without_state(&r.spec);
                     let target = target_text(&jump.target, family);
+                    let key = (c.name.clone(), mask & RELATED, target.clone());
+                    let chain = match made.iter().position(|k| *k == key) {
+                        Some(i) => extra[i].clone(),
+                        None => {
+                            let name = match made.iter().filter(|k| k.0 == c.name).count() {
+                                0 => replies_chain(&c.name),
+                                n => format!("{}-{}", replies_chain(&c.name), n + 1),
+                            };
+                            let reply = Replies {
+                                chain: &name,
+                                from: &c.name,
+                                table: t,
+                                family,
+                                related: mask & RELATED != 0,
+                                target: &target,
+                            };
+                            extra_rules.push_str(&reply.rules(services, &mut notes));
+                            made.push(key);
+                            extra.push(name.clone());
+                            name
+                        }
+                    };
                     jump.target = Target::Jump(chain.clone());
                     let _ = writeln!(rules, "-A {}{}", c.name, jump.save(family, Backend::Nft));
-                    if !extra.contains(&chain) {
-                        extra.push(chain.clone());
-                        let other = opposite(&c.name);
-                        let mine = services
-                            .iter()
-                            .filter(|s| s.family == fam && s.chain == c.name);
-                        for s in mine {
-                            let _ = writeln!(
-                                extra_rules,
-                                "-A {chain}{}{target}",
-                                s.options(false, &c.name)
-                            );
-                        }
-                        let theirs = services
-                            .iter()
-                            .filter(|s| s.family == fam && s.chain == other);
-                        for s in theirs {
-                            let not_syn = if s.proto == "tcp" {
-                                " ! --tcp-flags FIN,SYN,RST,ACK SYN"
-                            } else {
-                                ""
-                            };
-                            let _ = writeln!(
-                                extra_rules,
-                                "-A {chain}{}{not_syn}{target}",
-                                s.options(true, &c.name)
-                            );
-                        }
-                        let open = t
-                            .chains
-                            .iter()
-                            .find(|x| x.name == other)
-                            .is_some_and(|x| x.policy == Some(true));
-                        if open && c.name != "FORWARD" {
-                            let _ = writeln!(
-                                extra_rules,
-                                "-A {chain} -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN{target}"
-                            );
-                            notes.push(format!(
-                                "{other} lets every connection out: {chain} accepts every TCP segment that is not a bare SYN, and UDP replies only from the ports the capture shows"
-                            ));
-                        }
-                        if mask & RELATED != 0 {
-                            for e in icmp_errors(family) {
-                                let _ = writeln!(extra_rules, "-A {chain}{e}{target}");
-                            }
-                        }
-                    }
                     notes.push(format!(
                         "{origin}: `{line}` becomes a jump to {chain}, which accepts replies explicitly"
                     ));
@@ -621,6 +660,33 @@ mod tests {
             -A stateless-input -p icmp -m icmp --icmp-type 12 -j ACCEPT\nCOMMIT\n";
         assert_eq!(g.text, expected);
         assert!(g.notes.iter().any(|n| n.contains("INVALID")));
+    }
+
+    #[test]
+    fn each_kind_of_established_rule_gets_its_own_replies_chain() {
+        // The second rule wants RELATED too: its chain must hold the ICMP errors, which the
+        // first one's does not.
+        let r = load(
+            "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A INPUT -i eth0 -m state --state ESTABLISHED -j ACCEPT\n\
+             -A INPUT -i eth1 -m state --state ESTABLISHED,RELATED -j ACCEPT\n\
+             -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n",
+        );
+        let g = stateless(&r, &services(&r, &[]));
+        assert!(
+            g.text.contains("-A INPUT -i eth0 -j stateless-input\n"),
+            "{}",
+            g.text
+        );
+        assert!(
+            g.text.contains("-A INPUT -i eth1 -j stateless-input-2\n"),
+            "{}",
+            g.text
+        );
+        assert!(!g.text.contains("-A stateless-input -p icmp"), "{}", g.text);
+        assert!(g
+            .text
+            .contains("-A stateless-input-2 -p icmp -m icmp --icmp-type 3 -j ACCEPT"));
     }
 
     #[test]

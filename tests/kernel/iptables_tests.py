@@ -145,6 +145,10 @@ def main():
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
     print(f"iptables' own tests: {unsupported} refused by name as not supported")
+    if passed == 0:
+        # A source package whose tests were not found must not pass as green.
+        print(f"iptables tests: no rule line was checked in {extensions}", file=sys.stderr)
+        failed += 1
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

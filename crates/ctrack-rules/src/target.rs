@@ -339,11 +339,11 @@ impl Target {
         })
     }
 
-    /// Where `tcp-reset` stands in a family's `--reject-with` names.
-    fn tcp_reset_index(family: Family) -> Option<usize> {
+    /// Where a `--reject-with` name stands in a family's names.
+    fn reject_index(family: Family, name: &str) -> Option<usize> {
         match family {
-            Family::V4 => REJECT_V4.iter().position(|(n, _)| *n == "tcp-reset"),
-            Family::V6 => REJECT_V6.iter().position(|(n, _)| *n == "tcp-reset"),
+            Family::V4 => REJECT_V4.iter().position(|(n, _)| *n == name),
+            Family::V6 => REJECT_V6.iter().position(|(n, _)| *n == name),
         }
     }
 
@@ -549,11 +549,14 @@ impl Target {
         };
         match self {
             Target::Reject(k) if *k == usize::MAX => {
-                // icmp-port-unreachable / icmp6-port-unreachable.
-                *k = if family == Family::V6 { 3 } else { 2 };
+                let default = match family {
+                    Family::V4 => "icmp-port-unreachable",
+                    Family::V6 => "icmp6-port-unreachable",
+                };
+                *k = Self::reject_index(family, default).expect("a name of the table");
             }
             Target::Reject(k)
-                if Some(*k) == Self::tcp_reset_index(family) && proto != Some(6) =>
+                if Some(*k) == Self::reject_index(family, "tcp-reset") && proto != Some(6) =>
             {
                 return Err(OptError::line("REJECT: TCP RST can only be used with -p tcp"))
             }

@@ -2,7 +2,7 @@
 //! in the kernel harness) and on rulesets with and without NAT.
 
 mod common;
-use common::{ctrack, root};
+use common::{ctrack, root, temp_dir};
 
 fn plan_json(args: &[&str]) -> serde_json::Value {
     let mut all = vec!["plan", "--format", "json"];
@@ -123,8 +123,7 @@ fn nat_means_sizing_and_no_stateless_remedy() {
 
 #[test]
 fn a_ruleset_without_state_can_lose_tracking_entirely() {
-    let dir = std::env::temp_dir().join(format!("ctrack-plan-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("plan");
     let rules = dir.join("stateless.rules");
     std::fs::write(
         &rules,
@@ -140,8 +139,7 @@ fn a_ruleset_without_state_can_lose_tracking_entirely() {
 
 #[test]
 fn write_rules_and_plot_write_their_files() {
-    let dir = std::env::temp_dir().join(format!("ctrack-plan-files-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("plan-files");
     let plot = dir.join("table.svg");
     let mut args = EXAMPLE.to_vec();
     let (d, p) = (

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 mod common;
-use common::{ctrack, root};
+use common::{ctrack, root, temp_dir};
 
 /// `conntrack -L` lines keyed without timeout and `use=`, valued by timeout.
 fn entries(text: &str) -> BTreeMap<String, u64> {
@@ -83,8 +83,7 @@ fn every_corpus_capture_replays_without_error() {
 
 #[test]
 fn damaged_capture_reports_file_and_offset_after_replaying_the_rest() {
-    let dir = std::env::temp_dir().join(format!("ctrack-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("test");
     let bytes = std::fs::read(root().join("examples/basic/capture.pcap")).unwrap();
     let cut = dir.join("cut.pcap");
     std::fs::write(&cut, &bytes[..bytes.len() - 7]).unwrap();
@@ -100,8 +99,7 @@ fn damaged_capture_reports_file_and_offset_after_replaying_the_rest() {
 
 #[test]
 fn bad_sysctl_names_the_file_and_line() {
-    let dir = std::env::temp_dir().join(format!("ctrack-test-sysctl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("test-sysctl");
     let f = dir.join("bad.conf");
     std::fs::write(
         &f,
@@ -121,8 +119,7 @@ fn bad_sysctl_names_the_file_and_line() {
 
 #[test]
 fn events_file_has_conntrack_e_lines() {
-    let dir = std::env::temp_dir().join(format!("ctrack-test-ev-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("test-ev");
     let ev = dir.join("ev.txt");
     let out = ctrack(&[
         "replay",
@@ -143,8 +140,7 @@ fn events_file_has_conntrack_e_lines() {
 
 #[test]
 fn ct_timeout_needs_a_policy_of_the_rules_protocol() {
-    let dir = std::env::temp_dir().join(format!("ctrack-nfct-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("nfct");
     let rules = dir.join("rules.v4");
     std::fs::write(
         &rules,

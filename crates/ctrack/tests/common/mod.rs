@@ -1,5 +1,8 @@
 //! What the integration tests share: the repository's root and the real binary.
 
+// Each test file is its own crate and uses only some of these.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -15,4 +18,11 @@ pub fn ctrack(args: &[&str]) -> Output {
         .current_dir(root())
         .output()
         .expect("ctrack runs")
+}
+
+/// A fresh directory of this test process's own, under the system's temporary directory.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ctrack-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    dir
 }

@@ -108,7 +108,6 @@ pub struct Conntrack {
     stats: Stats,
     pending: Option<Conn>,
     timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
-    scheduled: Vec<(u64, u32)>,
     generation: u32,
     next_id: u32,
     events: Vec<Event>,
@@ -192,7 +191,6 @@ impl Conntrack {
             stats: Stats::default(),
             pending: None,
             timers: BinaryHeap::new(),
-            scheduled: Vec::new(),
             generation: 0,
             next_id: (seed as u32).wrapping_mul(2_654_435_761) | 1,
             events: Vec::new(),
@@ -280,9 +278,7 @@ impl Conntrack {
                 break;
             }
             self.timers.pop();
-            let Some(&(sched, g)) = self.scheduled.get(idx as usize) else {
-                continue;
-            };
+            let (sched, g) = self.table.timer(idx);
             if g != gen || sched != when || !self.table.is_live(idx) {
                 continue;
             }
@@ -295,18 +291,18 @@ impl Conntrack {
         }
     }
 
-    /// First stage of a batched lookup: the bucket of the packet's tuple, its head asked
-    /// for ahead of time. `None` when the packet has no tuple. A hint only.
-    pub fn prefetch(&self, d: &Datagram<'_>) -> Option<usize> {
+    /// First stage of a batched lookup: the hash of the packet's tuple, its index slot
+    /// asked for ahead of time. `None` when the packet has no tuple. A hint only.
+    pub fn prefetch(&self, d: &Datagram<'_>) -> Option<u32> {
         let t = Tuple::from_datagram(d).ok()?;
-        let b = self.table.bucket_of(&t, 0);
-        self.table.prefetch_bucket(b);
-        Some(b)
+        let h = self.table.hash(&t, self.template.zone);
+        self.table.prefetch_slot(h);
+        Some(h)
     }
 
-    /// Second stage: the first entry of that bucket asked for.
-    pub fn prefetch_entry(&self, bucket: usize) {
-        self.table.prefetch_first(bucket);
+    /// Second stage: the entry that slot names asked for.
+    pub fn prefetch_entry(&self, hash: u32) {
+        self.table.prefetch_entry(hash);
     }
 
     /// The next moment a timer fires, if any.
@@ -315,24 +311,19 @@ impl Conntrack {
     }
 
     fn schedule(&mut self, idx: u32, deadline: u64) {
-        let i = idx as usize;
-        if self.scheduled.len() <= i {
-            self.scheduled.resize(i + 1, (u64::MAX, 0));
-        }
-        let (sched, gen) = self.scheduled[i];
+        let (sched, gen) = self.table.timer(idx);
         // A later deadline is found when the earlier timer fires; only an earlier one needs
         // a new timer.
         if deadline < sched || sched == u64::MAX {
-            self.scheduled[i] = (deadline, gen);
+            self.table.set_timer(idx, (deadline, gen));
             self.timers.push(Reverse((deadline, idx, gen)));
         }
     }
 
     fn destroy(&mut self, idx: u32, now: u64) {
         let mut conn = self.table.remove(idx);
-        let i = idx as usize;
         self.generation = self.generation.wrapping_add(1);
-        self.scheduled[i] = (u64::MAX, self.generation);
+        self.table.set_timer(idx, (u64::MAX, self.generation));
         conn.status |= ips::DYING;
         self.emit(now, EventKind::Destroy, conn, ipct::DESTROY);
     }

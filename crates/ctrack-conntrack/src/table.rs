@@ -1,23 +1,35 @@
-//! The hash table: entries in a slab, each linked into the buckets of both its tuples, as
-//! the kernel hashes `tuplehash[ORIGINAL]` and `tuplehash[REPLY]`.
+//! The hash table: entries in a slab, found through an open-addressed index in which each
+//! entry has a slot for each of its tuples, as the kernel hashes `tuplehash[ORIGINAL]` and
+//! `tuplehash[REPLY]`.
 //!
-//! Buckets are chains threaded through the entries themselves, so inserting and deleting
-//! allocate nothing once the slab has grown; the bucket of a tuple is a keyed SipHash,
-//! scaled like the kernel's `reciprocal_scale`. Early drop walks these same buckets.
+//! An index slot is eight bytes: the tuple's 32-bit keyed hash and the entry's node (entry
+//! index and direction). A lookup reads one slot run of the index, usually one cache line,
+//! compares hashes there and touches only the entry whose hash matches, where chained
+//! buckets threaded through the entries read one entry after another. The index grows by
+//! doubling and keeps at most half its slots full; deleting shifts the run back, so there
+//! are no tombstones.
+//!
+//! The kernel's buckets (`nf_conntrack_buckets`) are kept as a view, not as storage: a
+//! tuple's bucket is its hash scaled like `reciprocal_scale`, and a slot's home is the same
+//! hash scaled to the index, so one bucket's entries lie in one stretch of the index. Early
+//! drop walks those buckets, and the table lists bucket by bucket, newest first, as
+//! `/proc/net/nf_conntrack` does.
 
 use crate::conn::Conn;
 use ctrack_packet::Tuple;
 use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
 
-const NIL: u32 = u32::MAX;
+/// Index slots an empty table starts with.
+const MIN_SLOTS: usize = 64;
 
-/// A node: entry index and direction, packed as `index << 1 | dir`.
-type Node = u32;
-
+/// An entry of the slab: the connection, the hashes of its tuples, when it came in, and its
+/// timer's bookkeeping (kept here so a packet's update touches one place).
 struct Slot {
     conn: Conn,
-    next: [Node; 2],
+    hash: [u32; 2],
+    born: u64,
+    timer: (u64, u32),
     used: bool,
 }
 
@@ -25,8 +37,13 @@ struct Slot {
 pub struct Table {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    heads: Vec<Node>,
+    /// `hash << 32 | (node + 1)`, node being `entry << 1 | direction`; 0 is empty.
+    index: Vec<u64>,
+    /// `64 - log2(index.len())`: a hash's home slot is its top bits.
+    shift: u32,
+    buckets: usize,
     len: usize,
+    born: u64,
     key: (u64, u64),
 }
 
@@ -36,8 +53,11 @@ impl Table {
         Table {
             slots: Vec::new(),
             free: Vec::new(),
-            heads: vec![NIL; buckets.max(1) as usize],
+            index: vec![0; MIN_SLOTS],
+            shift: 32 - MIN_SLOTS.trailing_zeros(),
+            buckets: buckets.max(1) as usize,
             len: 0,
+            born: 0,
             key: (
                 seed ^ 0x736f_6d65_7073_6575,
                 seed.rotate_left(32) ^ 0x646f_7261_6e64_6f6d,
@@ -55,13 +75,13 @@ impl Table {
         self.len == 0
     }
 
-    /// Number of buckets.
+    /// Number of buckets (`nf_conntrack_buckets`).
     pub fn buckets(&self) -> usize {
-        self.heads.len()
+        self.buckets
     }
 
-    /// The bucket a tuple hashes to.
-    pub fn bucket_of(&self, t: &Tuple, zone: u16) -> usize {
+    /// The keyed hash of a tuple in a zone.
+    pub fn hash(&self, t: &Tuple, zone: u16) -> u32 {
         // One write of the whole key: field-by-field hashing costs a partial-buffer step
         // per field on the hottest path. An IPv4 tuple hashes only its 4-byte addresses:
         // 16 bytes are two SipHash blocks where 40 are five.
@@ -85,95 +105,178 @@ impl Table {
         key[n + 6..n + 8].copy_from_slice(&zone.to_ne_bytes());
         let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
         h.write(&key[..n + 8]);
-        let h32 = h.finish() as u32;
-        ((u64::from(h32) * self.heads.len() as u64) >> 32) as usize
+        h.finish() as u32
     }
 
-    /// Asks for the head of bucket `b` to be brought toward the cache, ahead of a lookup:
+    /// The bucket of a hash, scaled as the kernel's `reciprocal_scale`.
+    pub fn bucket_of_hash(&self, hash: u32) -> usize {
+        ((u64::from(hash) * self.buckets as u64) >> 32) as usize
+    }
+
+    /// The bucket a tuple hashes to.
+    pub fn bucket_of(&self, t: &Tuple, zone: u16) -> usize {
+        self.bucket_of_hash(self.hash(t, zone))
+    }
+
+    fn home(&self, hash: u32) -> usize {
+        (u64::from(hash) >> self.shift) as usize
+    }
+
+    fn mask(&self) -> usize {
+        self.index.len() - 1
+    }
+
+    /// Asks for the index slot of a hash to be brought toward the cache, ahead of a lookup:
     /// a hint that changes no result.
-    pub fn prefetch_bucket(&self, b: usize) {
-        if let Some(h) = self.heads.get(b) {
-            prefetch(h);
-        }
+    pub fn prefetch_slot(&self, hash: u32) {
+        prefetch(&self.index[self.home(hash)]);
     }
 
-    /// The same for the first entry of bucket `b` (its head must be cached by now).
-    pub fn prefetch_first(&self, b: usize) {
-        if let Some(&n) = self.heads.get(b) {
-            if let Some(s) = self.slots.get((n >> 1) as usize) {
-                prefetch(&s.conn);
+    /// The same for the entry the index names first for this hash (its slot should be
+    /// cached by now).
+    pub fn prefetch_entry(&self, hash: u32) {
+        let mut p = self.home(hash);
+        loop {
+            let s = self.index[p];
+            if s == 0 {
+                return;
             }
+            if (s >> 32) as u32 == hash {
+                if let Some(e) = self.slots.get(((s as u32 - 1) >> 1) as usize) {
+                    prefetch(&e.conn);
+                }
+                return;
+            }
+            p = (p + 1) & self.mask();
         }
     }
 
     /// Finds the entry with this tuple in either direction: `(index, direction)`.
+    #[inline]
     pub fn find(&self, t: &Tuple, zone: u16) -> Option<(u32, usize)> {
-        let mut n = self.heads[self.bucket_of(t, zone)];
-        while n != NIL {
-            let (i, d) = ((n >> 1) as usize, (n & 1) as usize);
-            let s = &self.slots[i];
-            if s.conn.tuple[d] == *t && s.conn.zone == zone {
-                return Some((i as u32, d));
-            }
-            n = s.next[d];
-        }
-        None
+        self.find_hashed(t, zone, self.hash(t, zone))
     }
 
-    /// Inserts a connection, linking both tuples. Returns its index.
+    /// [`Table::find`] with the tuple's hash already known.
+    pub fn find_hashed(&self, t: &Tuple, zone: u16, hash: u32) -> Option<(u32, usize)> {
+        let mask = self.mask();
+        let mut p = self.home(hash);
+        loop {
+            let s = self.index[p];
+            if s == 0 {
+                return None;
+            }
+            if (s >> 32) as u32 == hash {
+                let node = s as u32 - 1;
+                let (i, d) = ((node >> 1) as usize, (node & 1) as usize);
+                let c = &self.slots[i].conn;
+                if c.tuple[d] == *t && c.zone == zone {
+                    return Some((i as u32, d));
+                }
+            }
+            p = (p + 1) & mask;
+        }
+    }
+
+    /// Inserts a connection, with a slot for each tuple. Returns its index.
     pub fn insert(&mut self, conn: Conn) -> u32 {
+        let hash = [
+            self.hash(&conn.tuple[0], conn.zone),
+            self.hash(&conn.tuple[1], conn.zone),
+        ];
+        self.born += 1;
         let idx = match self.free.pop() {
             Some(i) => {
-                self.slots[i as usize] = Slot {
-                    conn,
-                    next: [NIL; 2],
-                    used: true,
-                };
+                let s = &mut self.slots[i as usize];
+                s.conn = conn;
+                s.hash = hash;
+                s.born = self.born;
+                s.used = true;
                 i
             }
             None => {
                 self.slots.push(Slot {
                     conn,
-                    next: [NIL; 2],
+                    hash,
+                    born: self.born,
+                    timer: (u64::MAX, 0),
                     used: true,
                 });
                 (self.slots.len() - 1) as u32
             }
         };
-        for d in 0..2 {
-            let b = self.bucket_of(&conn.tuple[d], conn.zone);
-            self.slots[idx as usize].next[d] = self.heads[b];
-            self.heads[b] = idx << 1 | d as u32;
+        if (self.len + 1) * 4 > self.index.len() {
+            self.grow();
+        }
+        for (d, &h) in hash.iter().enumerate() {
+            self.place(h, idx << 1 | d as u32);
         }
         self.len += 1;
         idx
     }
 
+    fn place(&mut self, hash: u32, node: u32) {
+        let mask = self.mask();
+        let mut p = self.home(hash);
+        while self.index[p] != 0 {
+            p = (p + 1) & mask;
+        }
+        self.index[p] = u64::from(hash) << 32 | u64::from(node + 1);
+    }
+
+    /// Doubles the index: at most half its slots hold a node (two a connection).
+    fn grow(&mut self) {
+        let doubled = vec![0; self.index.len() * 2];
+        let old = std::mem::replace(&mut self.index, doubled);
+        self.shift -= 1;
+        for s in old.into_iter().filter(|&s| s != 0) {
+            self.place((s >> 32) as u32, s as u32 - 1);
+        }
+    }
+
+    /// Takes a node's slot out of the index, shifting the rest of its run back so every
+    /// node stays reachable from its home.
+    fn unplace(&mut self, hash: u32, node: u32) {
+        let mask = self.mask();
+        let want = u64::from(hash) << 32 | u64::from(node + 1);
+        let mut hole = self.home(hash);
+        while self.index[hole] != want {
+            debug_assert!(self.index[hole] != 0, "node missing from the index");
+            hole = (hole + 1) & mask;
+        }
+        let mut p = hole;
+        loop {
+            p = (p + 1) & mask;
+            let s = self.index[p];
+            if s == 0 {
+                break;
+            }
+            // A node may fill the hole unless its home lies after the hole, up to where
+            // it sits (cyclically).
+            let home = self.home((s >> 32) as u32);
+            let stays = if hole <= p {
+                hole < home && home <= p
+            } else {
+                hole < home || home <= p
+            };
+            if !stays {
+                self.index[hole] = s;
+                hole = p;
+            }
+        }
+        self.index[hole] = 0;
+    }
+
     /// Removes an entry, returning it.
     pub fn remove(&mut self, idx: u32) -> Conn {
-        let conn = self.slots[idx as usize].conn;
-        for d in 0..2 {
-            let b = self.bucket_of(&conn.tuple[d], conn.zone);
-            let me = idx << 1 | d as u32;
-            let after = self.slots[idx as usize].next[d];
-            if self.heads[b] == me {
-                self.heads[b] = after;
-            } else {
-                let mut n = self.heads[b];
-                while n != NIL {
-                    let (i, dd) = ((n >> 1) as usize, (n & 1) as usize);
-                    if self.slots[i].next[dd] == me {
-                        self.slots[i].next[dd] = after;
-                        break;
-                    }
-                    n = self.slots[i].next[dd];
-                }
-            }
+        let hash = self.slots[idx as usize].hash;
+        for (d, &h) in hash.iter().enumerate() {
+            self.unplace(h, idx << 1 | d as u32);
         }
         self.slots[idx as usize].used = false;
         self.free.push(idx);
         self.len -= 1;
-        conn
+        self.slots[idx as usize].conn
     }
 
     /// The entry at an index.
@@ -191,48 +294,89 @@ impl Table {
         self.slots.get(idx as usize).is_some_and(|s| s.used)
     }
 
-    /// Entries whose nodes are in bucket `b`, in chain order (an entry may appear twice if
-    /// both its tuples hash here).
+    /// The timer bookkeeping of an entry index `(deadline scheduled, generation)`; it
+    /// outlives the entry, so a stale timer is recognised after the index is reused.
+    pub fn timer(&self, idx: u32) -> (u64, u32) {
+        self.slots
+            .get(idx as usize)
+            .map_or((u64::MAX, 0), |s| s.timer)
+    }
+
+    /// Sets an entry index's timer bookkeeping.
+    pub fn set_timer(&mut self, idx: u32, timer: (u64, u32)) {
+        self.slots[idx as usize].timer = timer;
+    }
+
+    /// Entries whose nodes are in bucket `b`, newest first as the kernel's chains are (an
+    /// entry appears twice if both its tuples hash here).
     pub fn bucket_entries(&self, b: usize, out: &mut Vec<u32>) {
-        let mut n = self.heads[b];
-        while n != NIL {
-            let (i, d) = (n >> 1, (n & 1) as usize);
-            out.push(i);
-            n = self.slots[i as usize].next[d];
+        let start = out.len();
+        // The hashes of bucket `b` are those from ceil(b * 2^32 / buckets) on.
+        let lo = ((b as u64) << 32).div_ceil(self.buckets as u64);
+        let hi = ((b as u64 + 1) << 32).div_ceil(self.buckets as u64);
+        if lo >= hi {
+            return;
         }
+        let (first, last) = (self.home(lo as u32), self.home((hi - 1) as u32));
+        let mask = self.mask();
+        let mut p = first;
+        let mut past_homes = false;
+        for _ in 0..self.index.len() {
+            let s = self.index[p];
+            if s == 0 && past_homes {
+                break;
+            }
+            if s != 0 && self.bucket_of_hash((s >> 32) as u32) == b {
+                out.push((s as u32 - 1) >> 1);
+            }
+            if p == last {
+                past_homes = true;
+            }
+            p = (p + 1) & mask;
+        }
+        out[start..].sort_by_key(|&i| std::cmp::Reverse(self.slots[i as usize].born));
     }
 
-    /// Every entry once, in the order `/proc/net/nf_conntrack` lists them: bucket by bucket,
-    /// original-direction nodes only.
-    pub fn iter_listing(&self) -> impl Iterator<Item = (u32, &Conn)> + '_ {
-        self.heads.iter().flat_map(move |&head| {
-            let mut n = head;
-            std::iter::from_fn(move || {
-                while n != NIL {
-                    let (i, d) = (n >> 1, (n & 1) as usize);
-                    n = self.slots[i as usize].next[d];
-                    if d == 0 {
-                        return Some((i, &self.slots[i as usize].conn));
-                    }
-                }
-                None
-            })
-        })
-    }
-
-    /// Every live entry index.
-    pub fn indexes(&self) -> impl Iterator<Item = u32> + '_ {
+    /// Every entry once, in no particular order: for counting and searching.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Conn)> + '_ {
         self.slots
             .iter()
             .enumerate()
             .filter(|(_, s)| s.used)
-            .map(|(i, _)| i as u32)
+            .map(|(i, s)| (i as u32, &s.conn))
     }
 
-    /// Bytes held by the table's own arrays (slab and bucket heads).
+    /// Every entry once, in the order `/proc/net/nf_conntrack` lists them: bucket by bucket
+    /// of the original tuple, newest first in each.
+    pub fn iter_listing(&self) -> impl Iterator<Item = (u32, &Conn)> + '_ {
+        let mut order: Vec<(usize, std::cmp::Reverse<u64>, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.used)
+            .map(|(i, s)| {
+                (
+                    self.bucket_of_hash(s.hash[0]),
+                    std::cmp::Reverse(s.born),
+                    i as u32,
+                )
+            })
+            .collect();
+        order.sort_unstable();
+        order
+            .into_iter()
+            .map(move |(_, _, i)| (i, &self.slots[i as usize].conn))
+    }
+
+    /// Every live entry index.
+    pub fn indexes(&self) -> impl Iterator<Item = u32> + '_ {
+        self.iter().map(|(i, _)| i)
+    }
+
+    /// Bytes held by the table's own arrays (slab and index).
     pub fn heap_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Slot>()
-            + self.heads.capacity() * std::mem::size_of::<Node>()
+            + self.index.capacity() * std::mem::size_of::<u64>()
             + self.free.capacity() * 4
     }
 }
@@ -248,4 +392,108 @@ fn prefetch<T>(p: &T) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::Counter;
+    use crate::proto::ProtoState;
+    use ctrack_packet::{Addr, Family};
+    use proptest::prelude::*;
+
+    fn conn(src: u8, sport: u16, dst: u8, dport: u16, nat: bool) -> Conn {
+        let t = Tuple {
+            src: Addr::v4([10, 0, 0, src]),
+            dst: Addr::v4([10, 0, 1, dst]),
+            src_port: sport,
+            dst_port: dport,
+            proto: 17,
+            family: Family::V4,
+        };
+        let mut reply = t.invert().expect("UDP inverts");
+        if nat {
+            reply.dst = Addr::v4([192, 0, 2, src]);
+        }
+        Conn {
+            tuple: [t, reply],
+            status: 0,
+            deadline: 0,
+            counters: [Counter::default(); 2],
+            mark: 0,
+            zone: 0,
+            proto: ProtoState::Generic,
+            id: 0,
+            start: 0,
+            events: 0,
+            event_mask: 0,
+            helper: None,
+            master_helper: None,
+            timeout_policy: None,
+            ftp: Default::default(),
+        }
+    }
+
+    proptest! {
+        /// Inserts and removals in any order leave every live tuple found in both
+        /// directions, every removed one gone, each bucket holding exactly the entries
+        /// whose tuples hash there, newest first, and the listing in bucket order.
+        #[test]
+        fn the_index_agrees_with_a_plain_list(
+            buckets in 1u32..300,
+            ops in prop::collection::vec((any::<bool>(), any::<u8>(), 0u16..8, any::<bool>()), 1..400),
+        ) {
+            let mut table = Table::new(buckets, 7);
+            let mut live: Vec<(u32, Conn, u64)> = Vec::new();
+            let mut gone: Vec<Conn> = Vec::new();
+            let mut born = 0u64;
+            for (insert, a, p, nat) in ops {
+                if insert || live.is_empty() {
+                    let c = conn(a, p, a.wrapping_mul(3), 80, nat);
+                    if table.find(&c.tuple[0], 0).is_some() || table.find(&c.tuple[1], 0).is_some() {
+                        continue;
+                    }
+                    born += 1;
+                    live.push((table.insert(c), c, born));
+                } else {
+                    let (i, c, _) = live.remove(usize::from(a) % live.len());
+                    prop_assert_eq!(table.remove(i), c);
+                    gone.push(c);
+                }
+            }
+            prop_assert_eq!(table.len(), live.len());
+            for (i, c, _) in &live {
+                prop_assert_eq!(table.find(&c.tuple[0], 0), Some((*i, 0)));
+                prop_assert_eq!(table.find(&c.tuple[1], 0), Some((*i, 1)));
+                prop_assert!(table.find(&c.tuple[0], 1).is_none());
+            }
+            for c in &gone {
+                if !live.iter().any(|(_, l, _)| l.tuple.contains(&c.tuple[0])) {
+                    prop_assert!(table.find(&c.tuple[0], 0).is_none());
+                }
+            }
+            let mut newest_first = live.clone();
+            newest_first.sort_by_key(|(_, _, b)| std::cmp::Reverse(*b));
+            for b in 0..table.buckets() {
+                let mut got = Vec::new();
+                table.bucket_entries(b, &mut got);
+                let mut want = Vec::new();
+                for (i, c, _) in &newest_first {
+                    for t in &c.tuple {
+                        if table.bucket_of(t, 0) == b {
+                            want.push(*i);
+                        }
+                    }
+                }
+                prop_assert_eq!(got, want, "bucket {}", b);
+            }
+            let listed: Vec<u32> = table.iter_listing().map(|(i, _)| i).collect();
+            let mut want: Vec<(usize, std::cmp::Reverse<u64>, u32)> = live
+                .iter()
+                .map(|(i, c, b)| (table.bucket_of(&c.tuple[0], 0), std::cmp::Reverse(*b), *i))
+                .collect();
+            want.sort();
+            prop_assert_eq!(listed, want.into_iter().map(|(_, _, i)| i).collect::<Vec<_>>());
+        }
+    }
 }

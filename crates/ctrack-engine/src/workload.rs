@@ -42,23 +42,21 @@ impl Tracker {
 }
 
 impl Tracker {
-    /// A batch of frames, looked up in three passes as a datapath does: the buckets asked
-    /// for, then their first entries, then every packet tracked in order (the same result
+    /// A batch of frames, looked up in three passes as a datapath does: the index slots
+    /// asked for, then the entries they name, then every packet tracked in order (the same result
     /// as [`Tracker::packet`] on each). Returns how many were tracked.
     pub fn batch(&mut self, frames: &[&[u8]], l2: usize, now: u64) -> usize {
         const N: usize = 32;
         let mut tracked = 0;
         for chunk in frames.chunks(N) {
-            let mut buckets = [usize::MAX; N];
-            for (b, f) in buckets.iter_mut().zip(chunk) {
+            let mut hashes = [None; N];
+            for (h, f) in hashes.iter_mut().zip(chunk) {
                 if let Some(d) = f.get(l2..).and_then(|ip| Datagram::parse(ip).ok()) {
-                    *b = self.ct.prefetch(&d).unwrap_or(usize::MAX);
+                    *h = self.ct.prefetch(&d);
                 }
             }
-            for &b in buckets.iter().take(chunk.len()) {
-                if b != usize::MAX {
-                    self.ct.prefetch_entry(b);
-                }
+            for h in hashes.iter().take(chunk.len()).flatten() {
+                self.ct.prefetch_entry(*h);
             }
             for f in chunk {
                 tracked += usize::from(self.packet(f, l2, now));
@@ -122,6 +120,52 @@ pub fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
     p
 }
 
+/// An IPv6 datagram around the transport bytes `l4` (TCP or UDP), its transport checksum
+/// computed anew.
+pub fn ipv6(src: [u8; 16], dst: [u8; 16], proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[proto, 64]);
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let mut l4 = l4.to_vec();
+    let at = if proto == 6 { 16 } else { 6 };
+    l4[at..at + 2].fill(0);
+    let acc = checksum::pseudo_header(Family::V6, Addr(src), Addr(dst), proto, l4.len() as u32);
+    let c = checksum::finish(checksum::sum(&l4, acc));
+    l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&l4);
+    p
+}
+
+/// The handshake (SYN, SYN-ACK, ACK) of the `i`th of many distinct TCP connections, over
+/// IPv4 or IPv6: three packets that leave one ESTABLISHED, assured entry.
+pub fn tcp_handshake(i: usize, salt: u8, family: Family) -> [Vec<u8>; 3] {
+    let c4 = [10, salt, (i >> 16) as u8, (i >> 8) as u8];
+    let s4 = [10, 203, 0, 1];
+    let cp = 1024 + (i & 0xff) as u16;
+    let seg = |src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, flags: u8, seq: u32, ack: u32| {
+        let v4 = datagram(6, src, dst, sp, dp, flags, seq, ack, 0);
+        match family {
+            Family::V4 => v4,
+            Family::V6 => {
+                let six = |a: [u8; 4]| {
+                    let mut x = [0u8; 16];
+                    x[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+                    x[12..].copy_from_slice(&a);
+                    x
+                };
+                ipv6(six(src), six(dst), 6, &v4[20..])
+            }
+        }
+    };
+    [
+        seg(c4, s4, cp, 443, 0x02, 1000, 0),
+        seg(s4, c4, 443, cp, 0x12, 5000, 1001),
+        seg(c4, s4, cp, 443, 0x10, 1001, 5001),
+    ]
+}
+
 /// An IPv4 datagram of `proto` (TCP or UDP) with correct checksums; TCP segments carry
 /// `flags`, `seq`, `ack` and a 64 KiB window.
 #[allow(clippy::too_many_arguments)]
@@ -155,7 +199,12 @@ pub fn datagram(
 /// `n` distinct UDP flows (source address, source and destination ports varied), as bare
 /// IPv4 datagrams; `salt` gives each thread flows of its own.
 pub fn udp_flows(n: usize, salt: u8) -> Vec<Vec<u8>> {
-    (0..n)
+    udp_flows_from(0, n, salt)
+}
+
+/// Flows `first..first + n` of [`udp_flows`].
+pub fn udp_flows_from(first: usize, n: usize, salt: u8) -> Vec<Vec<u8>> {
+    (first..first + n)
         .map(|i| {
             datagram(
                 17,
@@ -290,6 +339,24 @@ mod tests {
                 .map(|(_, c)| c.proto.tcp_state_name())
                 .collect();
         assert!(states.iter().all(|s| *s == Some("TIME_WAIT")), "{states:?}");
+    }
+
+    #[test]
+    fn handshakes_leave_established_assured_entries_in_both_families() {
+        for family in [Family::V4, Family::V6] {
+            let mut t = Tracker::new(Settings::default(), 1);
+            for i in 0..300 {
+                for p in tcp_handshake(i, 1, family) {
+                    assert!(t.packet(&p, 0, 1_000), "{family:?}: tracked");
+                }
+            }
+            assert_eq!(t.ct.count(), 300);
+            for (_, c) in t.ct.table().iter() {
+                assert_eq!(c.tuple[0].family, family);
+                assert_eq!(c.proto.tcp_state_name(), Some("ESTABLISHED"));
+                assert!(c.assured());
+            }
+        }
     }
 
     #[test]

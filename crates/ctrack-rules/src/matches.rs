@@ -1513,7 +1513,7 @@ fn connlimit_count(p: &PacketCtx<'_, '_>, mask_len: u8, by_dst: bool) -> u64 {
     let want = key(if by_dst { d.dst } else { d.src });
     let Some(table) = p.table else { return 1 };
     let mut n = table
-        .iter_listing()
+        .iter()
         .filter(|(_, c)| {
             let t = &c.tuple[0];
             t.family == family

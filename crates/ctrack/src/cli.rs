@@ -129,6 +129,13 @@ pub struct ReplayArgs {
     #[arg(long, short)]
     pub quiet: bool,
 
+    /// Threads to use: several capture files are read at once, and the verdict and event
+    /// lines are written by other threads than the one tracking. The output is the same
+    /// whatever the number: the packets pass through one table in capture order.
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
+
     /// The modelled host: rulesets, addresses, interfaces and settings.
     #[command(flatten)]
     pub host: HostArgs,

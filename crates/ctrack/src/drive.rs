@@ -16,6 +16,28 @@ use ctrack_packet::{Addr, Datagram, Family};
 use ctrack_plan::plot::Timeline;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+/// Reads the capture files, on up to `threads` threads (each file is read and, when
+/// gzip-compressed, inflated by one thread). They come back in the order given.
+pub fn open_captures(paths: &[PathBuf], threads: usize) -> Result<Vec<Capture>> {
+    let open = |p: &PathBuf| Capture::open(p).map_err(anyhow::Error::from);
+    if threads <= 1 || paths.len() <= 1 {
+        return paths.iter().map(open).collect();
+    }
+    let per_thread = paths.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = paths
+            .chunks(per_thread)
+            .map(|chunk| s.spawn(move || chunk.iter().map(open).collect::<Result<Vec<_>>>()))
+            .collect();
+        let mut caps = Vec::with_capacity(paths.len());
+        for h in handles {
+            caps.extend(h.join().expect("reading a capture does not panic")?);
+        }
+        Ok(caps)
+    })
+}
 
 /// What the driver did not feed, and why.
 #[derive(Default)]

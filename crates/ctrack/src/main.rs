@@ -13,6 +13,7 @@ mod cli;
 mod copies;
 mod drive;
 mod gso;
+mod lines;
 mod plan;
 mod replay;
 

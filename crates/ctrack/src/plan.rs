@@ -66,7 +66,10 @@ impl PacketFate {
     /// The fate in words; a rule that dropped it is named from `engine`'s ruleset.
     fn words(&self, engine: &Engine) -> String {
         match self.fate {
-            Fate::Dropped(r) => format!("dropped: {}", drop_reason(engine, self.family, r)),
+            Fate::Dropped(r) => format!(
+                "dropped: {}",
+                drop_reason(self.family.and_then(|f| engine.rules().family(f)), r)
+            ),
             Fate::Held => "fragment held".to_string(),
             _ => self.kind().to_string(),
         }
@@ -317,10 +320,7 @@ pub fn run(args: PlanArgs) -> Result<i32> {
             );
         }
     }
-    let mut caps = Vec::new();
-    for p in &args.captures {
-        caps.push(Capture::open(p)?);
-    }
+    let caps = crate::drive::open_captures(&args.captures, 1)?;
     let setup = Setup::new(&args.host, &caps)?;
     let seed = args.host.seed;
     let refs: Vec<&FamilyRules> = setup.rules.iter().collect();

@@ -2,12 +2,13 @@
 //! the kernel would show them.
 
 use crate::cli::{parse_size, HostArgs, ReplayArgs, TableFormat};
-use crate::drive::{drive, learn_locals, DriveOpts, Recorder, Skipped};
+use crate::drive::{drive, learn_locals, open_captures, DriveOpts, Recorder, Skipped};
+use crate::lines::{with_lines, Lines};
 use anyhow::{bail, Context, Result};
 use ctrack_capture::Capture;
 use ctrack_conntrack::format::{conntrack_line, conntrack_summary, event_line, json, proc_line};
 use ctrack_conntrack::{Applied, Settings};
-use ctrack_engine::{DropReason, Engine, Entry, Fate, Host, Iface, Outcome};
+use ctrack_engine::{DropReason, Engine, Entry, Fate, Host, Iface};
 use ctrack_packet::{Addr, Datagram, Family};
 use ctrack_rules::{Backend, FamilyRules, Ruleset};
 use std::io::Write;
@@ -185,10 +186,7 @@ pub fn ruleset_of(rules: &[FamilyRules]) -> Ruleset {
 
 /// Runs the replay; returns the exit code.
 pub fn run(args: ReplayArgs) -> Result<i32> {
-    let mut caps = Vec::new();
-    for p in &args.captures {
-        caps.push(Capture::open(p)?);
-    }
+    let caps = open_captures(&args.captures, usize::from(args.threads))?;
     let setup = Setup::new(&args.host, &caps)?;
     let settings = setup.settings.clone();
     let acct = settings.acct;
@@ -209,7 +207,6 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
             .transpose()?
             .map(ctrack_capture::RawIpWriter::new)
             .transpose()?,
-        verdicts: args.verdicts.as_ref().map(create).transpose()?,
         plot: args
             .plot
             .as_ref()
@@ -233,21 +230,36 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
         zero_at: args.zero_counters_at.map(|t| (t * 1e9).round() as u64),
         time_scale: None,
     };
-    let driven = drive(
-        &caps,
-        &mut engine,
-        &opts,
-        true,
-        |engine, index, time, ip, entry, mac| {
-            let rewritten = sinks.feed(engine, index, time, ip, entry, mac)?;
-            if want_events {
-                events_out.extend(engine.conntrack_mut().take_events());
-            }
-            Ok(rewritten)
+    // The rules as written, for the verdicts' words: their text does not change while the
+    // packets pass, and the formatting threads read this copy.
+    let names = RuleNames {
+        v4: engine.rules().v4.clone(),
+        v6: engine.rules().v6.clone(),
+    };
+    let format = |v: &VerdictRecord, line: &mut String| v.write(&names, line);
+    let verdicts_file = args.verdicts.as_ref().map(create).transpose()?;
+    let (driven, verdicts_file) = with_lines(
+        usize::from(args.threads),
+        verdicts_file,
+        &format,
+        |verdicts| {
+            drive(
+                &caps,
+                &mut engine,
+                &opts,
+                true,
+                |engine, index, time, ip, entry, mac| {
+                    let rewritten = sinks.feed(engine, verdicts, index, time, ip, entry, mac)?;
+                    if want_events {
+                        events_out.extend(engine.conntrack_mut().take_events());
+                    }
+                    Ok(rewritten)
+                },
+            )
         },
     )?;
     let (skipped, last) = (driven.skipped, driven.last);
-    if let Some(w) = sinks.verdicts.as_mut() {
+    if let Some(mut w) = verdicts_file {
         w.flush()?;
     }
     if let Some(w) = sinks.out.take() {
@@ -305,14 +317,23 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
         }
     }
     if let Some(path) = &args.events {
-        let mut f = std::io::BufWriter::new(
+        let f = std::io::BufWriter::new(
             std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?,
         );
-        for e in &events_out {
-            writeln!(f, "{}", event_line(e, acct))?;
+        let format = |e: &ctrack_conntrack::Event, line: &mut String| {
+            line.push_str(&event_line(e, acct));
+            line.push('\n');
+        };
+        let (_, f) = with_lines(usize::from(args.threads), Some(f), &format, |lines| {
+            for e in events_out {
+                lines.push(e)?;
+            }
+            Ok(())
+        })?;
+        if let Some(mut f) = f {
+            f.flush()?;
         }
-        f.flush()?;
     }
     let mut log = engine.conntrack_mut().take_log();
     let table_full_lines = log
@@ -417,34 +438,45 @@ fn summary(
     }
 }
 
-/// Where each packet's outcome goes: `--out`, `--verdicts` and `--plot`.
+/// Where each packet's outcome goes besides `--verdicts`: `--out` and `--plot`.
 struct Sinks {
     out: Option<ctrack_capture::RawIpWriter<std::io::BufWriter<std::fs::File>>>,
-    verdicts: Option<std::io::BufWriter<std::fs::File>>,
     /// The table over time.
     plot: Option<Recorder>,
 }
 
 impl Sinks {
     /// Runs one packet through the engine and records what became of it.
+    #[allow(clippy::too_many_arguments)]
     fn feed(
         &mut self,
         engine: &mut Engine,
+        verdicts: &mut Lines<'_, VerdictRecord>,
         index: usize,
         time: u64,
         ip: &[u8],
         entry: Entry,
         mac: Option<[u8; 14]>,
     ) -> Result<Option<Vec<u8>>> {
-        let o = engine.process_with_link(ip, entry, time, mac);
+        let mut o = engine.process_with_link(ip, entry, time, mac);
         if let (Some(w), Some(b)) = (self.out.as_mut(), o.leaving.as_ref()) {
             w.write(time, b)?;
         }
-        if let Some(w) = self.verdicts.as_mut() {
-            write_verdict(w, engine, index, time, ip, &o)?;
-        }
         if let Some(r) = self.plot.as_mut() {
             r.record(engine, time, &o);
+        }
+        if verdicts.wanted() {
+            verdicts.push(VerdictRecord {
+                index,
+                time,
+                family: Datagram::parse(ip).map(|d| d.family).ok(),
+                hook: o.entry_hook,
+                fate: o.fate,
+                state: o.state,
+                invalid: o.invalid,
+                rule: o.rule,
+                reply: o.reply.take(),
+            })?;
         }
         // What a helper rewrote leaves looking different from what came in.
         Ok(if o.helper_rewrote { o.leaving } else { None })
@@ -476,55 +508,113 @@ fn parse_ifaces(specs: &[String]) -> Result<Vec<Iface>> {
     Ok(out)
 }
 
-/// One line of `--verdicts`.
-fn write_verdict(
-    w: &mut impl Write,
-    engine: &Engine,
+/// The rules' text, kept apart from the engine for the threads that word the verdicts.
+struct RuleNames {
+    v4: Option<FamilyRules>,
+    v6: Option<FamilyRules>,
+}
+
+impl RuleNames {
+    fn family(&self, f: Option<Family>) -> Option<&FamilyRules> {
+        match f? {
+            Family::V4 => self.v4.as_ref(),
+            Family::V6 => self.v6.as_ref(),
+        }
+    }
+}
+
+/// What `--verdicts` says of one packet, taken from its outcome while the packet passes
+/// and put in words later.
+struct VerdictRecord {
     index: usize,
     time: u64,
-    ip: &[u8],
-    o: &Outcome,
-) -> Result<()> {
-    let family = Datagram::parse(ip).map(|d| d.family).ok();
-    let rule = o.rule.and_then(|(hook, table, c, r)| {
-        let rules = engine.rules().family(family?)?;
-        let t = rules.table(table.name())?;
-        let chain = t.chains.get(c)?;
-        let rule = chain.rules.get(r)?;
-        Some(serde_json::json!({
-            "hook": hook.name(),
-            "table": table.name(),
-            "chain": chain.name,
-            "rule": r + 1,
-            "origin": format!("{}:{}", rule.origin.file, rule.origin.line),
-            "text": format!("-A {}{}", chain.name, rule.spec.save(family?, Backend::Nft)),
-        }))
-    });
-    let (verdict, fate, reason) = match o.fate {
-        Fate::Delivered => ("ACCEPT", "delivered", None),
-        Fate::Forwarded => ("ACCEPT", "forwarded", None),
-        Fate::Sent => ("ACCEPT", "sent", None),
-        Fate::Held => ("HELD", "fragment held for reassembly", None),
-        Fate::Dropped(r) => ("DROP", "dropped", Some(drop_reason(engine, family, r))),
-    };
-    let line = serde_json::json!({
-        "index": index,
-        "time": secs_ns(time),
-        "hook": o.entry_hook.name(),
-        "verdict": verdict,
-        "fate": fate,
-        "state": o.state.name(),
-        "invalid": o.invalid,
-        "rule": rule,
-        "reason": reason,
-        "reply": o.reply.as_ref().map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
-    });
-    writeln!(w, "{line}")?;
-    Ok(())
+    family: Option<Family>,
+    hook: ctrack_conntrack::Hook,
+    fate: Fate,
+    state: ctrack_conntrack::PacketState,
+    invalid: Option<&'static str>,
+    rule: Option<(ctrack_conntrack::Hook, ctrack_engine::Table, usize, usize)>,
+    reply: Option<Vec<u8>>,
+}
+
+/// One line of `--verdicts`; the fields in the order of their names, as they have always
+/// been written.
+#[derive(serde::Serialize)]
+struct VerdictLine<'a> {
+    fate: &'a str,
+    hook: &'a str,
+    index: usize,
+    invalid: Option<&'a str>,
+    reason: Option<String>,
+    reply: Option<String>,
+    rule: Option<RuleLine<'a>>,
+    state: &'a str,
+    time: String,
+    verdict: &'a str,
+}
+
+/// The rule that decided, in a verdict line.
+#[derive(serde::Serialize)]
+struct RuleLine<'a> {
+    chain: &'a str,
+    hook: &'a str,
+    origin: String,
+    rule: usize,
+    table: &'a str,
+    text: String,
+}
+
+impl VerdictRecord {
+    /// Appends the line of this packet.
+    fn write(&self, names: &RuleNames, out: &mut String) {
+        let rules = names.family(self.family);
+        let rule = self.rule.and_then(|(hook, table, c, r)| {
+            let chain = rules?.table(table.name())?.chains.get(c)?;
+            let rule = chain.rules.get(r)?;
+            Some(RuleLine {
+                chain: &chain.name,
+                hook: hook.name(),
+                origin: format!("{}:{}", rule.origin.file, rule.origin.line),
+                rule: r + 1,
+                table: table.name(),
+                text: format!(
+                    "-A {}{}",
+                    chain.name,
+                    rule.spec.save(self.family?, Backend::Nft)
+                ),
+            })
+        });
+        let (verdict, fate, reason) = match self.fate {
+            Fate::Delivered => ("ACCEPT", "delivered", None),
+            Fate::Forwarded => ("ACCEPT", "forwarded", None),
+            Fate::Sent => ("ACCEPT", "sent", None),
+            Fate::Held => ("HELD", "fragment held for reassembly", None),
+            Fate::Dropped(r) => ("DROP", "dropped", Some(drop_reason(rules, r))),
+        };
+        let line = VerdictLine {
+            fate,
+            hook: self.hook.name(),
+            index: self.index,
+            invalid: self.invalid,
+            reason,
+            reply: self
+                .reply
+                .as_ref()
+                .map(|b| b.iter().map(|x| format!("{x:02x}")).collect()),
+            rule,
+            state: self.state.name(),
+            time: secs_ns(self.time),
+            verdict,
+        };
+        // Writing JSON into a String cannot fail: every field serialises.
+        let json = serde_json::to_string(&line).expect("a verdict serialises");
+        out.push_str(&json);
+        out.push('\n');
+    }
 }
 
 /// Why a packet was dropped, in words (`--verdicts`, plan differences).
-pub fn drop_reason(engine: &Engine, family: Option<Family>, r: DropReason) -> String {
+pub fn drop_reason(rules: Option<&FamilyRules>, r: DropReason) -> String {
     match r {
         DropReason::Malformed(m) => format!("malformed: {}", m.reason()),
         DropReason::TableFull => "table full".to_string(),
@@ -538,8 +628,7 @@ pub fn drop_reason(engine: &Engine, family: Option<Family>, r: DropReason) -> St
             rule,
             reject,
         } => {
-            let chain_name = family
-                .and_then(|f| engine.rules().family(f))
+            let chain_name = rules
                 .and_then(|rs| rs.table(table.name()))
                 .and_then(|t| t.chains.get(chain))
                 .map_or("?".to_string(), |c| c.name.clone());

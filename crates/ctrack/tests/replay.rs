@@ -181,3 +181,75 @@ fn ct_timeout_needs_a_policy_of_the_rules_protocol() {
     assert!(ok, "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Everything a replay writes, with `--threads N`.
+fn replay_outputs(captures: &[String], threads: &str, dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let files = ["verdicts.json", "events.txt", "out.pcap", "log.txt"].map(|f| dir.join(f));
+    let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    let mut args: Vec<&str> = vec!["replay", "--threads", threads];
+    args.extend(captures.iter().map(String::as_str));
+    args.extend([
+        "--rules",
+        "tests/rules/plan/router-corpus.rules",
+        "--rules6",
+        "tests/rules/plan/router-corpus6.rules",
+        // A small table, so that some packets meet a full one and early drop.
+        "--sysctl",
+        "net.netfilter.nf_conntrack_max=40",
+        "--verdicts",
+        &paths[0],
+        "--events",
+        &paths[1],
+        "--out",
+        &paths[2],
+        "--log",
+        &paths[3],
+        "--table",
+        "conntrack",
+        "--stats",
+        "--counters",
+    ]);
+    let out = ctrack(&args);
+    assert!(
+        out.status.success(),
+        "{captures:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut all = vec![out.stdout, out.stderr];
+    all.extend(files.iter().map(|f| std::fs::read(f).expect("written")));
+    all
+}
+
+#[test]
+fn replay_with_threads_writes_what_one_thread_writes() {
+    let corpus = root().join("../shared/corpus");
+    let mut captures: Vec<String> = std::fs::read_dir(&corpus)
+        .expect("../shared/corpus is present")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".pcap"))
+        .map(|p| p.display().to_string())
+        .collect();
+    captures.sort();
+    assert!(captures.len() >= 10, "expected the ten corpus captures");
+    let dir = temp_dir("threads");
+    // Each capture alone, then all of them merged (read on several threads).
+    let mut runs: Vec<Vec<String>> = captures.iter().map(|c| vec![c.clone()]).collect();
+    runs.push(captures.clone());
+    let mut dropped_somewhere = false;
+    for run in &runs {
+        let one = replay_outputs(run, "1", &dir);
+        dropped_somewhere |= String::from_utf8_lossy(&one[2]).contains("table full");
+        assert!(!one[2].is_empty(), "{run:?}: verdicts written");
+        for threads in ["2", "3"] {
+            let many = replay_outputs(run, threads, &dir);
+            for (k, (a, b)) in one.iter().zip(&many).enumerate() {
+                assert!(a == b, "{run:?}: output {k} differs with {threads} threads");
+            }
+        }
+    }
+    assert!(
+        dropped_somewhere,
+        "the small table made no packet meet a full table"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -302,8 +302,36 @@ pub struct Engine {
     conntrack: Conntrack,
     host: Host,
     rules: Ruleset,
+    /// Each family's chains by hook and table, located once: most are absent.
+    chains: [[[Option<(usize, usize)>; TABLES]; HOOKS]; 2],
     reassembler: Reassembler,
     counts: Counts,
+}
+
+const TABLES: usize = 5;
+const HOOKS: usize = 5;
+
+/// Where each built-in chain of each table is in `rules`, by family, hook and table.
+fn locate_chains(rules: &Ruleset) -> [[[Option<(usize, usize)>; TABLES]; HOOKS]; 2] {
+    use Table::*;
+    let mut at = [[[None; TABLES]; HOOKS]; 2];
+    for (f, family) in [Family::V4, Family::V6].into_iter().enumerate() {
+        let Some(fr) = rules.family(family) else {
+            continue;
+        };
+        for hook in [
+            Hook::PreRouting,
+            Hook::LocalIn,
+            Hook::Forward,
+            Hook::LocalOut,
+            Hook::PostRouting,
+        ] {
+            for table in [Raw, Mangle, Nat, Filter, Security] {
+                at[f][hook as usize][table as usize] = fr.locate(table.name(), hook.name());
+            }
+        }
+    }
+    at
 }
 
 /// An interface without borrowing the host: none, loopback, or one of the host's.
@@ -340,6 +368,7 @@ impl Engine {
             mac: None,
             conntrack: Conntrack::new(settings, seed),
             host,
+            chains: locate_chains(&rules),
             rules,
             reassembler: Reassembler::new(),
             counts: Counts::default(),
@@ -494,10 +523,12 @@ impl Engine {
         m: &mut Meta,
         now: u64,
     ) -> Result<(), DropReason> {
-        if self.rules.family(d.family).is_none() {
-            return Ok(());
-        }
+        let family = usize::from(d.family == Family::V6);
         for &table in tables {
+            // Most hooks of most rulesets have no chain: nothing to build a context for.
+            let Some(at) = self.chains[family][hook as usize][table as usize] else {
+                continue;
+            };
             let Engine {
                 conntrack,
                 host,
@@ -519,7 +550,7 @@ impl Engine {
                 mac_header: m.mac,
             };
             let mut fx = Effects::default();
-            let decision = rules.evaluate(table.name(), hook.name(), &mut ctx, &mut fx);
+            let decision = rules.evaluate_at(at, &mut ctx, &mut fx);
             if let Some((c, r)) = fx.last_rule {
                 m.rule = Some((hook, table, c, r));
             }

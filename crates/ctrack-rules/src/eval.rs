@@ -129,6 +129,24 @@ impl Ruleset {
         };
         rules.evaluate(table, chain, p, fx, &mut self.recent, &mut self.log)
     }
+
+    /// [`FamilyRules::evaluate_at`] on the packet's family's rules, located by
+    /// [`FamilyRules::locate`].
+    pub fn evaluate_at(
+        &mut self,
+        at: (usize, usize),
+        p: &mut PacketCtx<'_, '_>,
+        fx: &mut Effects,
+    ) -> Decision {
+        let rules = match p.family() {
+            Family::V4 => self.v4.as_mut(),
+            Family::V6 => self.v6.as_mut(),
+        };
+        match rules {
+            Some(rules) => rules.evaluate_at(at, p, fx, &mut self.recent, &mut self.log),
+            None => Decision::Accept,
+        }
+    }
 }
 
 fn iface_matches(want: &str, have: &str) -> bool {
@@ -194,12 +212,29 @@ impl FamilyRules {
         recent: &mut RecentTables,
         log: &mut Vec<(u64, String)>,
     ) -> Decision {
-        let Some(t) = self.tables.iter_mut().find(|t| t.name == table) else {
-            return Decision::Accept;
-        };
-        let Some(start) = t.chain(chain) else {
-            return Decision::Accept;
-        };
+        match self.locate(table, chain) {
+            Some(at) => self.evaluate_at(at, p, fx, recent, log),
+            None => Decision::Accept,
+        }
+    }
+
+    /// Where the chain `chain` of `table` is: (table, chain) indexes for
+    /// [`FamilyRules::evaluate_at`], found once instead of by name for every packet.
+    pub fn locate(&self, table: &str, chain: &str) -> Option<(usize, usize)> {
+        let t = self.tables.iter().position(|t| t.name == table)?;
+        Some((t, self.tables[t].chain(chain)?))
+    }
+
+    /// [`FamilyRules::evaluate`] of a chain already located.
+    pub fn evaluate_at(
+        &mut self,
+        (table, start): (usize, usize),
+        p: &mut PacketCtx<'_, '_>,
+        fx: &mut Effects,
+        recent: &mut RecentTables,
+        log: &mut Vec<(u64, String)>,
+    ) -> Decision {
+        let t = &mut self.tables[table];
         let len = u64::from(p.packet.len());
         let mut stack = [(0usize, 0usize); MAX_DEPTH];
         let mut depth = 0;

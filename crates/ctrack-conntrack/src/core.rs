@@ -101,6 +101,13 @@ pub struct Event {
     pub bits: u16,
 }
 
+/// A packet's tuple and hash, from the first pass over a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prefetched {
+    tuple: Tuple,
+    hash: u32,
+}
+
 /// One network namespace's connection tracking.
 pub struct Conntrack {
     settings: Settings,
@@ -108,6 +115,7 @@ pub struct Conntrack {
     stats: Stats,
     pending: Option<Conn>,
     timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    hint: Option<Prefetched>,
     generation: u32,
     next_id: u32,
     events: Vec<Event>,
@@ -191,6 +199,7 @@ impl Conntrack {
             stats: Stats::default(),
             pending: None,
             timers: BinaryHeap::new(),
+            hint: None,
             generation: 0,
             next_id: (seed as u32).wrapping_mul(2_654_435_761) | 1,
             events: Vec::new(),
@@ -291,18 +300,34 @@ impl Conntrack {
         }
     }
 
-    /// First stage of a batched lookup: the hash of the packet's tuple, its index slot
-    /// asked for ahead of time. `None` when the packet has no tuple. A hint only.
-    pub fn prefetch(&self, d: &Datagram<'_>) -> Option<u32> {
-        let t = Tuple::from_datagram(d).ok()?;
-        let h = self.table.hash(&t, self.template.zone);
-        self.table.prefetch_slot(h);
-        Some(h)
+    /// First stage of a batched lookup: the packet's tuple and its hash (in zone 0, as
+    /// without a `CT --zone` template), its index slot asked for ahead of time. `None` when
+    /// the packet has no tuple.
+    pub fn prefetch(&self, d: &Datagram<'_>) -> Option<Prefetched> {
+        let tuple = Tuple::from_datagram(d).ok()?;
+        let hash = self.table.hash(&tuple, 0);
+        self.table.prefetch_slot(hash);
+        Some(Prefetched { tuple, hash })
     }
 
     /// Second stage: the entry that slot names asked for.
-    pub fn prefetch_entry(&self, hash: u32) {
-        self.table.prefetch_entry(hash);
+    pub fn prefetch_entry(&self, p: &Prefetched) {
+        self.table.prefetch_entry(p.hash);
+    }
+
+    /// Last stage: [`Conntrack::conntrack_in`] of a packet [`Conntrack::prefetch`] saw,
+    /// its hash not computed again. The same result.
+    pub fn conntrack_in_prefetched(
+        &mut self,
+        d: &Datagram<'_>,
+        hook: Hook,
+        now: u64,
+        p: &Prefetched,
+    ) -> InResult {
+        self.hint = Some(*p);
+        let r = self.conntrack_in_with(d, hook, now, None);
+        self.hint = None;
+        r
     }
 
     /// The next moment a timer fires, if any.
@@ -393,7 +418,12 @@ impl Conntrack {
 
     fn resolve(&mut self, d: &Datagram<'_>, tuple: Tuple, now: u64, may_repeat: bool) -> InResult {
         let zone = self.template.zone;
-        let found = self.table.find(&tuple, zone);
+        // A hash from the batch's first pass serves only the tuple it was made of.
+        let hash = match self.hint.take() {
+            Some(h) if h.tuple == tuple && zone == 0 => h.hash,
+            _ => self.table.hash(&tuple, zone),
+        };
+        let found = self.table.find_hashed(&tuple, zone, hash);
         let (r, dir, ctinfo) = match found {
             Some((idx, dir)) => {
                 let c = self.table.get(idx);
@@ -467,32 +497,44 @@ impl Conntrack {
             }
         };
 
-        let conn = *self.conn(r).expect("connection just resolved");
-        let mut proto_state = conn.proto;
+        // Only what the tracker reads is taken from the entry: copying the whole entry for
+        // every packet costs more than the tracking itself.
+        let (status, deadline, policy, icmp_type, mut proto_state) = {
+            let c = self.conn(r).expect("connection just resolved");
+            (
+                c.status,
+                c.deadline,
+                c.timeout_policy,
+                c.tuple[0].icmp_type(),
+                c.proto,
+            )
+        };
+        let has = |bit: u32| status & bit != 0;
+        let confirmed = has(ips::CONFIRMED);
         let mut assure = false;
         let mut state_changed = false;
         let mut shrink = None;
         let verdict = match &mut proto_state {
             ProtoState::Tcp(t) => {
                 let seg = TcpView::new(d.l4()).expect("checked by l4_error");
-                if !conn.confirmed() {
-                    if let Err(reason) = tcp::new(t, &seg, self.timeouts_of(&conn)) {
+                if !confirmed {
+                    if let Err(reason) = tcp::new(t, &seg, self.policy_settings(policy)) {
                         self.pending = None;
                         self.stats.invalid += 1;
                         return InResult::no_ct(PacketState::Invalid, Some(reason));
                     }
                 }
                 let st = tcp::ConnStatus {
-                    seen_reply: conn.seen_reply(),
-                    assured: conn.assured(),
-                    fixed_timeout: conn.has(ips::FIXED_TIMEOUT),
-                    expires_in: if conn.confirmed() {
-                        conn.deadline.saturating_sub(now)
+                    seen_reply: has(ips::SEEN_REPLY),
+                    assured: has(ips::ASSURED),
+                    fixed_timeout: has(ips::FIXED_TIMEOUT),
+                    expires_in: if confirmed {
+                        deadline.saturating_sub(now)
                     } else {
                         0
                     },
                 };
-                let out = tcp::packet(t, dir, &seg, st, self.timeouts_of(&conn));
+                let out = tcp::packet(t, dir, &seg, st, self.policy_settings(policy));
                 assure = out.assure;
                 state_changed = out.state_changed;
                 shrink = out.shrink_timeout;
@@ -501,10 +543,10 @@ impl Conntrack {
             ProtoState::Udp(u) => {
                 let (v, a) = udp::packet(
                     u,
-                    conn.seen_reply(),
-                    conn.assured(),
+                    has(ips::SEEN_REPLY),
+                    has(ips::ASSURED),
                     now,
-                    udp::Timeouts::udp(self.timeouts_of(&conn)),
+                    udp::Timeouts::udp(self.policy_settings(policy)),
                 );
                 assure = a;
                 v
@@ -512,21 +554,18 @@ impl Conntrack {
             ProtoState::Gre(u) => {
                 let (v, a) = udp::packet(
                     u,
-                    conn.seen_reply(),
-                    conn.assured(),
+                    has(ips::SEEN_REPLY),
+                    has(ips::ASSURED),
                     now,
-                    udp::Timeouts::gre(self.timeouts_of(&conn)),
+                    udp::Timeouts::gre(self.policy_settings(policy)),
                 );
                 assure = a;
                 v
             }
-            ProtoState::Icmp => icmp::packet(
-                d.family,
-                conn.tuple[0].icmp_type(),
-                conn.confirmed(),
-                self.timeouts_of(&conn),
-            ),
-            ProtoState::Generic => proto::generic::packet(self.timeouts_of(&conn)),
+            ProtoState::Icmp => {
+                icmp::packet(d.family, icmp_type, confirmed, self.policy_settings(policy))
+            }
+            ProtoState::Generic => proto::generic::packet(self.policy_settings(policy)),
         };
 
         let acct = self.settings.acct;
@@ -727,8 +766,9 @@ impl Conntrack {
     }
 
     /// The settings a connection's tracker uses: its timeout policy's, or the sysctls.
-    fn timeouts_of(&self, c: &Conn) -> &Settings {
-        c.timeout_policy
+    /// The timeouts of a timeout policy (`CT --timeout`), or the sysctls without one.
+    fn policy_settings(&self, policy: Option<u8>) -> &Settings {
+        policy
             .and_then(|i| self.timeout_policies.get(usize::from(i)))
             .map_or(&self.settings, |p| &p.settings)
     }

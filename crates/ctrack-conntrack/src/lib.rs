@@ -25,7 +25,7 @@ pub mod table;
 pub mod timeout;
 
 pub use crate::core::{
-    Conntrack, CtRef, Event, EventKind, Help, Hook, InResult, Mangle, EXPECT_FULL_LOG,
+    Conntrack, CtRef, Event, EventKind, Help, Hook, InResult, Mangle, Prefetched, EXPECT_FULL_LOG,
     TABLE_FULL_LOG,
 };
 pub use conn::{Conn, HelperName, Template, TimeoutName};

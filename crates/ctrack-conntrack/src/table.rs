@@ -143,7 +143,12 @@ impl Table {
             }
             if (s >> 32) as u32 == hash {
                 if let Some(e) = self.slots.get(((s as u32 - 1) >> 1) as usize) {
-                    prefetch(&e.conn);
+                    // Every line of the entry: a packet's update reads and writes fields
+                    // all over it, and its timer at the end.
+                    let base = (e as *const Slot).cast::<u8>();
+                    for off in (0..std::mem::size_of::<Slot>()).step_by(64) {
+                        prefetch_ptr(base.wrapping_add(off));
+                    }
                 }
                 return;
             }
@@ -379,6 +384,25 @@ impl Table {
             + self.index.capacity() * std::mem::size_of::<u64>()
             + self.free.capacity() * 4
     }
+}
+
+/// A prefetch hint for the first cache line of `bytes` (a packet's headers).
+#[inline]
+pub fn prefetch_bytes(bytes: &[u8]) {
+    prefetch_ptr(bytes.as_ptr());
+}
+
+/// A prefetch hint for the cache line holding the byte at `p`, which need not be valid.
+#[inline]
+fn prefetch_ptr(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address, and reads nothing the
+    // program sees.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// A prefetch hint for the cache line holding `p`.

@@ -303,7 +303,7 @@ pub struct Engine {
     host: Host,
     rules: Ruleset,
     /// Each family's chains by hook and table, located once: most are absent.
-    chains: [[[Option<(usize, usize)>; TABLES]; HOOKS]; 2],
+    chains: ChainIndex,
     reassembler: Reassembler,
     counts: Counts,
 }
@@ -311,8 +311,11 @@ pub struct Engine {
 const TABLES: usize = 5;
 const HOOKS: usize = 5;
 
+/// (table, chain) indexes in the ruleset, by family (IPv4, IPv6), hook and table.
+type ChainIndex = [[[Option<(usize, usize)>; TABLES]; HOOKS]; 2];
+
 /// Where each built-in chain of each table is in `rules`, by family, hook and table.
-fn locate_chains(rules: &Ruleset) -> [[[Option<(usize, usize)>; TABLES]; HOOKS]; 2] {
+fn locate_chains(rules: &Ruleset) -> ChainIndex {
     use Table::*;
     let mut at = [[[None; TABLES]; HOOKS]; 2];
     for (f, family) in [Family::V4, Family::V6].into_iter().enumerate() {

@@ -7,7 +7,7 @@
 //! the whole pipeline ([`Engine::process`]). Time is a parameter, as everywhere.
 
 use crate::{Engine, Entry};
-use ctrack_conntrack::{Conntrack, Hook, Settings};
+use ctrack_conntrack::{Conntrack, Hook, Prefetched, Settings};
 use ctrack_packet::{checksum, Addr, Datagram, Family};
 
 /// Connection tracking alone: what one packet costs the tracker.
@@ -42,24 +42,36 @@ impl Tracker {
 }
 
 impl Tracker {
-    /// A batch of frames, looked up in three passes as a datapath does: the index slots
-    /// asked for, then the entries they name, then every packet tracked in order (the same result
-    /// as [`Tracker::packet`] on each). Returns how many were tracked.
+    /// A batch of frames, looked up in three passes as a datapath does: each parsed,
+    /// hashed and its index slot asked for, then the entries those slots name asked for,
+    /// then every packet tracked in order without hashing it again (the same result as
+    /// [`Tracker::packet`] on each). Returns how many were tracked.
     pub fn batch(&mut self, frames: &[&[u8]], l2: usize, now: u64) -> usize {
         const N: usize = 32;
         let mut tracked = 0;
-        for chunk in frames.chunks(N) {
-            let mut hashes = [None; N];
-            for (h, f) in hashes.iter_mut().zip(chunk) {
+        for (k, chunk) in frames.chunks(N).enumerate() {
+            // The next batch's headers asked for, as a receive ring has them by now.
+            for f in frames.iter().skip((k + 1) * N).take(N) {
+                ctrack_conntrack::table::prefetch_bytes(f);
+            }
+            let mut parsed: [Option<(Datagram<'_>, Option<Prefetched>)>; N] = [None; N];
+            for (slot, f) in parsed.iter_mut().zip(chunk) {
                 if let Some(d) = f.get(l2..).and_then(|ip| Datagram::parse(ip).ok()) {
-                    *h = self.ct.prefetch(&d);
+                    *slot = Some((d, self.ct.prefetch(&d)));
                 }
             }
-            for h in hashes.iter().take(chunk.len()).flatten() {
-                self.ct.prefetch_entry(*h);
+            for (_, p) in parsed.iter().flatten() {
+                if let Some(p) = p {
+                    self.ct.prefetch_entry(p);
+                }
             }
-            for f in chunk {
-                tracked += usize::from(self.packet(f, l2, now));
+            for (d, p) in parsed.iter().take(chunk.len()).flatten() {
+                let r = match p {
+                    Some(p) => self.ct.conntrack_in_prefetched(d, Hook::PreRouting, now, p),
+                    None => self.ct.conntrack_in(d, Hook::PreRouting, now),
+                };
+                tracked += usize::from(r.drop.is_none() && r.ct.is_some());
+                self.ct.confirm(&r, now);
             }
         }
         tracked

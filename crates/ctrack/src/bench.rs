@@ -12,37 +12,57 @@ use anyhow::{Context, Result};
 use ctrack_conntrack::Settings;
 use ctrack_engine::workload::{self, Tracker};
 use ctrack_engine::{Engine, Entry};
+use ctrack_packet::Family;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::time::Instant;
 
 /// The system allocator, counting the bytes in use.
 pub struct Counting;
 
 static IN_USE: AtomicIsize = AtomicIsize::new(0);
+/// Counting is on only while a measurement of bytes runs: a counter every thread adds to
+/// would otherwise be one cache line all threads fight over.
+static COUNTING: AtomicBool = AtomicBool::new(false);
+
+fn count(delta: isize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        IN_USE.fetch_add(delta, Ordering::Relaxed);
+    }
+}
 
 // SAFETY: every call is passed to the system allocator unchanged; only a counter is kept.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        IN_USE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        count(l.size() as isize);
         System.alloc(l)
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        IN_USE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        count(-(l.size() as isize));
         System.dealloc(p, l)
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        IN_USE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        count(l.size() as isize);
         System.alloc_zeroed(l)
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        IN_USE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        count(new as isize - l.size() as isize);
         System.realloc(p, l, new)
     }
 }
 
-fn in_use() -> isize {
-    IN_USE.load(Ordering::Relaxed)
+/// The bytes allocated and still held by what `build` makes and returns, over `per`:
+/// everything allocated and freed inside is netted out. Run alone, as other threads'
+/// allocations would count too.
+fn bytes_held<T>(per: usize, build: impl FnOnce() -> T) -> (f64, T) {
+    IN_USE.store(0, Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+    let made = build();
+    COUNTING.store(false, Ordering::Relaxed);
+    (
+        IN_USE.load(Ordering::Relaxed) as f64 / per.max(1) as f64,
+        made,
+    )
 }
 
 /// One measured figure.
@@ -126,14 +146,55 @@ fn ovs_single(threads: usize, count: u64) -> Figure {
 /// allocations would count too.
 fn bytes_per_conn(flows: usize) -> f64 {
     let pkts = workload::udp_flows(flows, 250);
-    let before = in_use();
-    let mut tr = Tracker::new(sized(flows), 1);
-    for p in &pkts {
-        tr.packet(p, 0, NOW);
-    }
-    let bytes = (in_use() - before) as f64 / flows as f64;
-    drop(tr);
+    let (bytes, _tracker) = bytes_held(flows, || {
+        let mut tr = Tracker::new(sized(flows), 1);
+        for p in &pkts {
+            tr.packet(p, 0, NOW);
+        }
+        tr
+    });
     bytes
+}
+
+/// Bytes a connection holds, all in (entries, index, timers), for established TCP over
+/// IPv4 and IPv6 and with accounting on, and for UDP: `n` connections made by their
+/// handshakes, the packets made one connection at a time so they do not count.
+fn memory(n: usize) -> Vec<Figure> {
+    let kinds: [(&str, Family, bool); 4] = [
+        ("tcp ipv4", Family::V4, false),
+        ("tcp ipv6", Family::V6, false),
+        ("tcp ipv4 acct", Family::V4, true),
+        ("udp ipv4", Family::V4, false),
+    ];
+    kinds
+        .iter()
+        .map(|&(name, family, acct)| {
+            let start = Instant::now();
+            let (bytes, tracker) = bytes_held(n, || {
+                let mut tr = Tracker::new(Settings { acct, ..sized(n) }, 1);
+                for i in 0..n {
+                    if name.starts_with("udp") {
+                        let p = workload::udp_flows_from(i, 1, 250);
+                        tr.packet(&p[0], 0, NOW);
+                    } else {
+                        for p in workload::tcp_handshake(i, 250, family) {
+                            tr.packet(&p, 0, NOW);
+                        }
+                    }
+                }
+                tr
+            });
+            assert_eq!(tracker.ct.count(), n, "every connection made one entry");
+            Figure {
+                workload: format!("memory {name} {n}"),
+                threads: 1,
+                packets: n as u64,
+                seconds: start.elapsed().as_secs_f64(),
+                bytes_per_conn: Some(bytes),
+                note: "connections made (the rate includes making their packets)".into(),
+            }
+        })
+        .collect()
 }
 
 fn many_flows(
@@ -362,6 +423,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
     let all = [
         "ovs-single",
         "many-flows",
+        "memory",
         "tcp-churn",
         "syn-flood",
         "pipeline",
@@ -383,6 +445,11 @@ pub fn run(args: BenchArgs) -> Result<i32> {
                         let lookups = args.count.max(n as u64);
                         figures.extend(many_flows(threads, n, random, batched, lookups));
                     }
+                }
+            }
+            "memory" => {
+                for &n in &args.flows {
+                    figures.extend(memory(n));
                 }
             }
             "tcp-churn" => figures.push(tcp_churn(threads, 100_000)),

@@ -143,8 +143,8 @@ pub struct ReplayArgs {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Workloads to run (all when none): ovs-single, many-flows, tcp-churn, syn-flood,
-    /// pipeline, replay.
+    /// Workloads to run (all when none): ovs-single, many-flows, memory, tcp-churn,
+    /// syn-flood, pipeline, replay.
     pub workloads: Vec<String>,
 
     /// Worker threads, each with its own tracker and flows of its own.
@@ -155,7 +155,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10_000_000)]
     pub count: u64,
 
-    /// Connection counts for many-flows (repeatable).
+    /// Connection counts for many-flows and memory (repeatable).
     #[arg(long = "flows", default_values_t = [10_000usize, 1_000_000])]
     pub flows: Vec<usize>,
 

@@ -56,8 +56,40 @@ pub struct InlineName<const N: usize> {
     len: u8,
 }
 
-/// A helper's name (`ftp`, `tftp`, …): the kernel's `NF_CT_HELPER_NAME_LEN`.
-pub type HelperName = InlineName<16>;
+/// The kernel's connection tracking helpers and the protocol each works on: the only
+/// names `CT --helper` loads (xt_CT looks the helper up and refuses others).
+pub const HELPERS: [(&str, u8); 12] = [
+    ("ftp", 6),
+    ("tftp", 17),
+    ("sip", 17),
+    ("sip", 6),
+    ("irc", 6),
+    ("h323", 6),
+    ("RAS", 17),
+    ("Q.931", 6),
+    ("pptp", 6),
+    ("amanda", 17),
+    ("sane", 6),
+    ("snmp", 17),
+];
+
+/// A helper's name (`ftp`, `tftp`, …), one of [`HELPERS`], kept as its place in that list
+/// so that a connection carries one byte, not the kernel's 16-byte name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HelperName(u8);
+
+impl HelperName {
+    /// The helper of this name, if the kernel has one.
+    pub fn new(name: &str) -> Option<Self> {
+        let i = HELPERS.iter().position(|(n, _)| *n == name)?;
+        Some(HelperName(i as u8))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &'static str {
+        HELPERS[usize::from(self.0)].0
+    }
+}
 
 /// A timeout policy's name (`nfct add timeout NAME`): the kernel's `CTNL_TIMEOUT_NAME_MAX`.
 pub type TimeoutName = InlineName<32>;

@@ -71,24 +71,11 @@ pub fn event_mask(list: &str) -> u16 {
         .fold(0, |a, b| a | b)
 }
 
-/// Helpers the kernel has, and the protocol each works on.
-const HELPERS: [(&str, u8); 11] = [
-    ("ftp", 6),
-    ("tftp", 17),
-    ("sip", 17),
-    ("irc", 6),
-    ("h323", 6),
-    ("RAS", 17),
-    ("Q.931", 6),
-    ("pptp", 6),
-    ("amanda", 17),
-    ("sane", 6),
-    ("snmp", 17),
-];
-
 /// True when the kernel has helper `name` for protocol `proto`.
 pub fn helper_exists(name: &str, proto: u8) -> bool {
-    HELPERS.iter().any(|(n, p)| *n == name && *p == proto) || (name == "sip" && proto == 6)
+    ctrack_conntrack::conn::HELPERS
+        .iter()
+        .any(|(n, p)| *n == name && *p == proto)
 }
 
 /// Syslog levels by name, as `--log-level` accepts them.

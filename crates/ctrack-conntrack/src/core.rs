@@ -116,6 +116,7 @@ pub struct Conntrack {
     pending: Option<Conn>,
     timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
     hint: Option<Prefetched>,
+    affinity: Option<(crate::shard::Dealer, u32)>,
     generation: u32,
     next_id: u32,
     events: Vec<Event>,
@@ -200,6 +201,7 @@ impl Conntrack {
             pending: None,
             timers: BinaryHeap::new(),
             hint: None,
+            affinity: None,
             generation: 0,
             next_id: (seed as u32).wrapping_mul(2_654_435_761) | 1,
             events: Vec::new(),
@@ -328,6 +330,12 @@ impl Conntrack {
         let r = self.conntrack_in_with(d, hook, now, None);
         self.hint = None;
         r
+    }
+
+    /// Makes this the tracker of worker `me` of those `dealer` deals to: NAT then chooses
+    /// ports whose replies deal back here (see [`crate::shard`]).
+    pub fn set_affinity(&mut self, dealer: crate::shard::Dealer, me: u32) {
+        self.affinity = Some((dealer, me));
     }
 
     /// The next moment a timer fires, if any.
@@ -743,8 +751,11 @@ impl Conntrack {
         };
         let table = &self.table;
         let zone = c.zone;
+        let affinity = self.affinity;
+        // A reply tuple that would deal to another worker counts as taken there.
         let new = crate::nat::unique_tuple(&current, m, range, &mut self.rng, &|rep| {
             table.find(rep, zone).is_some()
+                || affinity.is_some_and(|(dealer, me)| dealer.worker_of_tuple(rep) != me)
         });
         let p = self.pending.as_mut().expect("pending checked");
         if new != current {

@@ -19,6 +19,7 @@ pub mod nat;
 pub mod proto;
 pub mod seqadj;
 pub mod settings;
+pub mod shard;
 pub mod stats;
 pub mod status;
 pub mod table;

@@ -285,3 +285,67 @@ fn event_kinds(e: &mut Engine) -> Vec<ctrack_conntrack::EventKind> {
         .map(|ev| ev.kind)
         .collect()
 }
+
+/// Connections through SNAT on four flow-sharded workers: how many replies come back to
+/// the worker that holds their connection, as `(replies, on the right worker and
+/// ESTABLISHED, source ports changed)`.
+fn sharded_snat(affinity: bool) -> (usize, usize, usize) {
+    use ctrack_conntrack::shard::Dealer;
+    let rules = ctrack_rules::load(
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         :POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s 10.0.0.0/8 -j SNAT --to-source 192.0.2.1\n\
+         COMMIT\n",
+        "snat.rules",
+    )
+    .expect("valid");
+    let dealer = Dealer::new(4, 11);
+    let mut workers: Vec<Engine> = (0..4)
+        .map(|w| {
+            let mut rs = ctrack_rules::Ruleset::default();
+            rs.add(rules.clone());
+            let mut e = Engine::with_rules(Settings::default(), Host::default(), 5 + w, rs);
+            e.emit_output(true);
+            if affinity {
+                e.conntrack_mut().set_affinity(dealer, w as u32);
+            }
+            e
+        })
+        .collect();
+    let deal = |p: &[u8]| dealer.worker_of(&Datagram::parse(p).expect("valid")) as usize;
+    let (mut replies, mut home, mut changed) = (0, 0, 0);
+    for i in 0..400u16 {
+        let client = [10, 0, (i >> 8) as u8, i as u8];
+        let syn = tcp(client, [198, 51, 100, 1], 30000 + i, 80, 0x02, 1, 0);
+        let o = workers[deal(&syn)].process(&syn, Entry::Wire, SEC);
+        let out = o.leaving.expect("forwarded");
+        let d = Datagram::parse(&out).expect("valid");
+        assert_eq!(d.src, Addr::v4([192, 0, 2, 1]), "translated");
+        let port = u16::from_be_bytes([d.l4()[0], d.l4()[1]]);
+        changed += usize::from(port != 30000 + i);
+        let synack = tcp([198, 51, 100, 1], [192, 0, 2, 1], 80, port, 0x12, 9, 2);
+        replies += 1;
+        let r = workers[deal(&synack)].process(&synack, Entry::Wire, SEC + 1);
+        if r.state == PacketState::Tracked(ctrack_conntrack::CtInfo::EstablishedReply) {
+            home += 1;
+        }
+    }
+    (replies, home, changed)
+}
+
+#[test]
+fn sharded_snat_brings_every_reply_back_to_its_worker() {
+    let (replies, home, changed) = sharded_snat(true);
+    assert_eq!(home, replies, "every reply met its connection");
+    // About three in four original ports would have dealt elsewhere.
+    assert!(
+        changed > replies / 2,
+        "{changed} of {replies} ports changed"
+    );
+    // Without the affinity most replies land on a worker that has never seen them.
+    let (replies, home, changed) = sharded_snat(false);
+    assert_eq!(changed, 0, "the kernel keeps a free source port");
+    assert!(
+        home < replies / 2,
+        "{home} of {replies} replies found their worker"
+    );
+}

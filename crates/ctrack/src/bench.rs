@@ -9,10 +9,11 @@
 
 use crate::cli::BenchArgs;
 use anyhow::{Context, Result};
+use ctrack_conntrack::shard::Dealer;
 use ctrack_conntrack::Settings;
 use ctrack_engine::workload::{self, Tracker};
 use ctrack_engine::{Engine, Entry};
-use ctrack_packet::Family;
+use ctrack_packet::{Datagram, Family};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::time::Instant;
@@ -142,7 +143,7 @@ fn ovs_single(threads: usize, count: u64) -> Figure {
 }
 
 /// Bytes the allocator holds for a tracker with `flows` UDP connections, over the
-/// connections: entries, buckets, timers, all of it. Measured alone, as other threads'
+/// connections: entries, index, timers, all of it. Measured alone, as other threads'
 /// allocations would count too.
 fn bytes_per_conn(flows: usize) -> f64 {
     let pkts = workload::udp_flows(flows, 250);
@@ -210,16 +211,26 @@ fn many_flows(
         (true, true) => "random batched",
     };
     let bytes = bytes_per_conn(flows);
+    // Flow-sharded workers: N flows a thread, dealt to the threads by the symmetric hash
+    // as a receive-side scaling would, each worker's tracker told its place.
+    let dealer = Dealer::new(threads as u32, 1);
+    let mut dealt = vec![Vec::new(); threads];
+    for p in workload::udp_flows(flows * threads, 1) {
+        let w = Datagram::parse(&p).map_or(0, |d| dealer.worker_of(&d));
+        dealt[w as usize].push(p);
+    }
     let results = on_threads(threads, |t| {
-        let pkts = workload::udp_flows(flows, 1 + t as u8);
+        let pkts = &dealt[t];
+        let flows = pkts.len();
         let idx = if random {
             workload::shuffled(flows, 7 + t as u64)
         } else {
             (0..flows as u32).collect()
         };
         let mut tr = Tracker::new(sized(flows), 1);
+        tr.ct.set_affinity(dealer, t as u32);
         let start = Instant::now();
-        for p in &pkts {
+        for p in pkts {
             tr.packet(p, 0, NOW);
         }
         let insert = start.elapsed().as_secs_f64();
@@ -261,7 +272,7 @@ fn many_flows(
             seconds: look_t,
             bytes_per_conn: Some(bytes),
             note: if batched {
-                "lookups at random in batches of 32, buckets and entries prefetched".to_string()
+                "lookups at random in batches of 32, index slots and entries prefetched".to_string()
             } else {
                 format!("lookups of established UDP flows in {order} order")
             },

@@ -114,6 +114,8 @@ pub struct Conntrack {
     table: Table,
     stats: Stats,
     pending: Option<Conn>,
+    /// The hash of the pending connection's original tuple, from its lookup.
+    pending_hash: u32,
     timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
     hint: Option<Prefetched>,
     affinity: Option<(crate::shard::Dealer, u32)>,
@@ -193,12 +195,19 @@ impl Conntrack {
     /// A tracker with these settings; `seed` keys the hash (and so which entries early drop
     /// meets) and the connection ids.
     pub fn new(settings: Settings, seed: u64) -> Conntrack {
-        let table = Table::new(settings.buckets, seed);
+        // Room in the index for the most entries the table is let hold, up to one a
+        // bucket (the kernel's default ratio); beyond that it grows.
+        let expected = match settings.max {
+            0 => settings.buckets,
+            max => max.min(settings.buckets),
+        };
+        let table = Table::new(settings.buckets, expected, seed);
         Conntrack {
             settings,
             table,
             stats: Stats::default(),
             pending: None,
+            pending_hash: 0,
             timers: BinaryHeap::new(),
             hint: None,
             affinity: None,
@@ -461,6 +470,7 @@ impl Conntrack {
                     };
                 }
                 self.next_id = self.next_id.wrapping_add(0x9e37_79b9);
+                self.pending_hash = hash;
                 self.pending = Some(Conn {
                     tuple: [tuple, reply],
                     status: 0,
@@ -707,7 +717,7 @@ impl Conntrack {
                 c.deadline += now;
                 let bits = c.events | ipct::NEW;
                 c.events = 0;
-                let idx = self.table.insert(c);
+                let idx = self.table.insert_hashed(c, self.pending_hash);
                 self.created += 1;
                 let deadline = c.deadline;
                 self.schedule(idx, deadline);

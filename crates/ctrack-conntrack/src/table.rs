@@ -20,8 +20,10 @@ use ctrack_packet::Tuple;
 use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
 
-/// Index slots an empty table starts with.
+/// Index slots an empty table starts with, at the least.
 const MIN_SLOTS: usize = 64;
+/// At most so many slots up front (256 MiB); a larger table grows into its size.
+const MAX_PRESIZED: usize = 1 << 25;
 
 /// An entry of the slab: the connection, the hashes of its tuples, when it came in, and its
 /// timer's bookkeeping (kept here so a packet's update touches one place).
@@ -48,13 +50,19 @@ pub struct Table {
 }
 
 impl Table {
-    /// An empty table of `buckets` buckets, hashing with a key derived from `seed`.
-    pub fn new(buckets: u32, seed: u64) -> Table {
+    /// An empty table of `buckets` buckets, hashing with a key derived from `seed`, its
+    /// index sized for `expected` entries (as the kernel allocates its buckets up front):
+    /// it grows past them, but every doubling moves every slot once more.
+    pub fn new(buckets: u32, expected: u32, seed: u64) -> Table {
+        let slots = (expected as usize)
+            .saturating_mul(4)
+            .clamp(MIN_SLOTS, MAX_PRESIZED)
+            .next_power_of_two();
         Table {
             slots: Vec::new(),
             free: Vec::new(),
-            index: vec![0; MIN_SLOTS],
-            shift: 32 - MIN_SLOTS.trailing_zeros(),
+            index: vec![0; slots],
+            shift: 32 - slots.trailing_zeros(),
             buckets: buckets.max(1) as usize,
             len: 0,
             born: 0,
@@ -185,10 +193,14 @@ impl Table {
 
     /// Inserts a connection, with a slot for each tuple. Returns its index.
     pub fn insert(&mut self, conn: Conn) -> u32 {
-        let hash = [
-            self.hash(&conn.tuple[0], conn.zone),
-            self.hash(&conn.tuple[1], conn.zone),
-        ];
+        let original = self.hash(&conn.tuple[0], conn.zone);
+        self.insert_hashed(conn, original)
+    }
+
+    /// [`Table::insert`] with the original tuple's hash known from the lookup that missed.
+    pub fn insert_hashed(&mut self, conn: Conn, original: u32) -> u32 {
+        debug_assert_eq!(original, self.hash(&conn.tuple[0], conn.zone));
+        let hash = [original, self.hash(&conn.tuple[1], conn.zone)];
         self.born += 1;
         let idx = match self.free.pop() {
             Some(i) => {
@@ -467,7 +479,7 @@ mod tests {
             buckets in 1u32..300,
             ops in prop::collection::vec((any::<bool>(), any::<u8>(), 0u16..8, any::<bool>()), 1..400),
         ) {
-            let mut table = Table::new(buckets, 7);
+            let mut table = Table::new(buckets, 0, 7);
             let mut live: Vec<(u32, Conn, u64)> = Vec::new();
             let mut gone: Vec<Conn> = Vec::new();
             let mut born = 0u64;

@@ -35,9 +35,63 @@ struct Slot {
     used: bool,
 }
 
+/// Entries a slab chunk holds: the slab grows a chunk at a time, so at most one chunk is
+/// allocated and unused, where a doubling array leaves up to half its room unused.
+const CHUNK: usize = 4096;
+
+/// The entries, in chunks that never move.
+#[derive(Default)]
+struct Slab {
+    chunks: Vec<Vec<Slot>>,
+    len: usize,
+}
+
+impl Slab {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, i: usize) -> Option<&Slot> {
+        self.chunks.get(i / CHUNK)?.get(i % CHUNK)
+    }
+
+    fn push(&mut self, slot: Slot) {
+        if self.len.is_multiple_of(CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        self.chunks
+            .last_mut()
+            .expect("a chunk with room")
+            .push(slot);
+        self.len += 1;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Slot> + '_ {
+        self.chunks.iter().flatten()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.chunks.len() * CHUNK * std::mem::size_of::<Slot>()
+            + self.chunks.capacity() * std::mem::size_of::<Vec<Slot>>()
+    }
+}
+
+impl std::ops::Index<usize> for Slab {
+    type Output = Slot;
+    fn index(&self, i: usize) -> &Slot {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Slab {
+    fn index_mut(&mut self, i: usize) -> &mut Slot {
+        &mut self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
 /// The connection table.
 pub struct Table {
-    slots: Vec<Slot>,
+    slots: Slab,
     free: Vec<u32>,
     /// `hash << 32 | (node + 1)`, node being `entry << 1 | direction`; 0 is empty.
     index: Vec<u64>,
@@ -59,7 +113,7 @@ impl Table {
             .clamp(MIN_SLOTS, MAX_PRESIZED)
             .next_power_of_two();
         Table {
-            slots: Vec::new(),
+            slots: Slab::default(),
             free: Vec::new(),
             index: vec![0; slots],
             shift: 32 - slots.trailing_zeros(),
@@ -392,7 +446,7 @@ impl Table {
 
     /// Bytes held by the table's own arrays (slab and index).
     pub fn heap_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot>()
+        self.slots.heap_bytes()
             + self.index.capacity() * std::mem::size_of::<u64>()
             + self.free.capacity() * 4
     }

@@ -5,9 +5,9 @@
 //! An index slot is eight bytes: the tuple's 32-bit keyed hash and the entry's node (entry
 //! index and direction). A lookup reads one slot run of the index, usually one cache line,
 //! compares hashes there and touches only the entry whose hash matches, where chained
-//! buckets threaded through the entries read one entry after another. The index grows by
-//! doubling and keeps at most half its slots full; deleting shifts the run back, so there
-//! are no tombstones.
+//! buckets threaded through the entries read one entry after another. The index starts
+//! sized for the entries the table may hold at half full, and doubles past three quarters
+//! full; deleting shifts the run back, so there are no tombstones.
 //!
 //! The kernel's buckets (`nf_conntrack_buckets`) are kept as a view, not as storage: a
 //! tuple's bucket is its hash scaled like `reciprocal_scale`, and a slot's home is the same
@@ -39,7 +39,7 @@ struct Slot {
 /// allocated and unused, where a doubling array leaves up to half its room unused.
 const CHUNK: usize = 4096;
 
-/// The entries, in chunks that never move.
+/// The entries, in chunks that never move; an entry's index is its place in the slab.
 #[derive(Default)]
 struct Slab {
     chunks: Vec<Vec<Slot>>,
@@ -276,7 +276,8 @@ impl Table {
                 (self.slots.len() - 1) as u32
             }
         };
-        if (self.len + 1) * 4 > self.index.len() {
+        // Two nodes a connection; past three quarters full, runs grow long.
+        if (self.len + 1) * 8 > self.index.len() * 3 {
             self.grow();
         }
         for (d, &h) in hash.iter().enumerate() {
@@ -295,7 +296,7 @@ impl Table {
         self.index[p] = u64::from(hash) << 32 | u64::from(node + 1);
     }
 
-    /// Doubles the index: at most half its slots hold a node (two a connection).
+    /// Doubles the index, when three quarters of its slots hold a node.
     fn grow(&mut self) {
         let doubled = vec![0; self.index.len() * 2];
         let old = std::mem::replace(&mut self.index, doubled);

@@ -120,14 +120,10 @@ impl Ruleset {
         p: &mut PacketCtx<'_, '_>,
         fx: &mut Effects,
     ) -> Decision {
-        let rules = match p.family() {
-            Family::V4 => self.v4.as_mut(),
-            Family::V6 => self.v6.as_mut(),
-        };
-        let Some(rules) = rules else {
-            return Decision::Accept;
-        };
-        rules.evaluate(table, chain, p, fx, &mut self.recent, &mut self.log)
+        match self.family(p.family()).and_then(|r| r.locate(table, chain)) {
+            Some(at) => self.evaluate_at(at, p, fx),
+            None => Decision::Accept,
+        }
     }
 
     /// [`FamilyRules::evaluate_at`] on the packet's family's rules, located by
@@ -202,22 +198,6 @@ fn rule_matches(rule: &mut Rule, p: &PacketCtx<'_, '_>, recent: &mut RecentTable
 }
 
 impl FamilyRules {
-    /// Walks the built-in chain `chain` of `table` (`ipt_do_table`).
-    pub fn evaluate(
-        &mut self,
-        table: &str,
-        chain: &str,
-        p: &mut PacketCtx<'_, '_>,
-        fx: &mut Effects,
-        recent: &mut RecentTables,
-        log: &mut Vec<(u64, String)>,
-    ) -> Decision {
-        match self.locate(table, chain) {
-            Some(at) => self.evaluate_at(at, p, fx, recent, log),
-            None => Decision::Accept,
-        }
-    }
-
     /// Where the chain `chain` of `table` is: (table, chain) indexes for
     /// [`FamilyRules::evaluate_at`], found once instead of by name for every packet.
     pub fn locate(&self, table: &str, chain: &str) -> Option<(usize, usize)> {
@@ -225,7 +205,7 @@ impl FamilyRules {
         Some((t, self.tables[t].chain(chain)?))
     }
 
-    /// [`FamilyRules::evaluate`] of a chain already located.
+    /// Walks a built-in chain (`ipt_do_table`), located by [`FamilyRules::locate`].
     pub fn evaluate_at(
         &mut self,
         (table, start): (usize, usize),

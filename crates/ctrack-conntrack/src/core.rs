@@ -515,8 +515,7 @@ impl Conntrack {
             }
         };
 
-        // Only what the tracker reads is taken from the entry: copying the whole entry for
-        // every packet costs more than the tracking itself.
+        // Only what the tracker reads is taken from the entry, not a copy of all of it.
         let (status, deadline, policy, icmp_type, mut proto_state) = {
             let c = self.conn(r).expect("connection just resolved");
             (

@@ -45,8 +45,21 @@ pub struct Conn {
     pub master_helper: Option<HelperName>,
     /// The timeout policy `CT --timeout` gave it, as an index into the tracker's policies.
     pub timeout_policy: Option<u8>,
+    /// Where its helper's state is kept ([`HelperData`]), for a connection whose helper
+    /// has state; [`Conn::NO_HELPER_DATA`] for the others. Kept apart so that every
+    /// connection does not carry what only a few need, as the kernel's `nf_ct_ext`.
+    pub helper_data: u32,
+}
+
+/// What a helper keeps for its connection: the FTP helper's record of where lines start,
+/// and the sequence correction of each direction after a rewrite changed a payload's
+/// length (`nf_conn_seqadj`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HelperData {
     /// The FTP helper's record of where lines start.
     pub ftp: crate::ftp::FtpLines,
+    /// Sequence corrections per direction.
+    pub seqadj: [crate::seqadj::SeqAdj; 2],
 }
 
 /// A short name kept inline so connections stay `Copy`: `N` bytes with the kernel's NUL.
@@ -130,6 +143,9 @@ pub struct Template {
 }
 
 impl Conn {
+    /// [`Conn::helper_data`] of a connection without helper state.
+    pub const NO_HELPER_DATA: u32 = u32::MAX;
+
     /// True when the bit is set.
     pub fn has(&self, bit: u32) -> bool {
         self.status & bit != 0

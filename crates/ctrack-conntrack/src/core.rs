@@ -5,8 +5,9 @@
 //! confirmation; a packet dropped before that leaves nothing behind. Timers are data: call
 //! [`Conntrack::expire`] with the current time before each packet and before listing.
 
-use crate::conn::{Conn, Counter, Template};
+use crate::conn::{Conn, Counter, HelperData, Template};
 use crate::proto::{self, icmp, tcp, udp, ProtoState, Verdict};
+use crate::seqadj::SeqAdj;
 use crate::settings::Settings;
 use crate::stats::Stats;
 use crate::status::{ipct, ips, CtInfo, PacketState};
@@ -117,6 +118,9 @@ pub struct Conntrack {
     /// The hash of the pending connection's original tuple, from its lookup.
     pending_hash: u32,
     timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    /// Helper state of the connections that have some, and the free places.
+    helper_data: Vec<HelperData>,
+    free_helper_data: Vec<u32>,
     hint: Option<Prefetched>,
     affinity: Option<(crate::shard::Dealer, u32)>,
     generation: u32,
@@ -209,6 +213,8 @@ impl Conntrack {
             pending: None,
             pending_hash: 0,
             timers: BinaryHeap::new(),
+            helper_data: Vec::new(),
+            free_helper_data: Vec::new(),
             hint: None,
             affinity: None,
             generation: 0,
@@ -364,6 +370,10 @@ impl Conntrack {
 
     fn destroy(&mut self, idx: u32, now: u64) {
         let mut conn = self.table.remove(idx);
+        if let Some(h) = self.helper_data.get_mut(conn.helper_data as usize) {
+            *h = HelperData::default();
+            self.free_helper_data.push(conn.helper_data);
+        }
         self.generation = self.generation.wrapping_add(1);
         self.table.set_timer(idx, (u64::MAX, self.generation));
         conn.status |= ips::DYING;
@@ -491,7 +501,7 @@ impl Conntrack {
                         })?;
                         u8::try_from(i).ok()
                     }),
-                    ftp: Default::default(),
+                    helper_data: Conn::NO_HELPER_DATA,
                 });
                 // A connection a helper announced is RELATED to its master.
                 self.expectations.retain(|e| e.deadline > now);
@@ -516,13 +526,14 @@ impl Conntrack {
         };
 
         // Only what the tracker reads is taken from the entry, not a copy of all of it.
-        let (status, deadline, policy, icmp_type, mut proto_state) = {
+        let (status, deadline, policy, icmp_type, helper_data, mut proto_state) = {
             let c = self.conn(r).expect("connection just resolved");
             (
                 c.status,
                 c.deadline,
                 c.timeout_policy,
                 c.tuple[0].icmp_type(),
+                c.helper_data,
                 c.proto,
             )
         };
@@ -550,6 +561,10 @@ impl Conntrack {
                     } else {
                         0
                     },
+                    peer_seqadj: self
+                        .helper_data
+                        .get(helper_data as usize)
+                        .map_or_else(Default::default, |h| h.seqadj[1 - dir]),
                 };
                 let out = tcp::packet(t, dir, &seg, st, self.policy_settings(policy));
                 assure = out.assure;
@@ -892,7 +907,8 @@ impl Conntrack {
         };
         let next_line = (last == b'\n').then(|| seq.wrapping_add(payload.len() as u32));
         let verdict = 'parse: {
-            if !c.ftp.starts_line(dir, seq) {
+            let lines = self.helper_data.get(c.helper_data as usize).map(|h| h.ftp);
+            if !lines.unwrap_or_default().starts_line(dir, seq) {
                 break 'parse Help::Accept;
             }
             let family = c.tuple[0].family;
@@ -949,9 +965,9 @@ impl Conntrack {
             if grown != 0 {
                 if let Some(conn) = self.conn_mut(ct) {
                     conn.status |= ips::SEQ_ADJUST;
-                    if let ProtoState::Tcp(t) = &mut conn.proto {
-                        t.seqadj[dir].record(seq, grown);
-                    }
+                }
+                if let Some(h) = self.helper_data_mut(ct) {
+                    h.seqadj[dir].record(seq, grown);
                 }
             }
             Help::Mangle(Mangle {
@@ -960,10 +976,41 @@ impl Conntrack {
                 text,
             })
         };
-        if let (Some(n), Some(conn)) = (next_line, self.conn_mut(ct)) {
-            conn.ftp.ended_line(dir, n);
+        if let (Some(n), Some(h)) = (next_line, self.helper_data_mut(ct)) {
+            h.ftp.ended_line(dir, n);
         }
         verdict
+    }
+
+    /// The helper state of a confirmed connection, made when it has none yet. The helpers
+    /// that keep state run only on established connections, which are confirmed.
+    fn helper_data_mut(&mut self, ct: CtRef) -> Option<&mut HelperData> {
+        let CtRef::Confirmed(idx) = ct else {
+            return None;
+        };
+        if !self.table.is_live(idx) {
+            return None;
+        }
+        let mut at = self.table.get(idx).helper_data;
+        if at == Conn::NO_HELPER_DATA {
+            at = match self.free_helper_data.pop() {
+                Some(free) => free,
+                None => {
+                    self.helper_data.push(HelperData::default());
+                    (self.helper_data.len() - 1) as u32
+                }
+            };
+            self.table.get_mut(idx).helper_data = at;
+        }
+        self.helper_data.get_mut(at as usize)
+    }
+
+    /// The sequence corrections of both directions of a connection (zero without a
+    /// rewrite that changed a length).
+    pub fn seqadj(&self, ct: CtRef) -> [SeqAdj; 2] {
+        self.conn(ct)
+            .and_then(|c| self.helper_data.get(c.helper_data as usize))
+            .map_or_else(Default::default, |h| h.seqadj)
     }
 
     /// The expectations waiting at `now`.

@@ -521,7 +521,7 @@ mod tests {
             helper: None,
             master_helper: None,
             timeout_policy: None,
-            ftp: Default::default(),
+            helper_data: Conn::NO_HELPER_DATA,
         }
     }
 

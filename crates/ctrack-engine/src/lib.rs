@@ -750,10 +750,11 @@ impl Engine {
             Help::Mangle(m) => natpkt::mangle_tcp_payload(bytes, m.at, m.len, m.text.as_bytes()),
             _ => false,
         };
-        let adjusted = match (c.has(ctrack_conntrack::ips::SEQ_ADJUST), &c.proto) {
-            (true, ctrack_conntrack::proto::ProtoState::Tcp(t)) => {
+        let adjusted = match (c.has(ctrack_conntrack::ips::SEQ_ADJUST), ct.ct) {
+            (true, Some(r)) if matches!(c.proto, ctrack_conntrack::proto::ProtoState::Tcp(_)) => {
                 let dir = usize::from(reply);
-                natpkt::seq_adjust(bytes, &t.seqadj[dir], &t.seqadj[1 - dir])
+                let adj = self.conntrack.seqadj(r);
+                natpkt::seq_adjust(bytes, &adj[dir], &adj[1 - dir])
             }
             _ => false,
         };

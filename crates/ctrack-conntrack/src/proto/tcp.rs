@@ -220,8 +220,6 @@ pub struct TcpConn {
     pub last_wscale: u8,
     /// Option flags of an ignored SYN, and `EXP_CHALLENGE_ACK`/`SIMULTANEOUS_OPEN`.
     pub last_flags: u8,
-    /// Sequence corrections per direction, after a NAT helper changed a payload's length.
-    pub seqadj: [crate::seqadj::SeqAdj; 2],
 }
 
 /// What the tracker decided, and what the core must do about it.
@@ -349,6 +347,7 @@ fn in_window(
     class: FlagClass,
     seg: &TcpView<'_>,
     s: &Settings,
+    peer_seqadj: &crate::seqadj::SeqAdj,
 ) -> Window {
     let flags = seg.flags();
     let mut seq = seg.seq();
@@ -363,7 +362,7 @@ fn in_window(
     };
     // The peer acknowledges in the numbers that left after a helper's rewrite: take the
     // receiver's correction back off.
-    let receiver_offset = conn.seqadj[1 - dir].offset(ack.wrapping_sub(1)) as u32;
+    let receiver_offset = peer_seqadj.offset(ack.wrapping_sub(1)) as u32;
     ack = ack.wrapping_sub(receiver_offset);
     sack = sack.wrapping_sub(receiver_offset);
 
@@ -571,6 +570,9 @@ pub struct ConnStatus {
     pub fixed_timeout: bool,
     /// Nanoseconds until the entry expires now.
     pub expires_in: u64,
+    /// The other direction's sequence correction, after a NAT helper changed a payload's
+    /// length there: its ACKs come in the numbers that left.
+    pub peer_seqadj: crate::seqadj::SeqAdj,
 }
 
 /// `nf_conntrack_tcp_packet` for a connection that exists (or was just set up by [`new`]).
@@ -698,7 +700,7 @@ pub fn packet(
     }
 
     if !skip_window {
-        match in_window(conn, dir, class, seg, s) {
+        match in_window(conn, dir, class, seg, s, &st.peer_seqadj) {
             Window::Accept => {}
             Window::Ignore(_) => return Outcome::verdict(Verdict::AcceptNoRefresh),
             Window::Invalid(reason) => {

@@ -65,6 +65,7 @@ impl Flow {
             assured: self.assured,
             fixed_timeout: false,
             expires_in: 400_000 * SEC,
+            peer_seqadj: Default::default(),
         };
         let out = packet(&mut self.conn, dir, &v, st, &self.s);
         if !matches!(out.verdict, Verdict::Invalid(_)) {

@@ -17,7 +17,6 @@
 use crate::proto::icmp;
 use ctrack_packet::{Addr, Datagram, Tuple};
 use siphasher::sip::SipHasher13;
-use std::hash::Hasher;
 
 /// Deals packets to `workers` workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,9 +82,8 @@ impl Dealer {
         key[18..34].copy_from_slice(&hi.0 .0);
         key[34..36].copy_from_slice(&hi.1.to_ne_bytes());
         key[36] = proto;
-        let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
-        h.write(&key);
-        ((u64::from(h.finish() as u32) * u64::from(self.workers)) >> 32) as u32
+        let h = SipHasher13::new_with_keys(self.key.0, self.key.1).hash(&key) as u32;
+        ((u64::from(h) * u64::from(self.workers)) >> 32) as u32
     }
 }
 

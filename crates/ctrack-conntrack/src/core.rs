@@ -102,6 +102,9 @@ pub struct Event {
     pub bits: u16,
 }
 
+/// Entries the index is sized for up front, at the most.
+const PRESIZED_ENTRIES: u32 = 65_536;
+
 /// A packet's tuple and hash, from the first pass over a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Prefetched {
@@ -200,11 +203,14 @@ impl Conntrack {
     /// meets) and the connection ids.
     pub fn new(settings: Settings, seed: u64) -> Conntrack {
         // Room in the index for the most entries the table is let hold, up to one a
-        // bucket (the kernel's default ratio); beyond that it grows.
+        // bucket (the kernel's default ratio) and at most 65,536 (an index of 2 MiB, what
+        // the kernel's default 262,144 buckets take): beyond that it grows with its
+        // entries, so that a small table stays dense in the cache.
         let expected = match settings.max {
             0 => settings.buckets,
             max => max.min(settings.buckets),
-        };
+        }
+        .min(PRESIZED_ENTRIES);
         let table = Table::new(settings.buckets, expected, seed);
         Conntrack {
             settings,

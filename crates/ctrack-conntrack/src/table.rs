@@ -6,8 +6,8 @@
 //! index and direction). A lookup reads one slot run of the index, usually one cache line,
 //! compares hashes there and touches only the entry whose hash matches, where chained
 //! buckets threaded through the entries read one entry after another. The index starts
-//! sized for the entries the table may hold at half full, and doubles past three quarters
-//! full; deleting shifts the run back, so there are no tombstones.
+//! sized for the entries it is told to expect at half full, and doubles past three
+//! quarters full; deleting shifts the run back, so there are no tombstones.
 //!
 //! The kernel's buckets (`nf_conntrack_buckets`) are kept as a view, not as storage: a
 //! tuple's bucket is its hash scaled like `reciprocal_scale`, and a slot's home is the same

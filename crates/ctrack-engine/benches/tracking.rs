@@ -1,5 +1,6 @@
 //! Established-flow lookups and new-connection churn through the whole pipeline
-//! (parse, conntrack in, hooks, confirm). Figures are recorded in BENCHMARKS.md.
+//! (parse, conntrack in, hooks, confirm), and the tracker alone on `ctrack bench`'s own
+//! workloads (`ctrack_engine::workload`). Figures are recorded in BENCHMARKS.md.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ctrack_conntrack::Settings;
@@ -107,5 +108,62 @@ fn rules(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, established, churn, rules);
+/// Connection tracking alone, on the workloads `ctrack bench` names.
+fn tracker(c: &mut Criterion) {
+    use ctrack_engine::workload::{self, Tracker};
+    let mut g = c.benchmark_group("tracker");
+    let frame = workload::ovs_frame(1);
+    let batch = [frame; 32];
+    let mut t = Tracker::new(Settings::default(), 1);
+    t.packet(&frame, 14, 0);
+    g.throughput(Throughput::Elements(32));
+    g.bench_function("ovs-single", |b| {
+        b.iter(|| {
+            for f in &batch {
+                std::hint::black_box(t.packet(f, 14, 1));
+            }
+        })
+    });
+    let pkts = workload::udp_flows(10_000, 1);
+    let order: Vec<&[u8]> = workload::shuffled(pkts.len(), 7)
+        .into_iter()
+        .map(|i| &pkts[i as usize][..])
+        .collect();
+    let sized = Settings {
+        buckets: 16_384,
+        ..Settings::default()
+    };
+    let mut t = Tracker::new(sized.clone(), 1);
+    for p in &pkts {
+        t.packet(p, 0, 0);
+    }
+    g.throughput(Throughput::Elements(order.len() as u64));
+    g.bench_function("many-flows-10000-random", |b| {
+        b.iter(|| {
+            for p in &order {
+                std::hint::black_box(t.packet(p, 0, 1));
+            }
+        })
+    });
+    g.bench_function("many-flows-10000-random-batched", |b| {
+        b.iter(|| std::hint::black_box(t.batch(&order, 0, 1)))
+    });
+    let conns = workload::tcp_connections(1_000, 1);
+    g.throughput(Throughput::Elements(conns.len() as u64));
+    g.bench_function("tcp-churn-1000", |b| {
+        b.iter_batched(
+            || Tracker::new(sized.clone(), 1),
+            |mut t| {
+                for p in &conns {
+                    std::hint::black_box(t.packet(p, 0, 0));
+                }
+                t
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, established, churn, rules, tracker);
 criterion_main!(benches);

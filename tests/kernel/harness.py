@@ -552,12 +552,26 @@ TABLE_FULL = "table full"
 LOG_LINE = re.compile(r"^\[[^\]]*\] (.*IN=\S* OUT=\S* .*)$")
 
 
-def kernel_log_lines():
-    """The kernel's `table full` and LOG lines so far, timestamps dropped (the ring buffer is
-    shared by all namespaces, so a run compares what it added)."""
+LOG_STAMP = re.compile(r"^\[\s*(\d+\.\d+)\]")
+
+
+def kernel_log_mark():
+    """The timestamp of the kernel log's last line: a run compares what came after it (the
+    ring buffer is shared by all namespaces, and once full it drops its oldest lines, so
+    counting lines would not tell what a run added)."""
+    r = subprocess.run(["dmesg"], capture_output=True, text=True, check=False)
+    stamps = [float(m.group(1)) for l in r.stdout.splitlines() if (m := LOG_STAMP.match(l))]
+    return max(stamps, default=0.0)
+
+
+def kernel_log_lines(since):
+    """The kernel's `table full` and LOG lines stamped after `since`, timestamps dropped."""
     r = subprocess.run(["dmesg"], capture_output=True, text=True, check=False)
     out = []
     for l in r.stdout.splitlines():
+        stamp = LOG_STAMP.match(l)
+        if not stamp or float(stamp.group(1)) <= since:
+            continue
         if TABLE_FULL in l:
             out.append(TABLE_FULL)
         elif m := LOG_LINE.match(l):
@@ -857,7 +871,7 @@ def run_scenario(path, ctrack, keep):
         # zeroing of the counters below.
         wait_for_quiet(topo.ns.values())
         servers = [] if injected else start_servers(topo, scn, work)
-        log_before = kernel_log_lines()
+        log_mark = kernel_log_mark()
         rec = Recorder(topo, work)
         rec.start()
         # Counters start with the capture: what fw sent while the links came up is in
@@ -877,7 +891,7 @@ def run_scenario(path, ctrack, keep):
         time.sleep(float(scn.get("settle", 0.3)))
         at, table, stats = kernel_state(topo, work)
         rec.stop()
-        kernel_log = kernel_log_lines()[len(log_before):]
+        kernel_log = kernel_log_lines(log_mark)
         kernel = {"table": table, "stats": stats, "events": (work / "kernel-events.txt").read_text(),
                   "log": kernel_log,
                   "counters": (work / "kernel-iptables-save.txt").read_text()

@@ -440,11 +440,6 @@ impl Table {
             .map(move |(_, _, i)| (i, &self.slots[i as usize].conn))
     }
 
-    /// Every live entry index.
-    pub fn indexes(&self) -> impl Iterator<Item = u32> + '_ {
-        self.iter().map(|(i, _)| i)
-    }
-
     /// Bytes held by the table's own arrays (slab and index).
     pub fn heap_bytes(&self) -> usize {
         self.slots.heap_bytes()
@@ -475,14 +470,7 @@ fn prefetch_ptr(p: *const u8) {
 /// A prefetch hint for the cache line holding `p`.
 #[inline]
 fn prefetch<T>(p: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults and reads nothing the program sees; `p` is a valid
-    // reference anyway.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch(p as *const T as *const i8, std::arch::x86_64::_MM_HINT_T0);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
+    prefetch_ptr((p as *const T).cast::<u8>());
 }
 
 #[cfg(test)]

@@ -21,6 +21,15 @@ impl Family {
         }
     }
 
+    /// The family an IP datagram's version nibble names, if 4 or 6.
+    pub fn of_datagram(bytes: &[u8]) -> Option<Family> {
+        match bytes.first().map(|b| b >> 4) {
+            Some(4) => Some(Family::V4),
+            Some(6) => Some(Family::V6),
+            _ => None,
+        }
+    }
+
     /// The number conntrack prints after the name (2 or 10).
     pub fn number(self) -> u8 {
         match self {

@@ -81,11 +81,11 @@ impl<'a> Datagram<'a> {
     ///
     /// Trailing bytes beyond the IP length (Ethernet padding) are cut off.
     pub fn parse(bytes: &'a [u8]) -> Result<Datagram<'a>, Malformed> {
-        match bytes.first().map(|b| b >> 4) {
-            None => Err(Malformed::Truncated),
-            Some(4) => Self::parse_v4(bytes),
-            Some(6) => Self::parse_v6(bytes),
-            Some(_) => Err(Malformed::BadVersion),
+        match Family::of_datagram(bytes) {
+            _ if bytes.is_empty() => Err(Malformed::Truncated),
+            Some(Family::V4) => Self::parse_v4(bytes),
+            Some(Family::V6) => Self::parse_v6(bytes),
+            None => Err(Malformed::BadVersion),
         }
     }
 

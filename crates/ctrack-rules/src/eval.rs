@@ -111,23 +111,8 @@ impl Ruleset {
         }
     }
 
-    /// Evaluates `table`'s built-in `chain` for the packet. A family or table with no rules
-    /// accepts.
-    pub fn evaluate(
-        &mut self,
-        table: &str,
-        chain: &str,
-        p: &mut PacketCtx<'_, '_>,
-        fx: &mut Effects,
-    ) -> Decision {
-        match self.family(p.family()).and_then(|r| r.locate(table, chain)) {
-            Some(at) => self.evaluate_at(at, p, fx),
-            None => Decision::Accept,
-        }
-    }
-
-    /// [`FamilyRules::evaluate_at`] on the packet's family's rules, located by
-    /// [`FamilyRules::locate`].
+    /// Evaluates a built-in chain, located by [`FamilyRules::locate`], on the packet's
+    /// family's rules. A family with no rules accepts.
     pub fn evaluate_at(
         &mut self,
         at: (usize, usize),

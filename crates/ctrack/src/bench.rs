@@ -142,55 +142,64 @@ fn ovs_single(threads: usize, count: u64) -> Figure {
     }
 }
 
-/// Bytes the allocator holds for a tracker with `flows` UDP connections, over the
-/// connections: entries, index, timers, all of it. Measured alone, as other threads'
-/// allocations would count too.
-fn bytes_per_conn(flows: usize) -> f64 {
-    let pkts = workload::udp_flows(flows, 250);
-    let (bytes, _tracker) = bytes_held(flows, || {
-        let mut tr = Tracker::new(sized(flows), 1);
-        for p in &pkts {
-            tr.packet(p, 0, NOW);
+/// What kind of connection a memory measurement makes.
+#[derive(Clone, Copy)]
+enum ConnKind {
+    /// A UDP flow's first packet.
+    Udp,
+    /// An established TCP connection (its handshake) over this family.
+    Tcp(Family),
+}
+
+/// Bytes the allocator holds for a tracker of `n` connections of `kind`, over the
+/// connections: entries, index, timers, all of it, and the seconds it took. The packets
+/// are made one connection at a time, inside the measurement, and freed there, so they net
+/// out. Measured alone, as other threads' allocations would count too.
+fn conn_bytes(n: usize, kind: ConnKind, acct: bool) -> (f64, f64) {
+    let start = Instant::now();
+    let (bytes, tracker) = bytes_held(n, || {
+        let mut tr = Tracker::new(Settings { acct, ..sized(n) }, 1);
+        for i in 0..n {
+            match kind {
+                ConnKind::Udp => {
+                    tr.packet(&workload::udp_flows_from(i, 1, 250)[0], 0, NOW);
+                }
+                ConnKind::Tcp(family) => {
+                    for p in workload::tcp_handshake(i, 250, family) {
+                        tr.packet(&p, 0, NOW);
+                    }
+                }
+            }
         }
         tr
     });
-    bytes
+    assert_eq!(tracker.ct.count(), n, "every connection made one entry");
+    (bytes, start.elapsed().as_secs_f64())
 }
 
-/// Bytes a connection holds, all in (entries, index, timers), for established TCP over
-/// IPv4 and IPv6 and with accounting on, and for UDP: `n` connections made by their
-/// handshakes, the packets made one connection at a time so they do not count.
+/// Bytes a UDP connection holds in a table of `flows`.
+fn bytes_per_conn(flows: usize) -> f64 {
+    conn_bytes(flows, ConnKind::Udp, false).0
+}
+
+/// Bytes a connection holds, all in, for established TCP over IPv4 and IPv6 and with
+/// accounting on, and for UDP.
 fn memory(n: usize) -> Vec<Figure> {
-    let kinds: [(&str, Family, bool); 4] = [
-        ("tcp ipv4", Family::V4, false),
-        ("tcp ipv6", Family::V6, false),
-        ("tcp ipv4 acct", Family::V4, true),
-        ("udp ipv4", Family::V4, false),
+    let kinds = [
+        ("tcp ipv4", ConnKind::Tcp(Family::V4), false),
+        ("tcp ipv6", ConnKind::Tcp(Family::V6), false),
+        ("tcp ipv4 acct", ConnKind::Tcp(Family::V4), true),
+        ("udp ipv4", ConnKind::Udp, false),
     ];
     kinds
         .iter()
-        .map(|&(name, family, acct)| {
-            let start = Instant::now();
-            let (bytes, tracker) = bytes_held(n, || {
-                let mut tr = Tracker::new(Settings { acct, ..sized(n) }, 1);
-                for i in 0..n {
-                    if name.starts_with("udp") {
-                        let p = workload::udp_flows_from(i, 1, 250);
-                        tr.packet(&p[0], 0, NOW);
-                    } else {
-                        for p in workload::tcp_handshake(i, 250, family) {
-                            tr.packet(&p, 0, NOW);
-                        }
-                    }
-                }
-                tr
-            });
-            assert_eq!(tracker.ct.count(), n, "every connection made one entry");
+        .map(|&(name, kind, acct)| {
+            let (bytes, seconds) = conn_bytes(n, kind, acct);
             Figure {
                 workload: format!("memory {name} {n}"),
                 threads: 1,
                 packets: n as u64,
-                seconds: start.elapsed().as_secs_f64(),
+                seconds,
                 bytes_per_conn: Some(bytes),
                 note: "connections made (the rate includes making their packets)".into(),
             }
@@ -204,13 +213,13 @@ fn many_flows(
     random: bool,
     batched: bool,
     lookups: u64,
+    bytes: f64,
 ) -> Vec<Figure> {
     let order = match (random, batched) {
         (false, _) => "sequential",
         (true, false) => "random",
         (true, true) => "random batched",
     };
-    let bytes = bytes_per_conn(flows);
     // Flow-sharded workers: N flows a thread, dealt to the threads by the symmetric hash
     // as a receive-side scaling would, each worker's tracker told its place.
     let dealer = Dealer::new(threads as u32, 1);
@@ -452,9 +461,11 @@ pub fn run(args: BenchArgs) -> Result<i32> {
             "ovs-single" => figures.push(ovs_single(threads, args.count)),
             "many-flows" => {
                 for &n in &args.flows {
+                    // The same table for every order: its bytes measured once.
+                    let bytes = bytes_per_conn(n);
                     for (random, batched) in [(false, false), (true, false), (true, true)] {
                         let lookups = args.count.max(n as u64);
-                        figures.extend(many_flows(threads, n, random, batched, lookups));
+                        figures.extend(many_flows(threads, n, random, batched, lookups, bytes));
                     }
                 }
             }

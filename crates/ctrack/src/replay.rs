@@ -9,7 +9,7 @@ use ctrack_capture::Capture;
 use ctrack_conntrack::format::{conntrack_line, conntrack_summary, event_line, json, proc_line};
 use ctrack_conntrack::{Applied, Settings};
 use ctrack_engine::{DropReason, Engine, Entry, Fate, Host, Iface};
-use ctrack_packet::{Addr, Datagram, Family};
+use ctrack_packet::{Addr, Family};
 use ctrack_rules::{Backend, FamilyRules, Ruleset};
 use std::io::Write;
 use std::path::PathBuf;
@@ -232,9 +232,10 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     };
     // The rules as written, for the verdicts' words: their text does not change while the
     // packets pass, and the formatting threads read this copy.
-    let names = RuleNames {
+    let names = Ruleset {
         v4: engine.rules().v4.clone(),
         v6: engine.rules().v6.clone(),
+        ..Ruleset::default()
     };
     let format = |v: &VerdictRecord, line: &mut String| v.write(&names, line);
     let verdicts_file = args.verdicts.as_ref().map(create).transpose()?;
@@ -469,7 +470,7 @@ impl Sinks {
             verdicts.push(VerdictRecord {
                 index,
                 time,
-                family: Datagram::parse(ip).map(|d| d.family).ok(),
+                family: Family::of_datagram(ip),
                 hook: o.entry_hook,
                 fate: o.fate,
                 state: o.state,
@@ -506,21 +507,6 @@ fn parse_ifaces(specs: &[String]) -> Result<Vec<Iface>> {
         }
     }
     Ok(out)
-}
-
-/// The rules' text, kept apart from the engine for the threads that word the verdicts.
-struct RuleNames {
-    v4: Option<FamilyRules>,
-    v6: Option<FamilyRules>,
-}
-
-impl RuleNames {
-    fn family(&self, f: Option<Family>) -> Option<&FamilyRules> {
-        match f? {
-            Family::V4 => self.v4.as_ref(),
-            Family::V6 => self.v6.as_ref(),
-        }
-    }
 }
 
 /// What `--verdicts` says of one packet, taken from its outcome while the packet passes
@@ -566,8 +552,8 @@ struct RuleLine<'a> {
 
 impl VerdictRecord {
     /// Appends the line of this packet.
-    fn write(&self, names: &RuleNames, out: &mut String) {
-        let rules = names.family(self.family);
+    fn write(&self, names: &Ruleset, out: &mut String) {
+        let rules = self.family.and_then(|f| names.family(f));
         let rule = self.rule.and_then(|(hook, table, c, r)| {
             let chain = rules?.table(table.name())?.chains.get(c)?;
             let rule = chain.rules.get(r)?;

@@ -1,17 +1,12 @@
 //! `ctrack bench` runs its workloads and prints what it measured in the documented form.
 
 mod common;
-use common::ctrack;
+use common::{ctrack, ctrack_ok};
 
 fn bench(args: &[&str]) -> Vec<serde_json::Value> {
     let mut all = vec!["bench", "--json"];
     all.extend_from_slice(args);
-    let out = ctrack(&all);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ctrack_ok(&all);
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()

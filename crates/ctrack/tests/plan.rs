@@ -2,17 +2,12 @@
 //! in the kernel harness) and on rulesets with and without NAT.
 
 mod common;
-use common::{ctrack, root, temp_dir};
+use common::{ctrack, ctrack_ok, root, temp_dir};
 
 fn plan_json(args: &[&str]) -> serde_json::Value {
     let mut all = vec!["plan", "--format", "json"];
     all.extend_from_slice(args);
-    let out = ctrack(&all);
-    assert!(
-        out.status.success(),
-        "ctrack plan failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ctrack_ok(&all);
     serde_json::from_slice(&out.stdout).expect("the report is JSON")
 }
 
@@ -162,8 +157,7 @@ fn every_format_prints() {
     for format in ["text", "markdown", "html"] {
         let mut args = vec!["plan", "--format", format];
         args.extend_from_slice(&EXAMPLE);
-        let out = ctrack(&args);
-        assert!(out.status.success());
+        let out = ctrack_ok(&args);
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.contains("NOTRACK for traffic classes"), "{format}");
         assert!(

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 mod common;
-use common::{ctrack, root, temp_dir};
+use common::{ctrack, ctrack_ok, root, temp_dir};
 
 /// `conntrack -L` lines keyed without timeout and `use=`, valued by timeout.
 fn entries(text: &str) -> BTreeMap<String, u64> {
@@ -28,7 +28,7 @@ fn entries(text: &str) -> BTreeMap<String, u64> {
 fn example_replay_lists_what_the_kernel_listed() {
     let ex = root().join("examples/basic");
     let at = std::fs::read_to_string(ex.join("kernel-at.txt")).unwrap();
-    let out = ctrack(&[
+    let out = ctrack_ok(&[
         "replay",
         "examples/basic/capture.pcap",
         "--sysctl-file",
@@ -38,11 +38,6 @@ fn example_replay_lists_what_the_kernel_listed() {
         "--table",
         "conntrack",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let ours = entries(&String::from_utf8(out.stdout).unwrap());
     let kernel = entries(&std::fs::read_to_string(ex.join("kernel-conntrack-L.txt")).unwrap());
     assert_eq!(
@@ -70,12 +65,7 @@ fn every_corpus_capture_replays_without_error() {
         if !name.contains(".pcap") {
             continue;
         }
-        let out = ctrack(&["replay", p.to_str().unwrap(), "--table", "proc", "--stats"]);
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ctrack_ok(&["replay", p.to_str().unwrap(), "--table", "proc", "--stats"]);
         n += 1;
     }
     assert!(n >= 10, "expected the ten corpus captures, found {n}");
@@ -121,7 +111,7 @@ fn bad_sysctl_names_the_file_and_line() {
 fn events_file_has_conntrack_e_lines() {
     let dir = temp_dir("test-ev");
     let ev = dir.join("ev.txt");
-    let out = ctrack(&[
+    ctrack_ok(&[
         "replay",
         "examples/basic/capture.pcap",
         "--sysctl-file",
@@ -129,7 +119,6 @@ fn events_file_has_conntrack_e_lines() {
         "--events",
         ev.to_str().unwrap(),
     ]);
-    assert!(out.status.success());
     let text = std::fs::read_to_string(ev).unwrap();
     let first = text.lines().next().unwrap();
     assert!(
@@ -209,12 +198,7 @@ fn replay_outputs(captures: &[String], threads: &str, dir: &std::path::Path) -> 
         "--stats",
         "--counters",
     ]);
-    let out = ctrack(&args);
-    assert!(
-        out.status.success(),
-        "{captures:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ctrack_ok(&args);
     let mut all = vec![out.stdout, out.stderr];
     all.extend(files.iter().map(|f| std::fs::read(f).expect("written")));
     all

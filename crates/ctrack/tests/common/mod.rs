@@ -20,6 +20,18 @@ pub fn ctrack(args: &[&str]) -> Output {
         .expect("ctrack runs")
 }
 
+/// [`ctrack`] that must succeed: the test fails with the arguments and the error output.
+pub fn ctrack_ok(args: &[&str]) -> Output {
+    let out = ctrack(args);
+    assert!(
+        out.status.success(),
+        "ctrack {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A fresh directory of this test process's own, under the system's temporary directory.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ctrack-{name}-{}", std::process::id()));

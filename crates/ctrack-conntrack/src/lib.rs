@@ -15,6 +15,7 @@ pub mod core;
 pub mod expect;
 pub mod format;
 pub mod ftp;
+mod huge;
 pub mod nat;
 pub mod proto;
 pub mod seqadj;

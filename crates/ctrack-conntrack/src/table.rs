@@ -16,6 +16,7 @@
 //! `/proc/net/nf_conntrack` does.
 
 use crate::conn::Conn;
+use crate::huge::{Array, FixedVec};
 use ctrack_packet::Tuple;
 use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
@@ -27,6 +28,7 @@ const MAX_PRESIZED: usize = 1 << 25;
 
 /// An entry of the slab: the connection, the hashes of its tuples, when it came in, and its
 /// timer's bookkeeping (kept here so a packet's update touches one place).
+#[derive(Clone, Copy)]
 struct Slot {
     conn: Conn,
     hash: [u32; 2],
@@ -35,14 +37,22 @@ struct Slot {
     used: bool,
 }
 
-/// Entries a slab chunk holds: the slab grows a chunk at a time, so at most one chunk is
-/// allocated and unused, where a doubling array leaves up to half its room unused.
-const CHUNK: usize = 4096;
+/// Entries a slab chunk holds: at least a huge page's worth, so that a big table's chunks
+/// are huge pages; a power of two, so an index splits into chunk and place with shifts.
+const CHUNK: usize = crate::huge::HUGE_PAGE
+    .div_ceil(std::mem::size_of::<Slot>())
+    .next_power_of_two();
 
-/// The entries, in chunks that never move; an entry's index is its place in the slab.
+/// The room the first chunk starts with: it doubles up to [`CHUNK`], so a small table
+/// holds a little memory, not a huge page.
+const FIRST_ROOM: usize = 16;
+
+/// The entries, in chunks; an entry's index is its place in the slab. The slab grows a
+/// chunk at a time, so at most one chunk is allocated and unused, where a doubling array
+/// leaves up to half its room unused.
 #[derive(Default)]
 struct Slab {
-    chunks: Vec<Vec<Slot>>,
+    chunks: Vec<FixedVec<Slot>>,
     len: usize,
 }
 
@@ -52,12 +62,19 @@ impl Slab {
     }
 
     fn get(&self, i: usize) -> Option<&Slot> {
-        self.chunks.get(i / CHUNK)?.get(i % CHUNK)
+        self.chunks.get(i / CHUNK)?.as_slice().get(i % CHUNK)
     }
 
     fn push(&mut self, slot: Slot) {
-        if self.len.is_multiple_of(CHUNK) {
-            self.chunks.push(Vec::with_capacity(CHUNK));
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < c.room() => {}
+            // Only the first chunk is ever short of `CHUNK`.
+            Some(c) if c.room() < CHUNK => *c = c.moved_to(c.room() * 2),
+            _ => self.chunks.push(FixedVec::with_room(if self.len == 0 {
+                FIRST_ROOM
+            } else {
+                CHUNK
+            })),
         }
         self.chunks
             .last_mut()
@@ -67,25 +84,25 @@ impl Slab {
     }
 
     fn iter(&self) -> impl Iterator<Item = &Slot> + '_ {
-        self.chunks.iter().flatten()
+        self.chunks.iter().flat_map(|c| c.as_slice())
     }
 
     fn heap_bytes(&self) -> usize {
-        self.chunks.len() * CHUNK * std::mem::size_of::<Slot>()
-            + self.chunks.capacity() * std::mem::size_of::<Vec<Slot>>()
+        self.chunks.iter().map(FixedVec::bytes).sum::<usize>()
+            + self.chunks.capacity() * std::mem::size_of::<FixedVec<Slot>>()
     }
 }
 
 impl std::ops::Index<usize> for Slab {
     type Output = Slot;
     fn index(&self, i: usize) -> &Slot {
-        &self.chunks[i / CHUNK][i % CHUNK]
+        &self.chunks[i / CHUNK].as_slice()[i % CHUNK]
     }
 }
 
 impl std::ops::IndexMut<usize> for Slab {
     fn index_mut(&mut self, i: usize) -> &mut Slot {
-        &mut self.chunks[i / CHUNK][i % CHUNK]
+        &mut self.chunks[i / CHUNK].as_mut_slice()[i % CHUNK]
     }
 }
 
@@ -94,7 +111,7 @@ pub struct Table {
     slots: Slab,
     free: Vec<u32>,
     /// `hash << 32 | (node + 1)`, node being `entry << 1 | direction`; 0 is empty.
-    index: Vec<u64>,
+    index: Array<u64>,
     /// `64 - log2(index.len())`: a hash's home slot is its top bits.
     shift: u32,
     buckets: usize,
@@ -115,7 +132,7 @@ impl Table {
         Table {
             slots: Slab::default(),
             free: Vec::new(),
-            index: vec![0; slots],
+            index: Array::zeroed(slots),
             shift: 32 - slots.trailing_zeros(),
             buckets: buckets.max(1) as usize,
             len: 0,
@@ -298,10 +315,10 @@ impl Table {
 
     /// Doubles the index, when three quarters of its slots hold a node.
     fn grow(&mut self) {
-        let doubled = vec![0; self.index.len() * 2];
+        let doubled = Array::zeroed(self.index.len() * 2);
         let old = std::mem::replace(&mut self.index, doubled);
         self.shift -= 1;
-        for s in old.into_iter().filter(|&s| s != 0) {
+        for &s in old.iter().filter(|&&s| s != 0) {
             self.place((s >> 32) as u32, s as u32 - 1);
         }
     }
@@ -442,9 +459,7 @@ impl Table {
 
     /// Bytes held by the table's own arrays (slab and index).
     pub fn heap_bytes(&self) -> usize {
-        self.slots.heap_bytes()
-            + self.index.capacity() * std::mem::size_of::<u64>()
-            + self.free.capacity() * 4
+        self.slots.heap_bytes() + self.index.bytes() + self.free.capacity() * 4
     }
 }
 

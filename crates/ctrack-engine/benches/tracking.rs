@@ -125,10 +125,8 @@ fn tracker(c: &mut Criterion) {
         })
     });
     let pkts = workload::udp_flows(10_000, 1);
-    let order: Vec<&[u8]> = workload::shuffled(pkts.len(), 7)
-        .into_iter()
-        .map(|i| &pkts[i as usize][..])
-        .collect();
+    let ring = workload::Ring::new(&pkts, &workload::shuffled(pkts.len(), 7));
+    let order = ring.frames();
     let sized = Settings {
         buckets: 16_384,
         ..Settings::default()

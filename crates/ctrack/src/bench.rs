@@ -243,18 +243,19 @@ fn many_flows(
             tr.packet(p, 0, NOW);
         }
         let insert = start.elapsed().as_secs_f64();
+        let ring = workload::Ring::new(pkts, &idx);
+        let order = ring.frames();
         let start = Instant::now();
         let mut n = 0u64;
         if batched {
-            let order: Vec<&[u8]> = idx.iter().map(|&i| &pkts[i as usize][..]).collect();
             while n < lookups {
                 std::hint::black_box(tr.batch(&order, 0, NOW + 1));
                 n += flows as u64;
             }
         } else {
             while n < lookups {
-                for &i in &idx {
-                    std::hint::black_box(tr.packet(&pkts[i as usize], 0, NOW + 1));
+                for p in &order {
+                    std::hint::black_box(tr.packet(p, 0, NOW + 1));
                 }
                 n += flows as u64;
             }

@@ -1,0 +1,233 @@
+//! Fixed-size arrays for the table's large memory (the index and the slab's chunks), asked
+//! of the kernel in huge pages.
+//!
+//! A lookup in a big table touches an index slot and an entry at random. With 4 KiB pages
+//! each is also a TLB miss and a page walk (on a virtual machine, a walk through two sets
+//! of page tables), which costs as much as the cache miss itself. An array of 2 MiB or more
+//! is therefore aligned to 2 MiB and advised `MADV_HUGEPAGE`, so that with transparent huge
+//! pages in `madvise` mode (the usual default) a few hundred TLB entries cover a table of
+//! millions. A smaller array is an ordinary allocation: a huge page for a ten-entry table
+//! would hold 2 MiB for it.
+//!
+//! The memory comes from the global allocator, zeroed, so allocation counts see it.
+
+use std::alloc::Layout;
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+
+/// The size of a huge page, and the size from which an array is aligned to one.
+pub(crate) const HUGE_PAGE: usize = 2 << 20;
+
+/// `len` values of `T`, all bits zero at first, in memory that never moves.
+pub(crate) struct Array<T: Copy> {
+    ptr: NonNull<T>,
+    len: usize,
+}
+
+// SAFETY: an `Array` owns its memory as a `Box<[T]>` would.
+unsafe impl<T: Copy + Send> Send for Array<T> {}
+// SAFETY: shared access only reads, as through `&[T]`.
+unsafe impl<T: Copy + Sync> Sync for Array<T> {}
+
+impl<T: Copy> Array<T> {
+    fn layout(len: usize) -> Layout {
+        let size = len
+            .checked_mul(std::mem::size_of::<T>())
+            .expect("array size overflows");
+        let align = if size >= HUGE_PAGE {
+            HUGE_PAGE
+        } else {
+            std::mem::align_of::<T>()
+        };
+        Layout::from_size_align(size, align).expect("array layout")
+    }
+
+    /// Bytes this array holds.
+    pub(crate) fn bytes(&self) -> usize {
+        Self::layout(self.len).size()
+    }
+}
+
+/// Room for `len` values of `T` as an `Array<T>` lays them out, all bits zero.
+fn alloc_zeroed<T: Copy>(len: usize) -> NonNull<T> {
+    let layout = Array::<T>::layout(len);
+    if layout.size() == 0 {
+        return NonNull::dangling();
+    }
+    let huge = layout.align() == HUGE_PAGE;
+    // SAFETY: the layout's size is not zero.
+    let p = unsafe {
+        if huge {
+            std::alloc::alloc(layout)
+        } else {
+            std::alloc::alloc_zeroed(layout)
+        }
+    };
+    let Some(p) = NonNull::new(p) else {
+        std::alloc::handle_alloc_error(layout)
+    };
+    if huge {
+        // Advised before the first write: a page touched first is a small page.
+        advise_huge(p.as_ptr(), layout.size());
+        // SAFETY: `p` is `layout.size()` bytes just allocated.
+        unsafe { std::ptr::write_bytes(p.as_ptr(), 0, layout.size()) };
+    }
+    p.cast()
+}
+
+impl Array<u64> {
+    /// `len` zeros.
+    pub(crate) fn zeroed(len: usize) -> Self {
+        Array {
+            ptr: alloc_zeroed(len),
+            len,
+        }
+    }
+}
+
+/// A vector with a fixed room: values pushed up to `room`, each staying where it was put.
+pub(crate) struct FixedVec<T: Copy> {
+    room: Array<MaybeUninit<T>>,
+    len: usize,
+}
+
+impl<T: Copy> FixedVec<T> {
+    /// An empty vector with room for `room` values.
+    pub(crate) fn with_room(room: usize) -> Self {
+        FixedVec {
+            room: Array {
+                ptr: alloc_zeroed(room),
+                len: room,
+            },
+            len: 0,
+        }
+    }
+
+    /// This vector's values in a new one with room for `room` (at least its length).
+    pub(crate) fn moved_to(&self, room: usize) -> Self {
+        let mut v = FixedVec::with_room(room);
+        v.room[..self.len].copy_from_slice(&self.room[..self.len]);
+        v.len = self.len;
+        v
+    }
+
+    /// Values pushed.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Values it can hold.
+    pub(crate) fn room(&self) -> usize {
+        self.room.len
+    }
+
+    /// Bytes it holds.
+    pub(crate) fn bytes(&self) -> usize {
+        self.room.bytes()
+    }
+
+    /// Appends a value. Panics when full.
+    pub(crate) fn push(&mut self, value: T) {
+        self.room[self.len].write(value);
+        self.len += 1;
+    }
+
+    /// The values pushed.
+    pub(crate) fn as_slice(&self) -> &[T] {
+        // SAFETY: the first `len` values were written by `push` (or copied from written
+        // ones), and `MaybeUninit<T>` has the layout of `T`.
+        unsafe { std::slice::from_raw_parts(self.room.ptr.as_ptr().cast::<T>(), self.len) }
+    }
+
+    /// The values pushed, mutably.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [T] {
+        // SAFETY: as for `as_slice`, and `&mut self` makes the access unique.
+        unsafe { std::slice::from_raw_parts_mut(self.room.ptr.as_ptr().cast::<T>(), self.len) }
+    }
+}
+
+impl<T: Copy> std::ops::Deref for Array<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: `ptr` holds `len` values of `T`, owned by this array: zeroed `u64`s, or
+        // `MaybeUninit`s, for which any bits are valid.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Copy> std::ops::DerefMut for Array<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as for `deref`, and `&mut self` makes the access unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Copy> Drop for Array<T> {
+    fn drop(&mut self) {
+        let layout = Self::layout(self.len);
+        if layout.size() != 0 {
+            // SAFETY: allocated by `alloc_zeroed` with this very layout; `T: Copy` has no drop.
+            unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), layout) }
+        }
+    }
+}
+
+/// Asks that the memory at `p` be backed by huge pages. Advice only: if the kernel cannot
+/// or will not, the memory works the same.
+fn advise_huge(p: *mut u8, size: usize) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `p..p + size` is memory this process owns; the advice changes no content.
+    unsafe {
+        libc::madvise(p.cast(), size, libc::MADV_HUGEPAGE);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (p, size);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_and_huge_arrays_hold_what_is_written() {
+        for len in [0, 1, 64, HUGE_PAGE / 8, HUGE_PAGE / 8 * 3] {
+            let mut a = Array::zeroed(len);
+            assert_eq!(a.len(), len);
+            assert!(a.iter().all(|&x| x == 0));
+            for (i, x) in a.iter_mut().enumerate() {
+                *x = i as u64;
+            }
+            assert!(a.iter().enumerate().all(|(i, &x)| x == i as u64));
+            if a.bytes() >= HUGE_PAGE {
+                assert_eq!(
+                    a.as_ptr() as usize % HUGE_PAGE,
+                    0,
+                    "huge arrays are aligned"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_fixed_vector_keeps_its_values_when_moved_to_more_room() {
+        let mut v = FixedVec::with_room(3);
+        for x in [7u32, 8, 9] {
+            v.push(x);
+        }
+        assert_eq!(v.as_slice(), [7, 8, 9]);
+        let mut w = v.moved_to(HUGE_PAGE);
+        assert_eq!((w.len(), w.room()), (3, HUGE_PAGE));
+        w.push(10);
+        w.as_mut_slice()[0] = 1;
+        assert_eq!(w.as_slice(), [1, 8, 9, 10]);
+        assert_eq!(v.as_slice(), [7, 8, 9]);
+    }
+
+    #[test]
+    #[should_panic]
+    fn a_full_fixed_vector_refuses_more() {
+        let mut v = FixedVec::with_room(1);
+        v.push(1u8);
+        v.push(2u8);
+    }
+}

@@ -23,8 +23,6 @@ pub struct Conn {
     pub status: u32,
     /// When the entry expires (packet time, ns). Before confirmation: the timeout itself.
     pub deadline: u64,
-    /// Per-direction counters (kept only with `nf_conntrack_acct=1`).
-    pub counters: [Counter; 2],
     /// `mark=`.
     pub mark: u32,
     /// `zone=`.
@@ -33,8 +31,6 @@ pub struct Conn {
     pub proto: ProtoState,
     /// The id `conntrack -o id` prints.
     pub id: u32,
-    /// When the first packet was seen (for `delta-time=`).
-    pub start: u64,
     /// Events cached for delivery (`IPCT_*`).
     pub events: u16,
     /// Events this connection reports (`CT --ctevents`; all by default).
@@ -49,6 +45,62 @@ pub struct Conn {
     /// has state; [`Conn::NO_HELPER_DATA`] for the others. Kept apart so that every
     /// connection does not carry what only a few need, as the kernel's `nf_ct_ext`.
     pub helper_data: u32,
+    /// Where its counters and start time are kept ([`Extras`]), for a connection made
+    /// with `nf_conntrack_acct` or `nf_conntrack_timestamp` on; [`Conn::NO_EXTRAS`] for
+    /// the others.
+    pub extras: u32,
+}
+
+/// What `nf_conntrack_acct=1` and `nf_conntrack_timestamp=1` add to a connection made
+/// while they are on, as the kernel's acct and tstamp extensions: kept apart, so that the
+/// connections of a table without them do not carry 40 bytes each for nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// Per-direction counters (`nf_conntrack_acct`).
+    pub counters: [Counter; 2],
+    /// When the first packet was seen, for `delta-time=` (`nf_conntrack_timestamp`).
+    pub start: u64,
+}
+
+/// Values some connections have and most do not (helper state, counters), each kept at a
+/// place a connection names, places reused once their connection is gone.
+#[derive(Default)]
+pub(crate) struct ExtStore<T> {
+    items: Vec<T>,
+    free: Vec<u32>,
+}
+
+impl<T: Copy + Default> ExtStore<T> {
+    /// Keeps a value; returns its place.
+    pub(crate) fn add(&mut self, value: T) -> u32 {
+        match self.free.pop() {
+            Some(at) => {
+                self.items[at as usize] = value;
+                at
+            }
+            None => {
+                self.items.push(value);
+                (self.items.len() - 1) as u32
+            }
+        }
+    }
+
+    /// The value at a place (none for a connection's "no place", `u32::MAX`).
+    pub(crate) fn get(&self, at: u32) -> Option<&T> {
+        self.items.get(at as usize)
+    }
+
+    /// The value at a place, mutably.
+    pub(crate) fn get_mut(&mut self, at: u32) -> Option<&mut T> {
+        self.items.get_mut(at as usize)
+    }
+
+    /// Gives a place back, returning what it held.
+    pub(crate) fn remove(&mut self, at: u32) -> Option<T> {
+        let v = std::mem::take(self.items.get_mut(at as usize)?);
+        self.free.push(at);
+        Some(v)
+    }
 }
 
 /// What a helper keeps for its connection: the FTP helper's record of where lines start,
@@ -145,6 +197,8 @@ pub struct Template {
 impl Conn {
     /// [`Conn::helper_data`] of a connection without helper state.
     pub const NO_HELPER_DATA: u32 = u32::MAX;
+    /// [`Conn::extras`] of a connection made without accounting and timestamps.
+    pub const NO_EXTRAS: u32 = u32::MAX;
 
     /// True when the bit is set.
     pub fn has(&self, bit: u32) -> bool {
@@ -183,4 +237,23 @@ pub const HZ: u64 = 250;
 /// Packet time (ns) in jiffies.
 pub fn jiffies(ns: u64) -> u64 {
     ns / (1_000_000_000 / HZ)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_place_given_back_is_reused_and_starts_from_the_default() {
+        let mut s = ExtStore::<u64>::default();
+        let (a, b) = (s.add(7), s.add(8));
+        assert_eq!((s.get(a), s.get(b)), (Some(&7), Some(&8)));
+        assert_eq!(s.remove(a), Some(7));
+        assert_eq!(s.get(a), Some(&0));
+        assert_eq!(s.add(9), a);
+        *s.get_mut(b).expect("kept") += 1;
+        assert_eq!((s.get(a), s.get(b)), (Some(&9), Some(&9)));
+        assert_eq!(s.get(Conn::NO_EXTRAS), None);
+        assert_eq!(s.remove(Conn::NO_EXTRAS), None);
+    }
 }

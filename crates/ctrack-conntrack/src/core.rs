@@ -5,7 +5,7 @@
 //! confirmation; a packet dropped before that leaves nothing behind. Timers are data: call
 //! [`Conntrack::expire`] with the current time before each packet and before listing.
 
-use crate::conn::{Conn, Counter, HelperData, Template};
+use crate::conn::{Conn, ExtStore, Extras, HelperData, Template};
 use crate::proto::{self, icmp, tcp, udp, ProtoState, Verdict};
 use crate::seqadj::SeqAdj;
 use crate::settings::Settings;
@@ -97,6 +97,8 @@ pub struct Event {
     pub kind: EventKind,
     /// The connection at that moment.
     pub conn: Conn,
+    /// Its counters and start time at that moment (zero without accounting).
+    pub extras: Extras,
     /// The `IPCT_*` bits delivered: they decide what the event carries (the TCP state only
     /// with `IPCT_PROTOINFO`, as ctnetlink does).
     pub bits: u16,
@@ -121,9 +123,12 @@ pub struct Conntrack {
     /// The hash of the pending connection's original tuple, from its lookup.
     pending_hash: u32,
     timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
-    /// Helper state of the connections that have some, and the free places.
-    helper_data: Vec<HelperData>,
-    free_helper_data: Vec<u32>,
+    /// Helper state of the connections that have some.
+    helper_data: ExtStore<HelperData>,
+    /// Counters and start times, of connections made with accounting or timestamps on.
+    extras: ExtStore<Extras>,
+    /// The pending connection's counters and start time, kept once it is confirmed.
+    pending_extras: Extras,
     hint: Option<Prefetched>,
     affinity: Option<(crate::shard::Dealer, u32)>,
     generation: u32,
@@ -219,8 +224,9 @@ impl Conntrack {
             pending: None,
             pending_hash: 0,
             timers: BinaryHeap::new(),
-            helper_data: Vec::new(),
-            free_helper_data: Vec::new(),
+            helper_data: ExtStore::default(),
+            extras: ExtStore::default(),
+            pending_extras: Extras::default(),
             hint: None,
             affinity: None,
             generation: 0,
@@ -364,6 +370,8 @@ impl Conntrack {
         self.timers.peek().map(|Reverse((t, _, _))| *t)
     }
 
+    // Every packet comes here; the compiler does not always inline it on its own.
+    #[inline(always)]
     fn schedule(&mut self, idx: u32, deadline: u64) {
         let (sched, gen) = self.table.timer(idx);
         // A later deadline is found when the earlier timer fires; only an earlier one needs
@@ -376,17 +384,39 @@ impl Conntrack {
 
     fn destroy(&mut self, idx: u32, now: u64) {
         let mut conn = self.table.remove(idx);
-        if let Some(h) = self.helper_data.get_mut(conn.helper_data as usize) {
-            *h = HelperData::default();
-            self.free_helper_data.push(conn.helper_data);
-        }
+        self.helper_data.remove(conn.helper_data);
+        let extras = self.extras.remove(conn.extras).unwrap_or_default();
         self.generation = self.generation.wrapping_add(1);
         self.table.set_timer(idx, (u64::MAX, self.generation));
         conn.status |= ips::DYING;
-        self.emit(now, EventKind::Destroy, conn, ipct::DESTROY);
+        self.emit(now, EventKind::Destroy, conn, extras, ipct::DESTROY);
     }
 
-    fn emit(&mut self, now: u64, kind: EventKind, conn: Conn, bits: u16) {
+    /// A connection's counters and start time: zero for one made without accounting and
+    /// timestamps.
+    pub fn extras(&self, r: CtRef) -> Extras {
+        match r {
+            CtRef::Unconfirmed if self.pending.is_some() => self.pending_extras,
+            CtRef::Unconfirmed => Extras::default(),
+            CtRef::Confirmed(_) => self
+                .conn(r)
+                .and_then(|c| self.extras.get(c.extras))
+                .copied()
+                .unwrap_or_default(),
+        }
+    }
+
+    fn extras_mut(&mut self, r: CtRef) -> Option<&mut Extras> {
+        match r {
+            CtRef::Unconfirmed => Some(&mut self.pending_extras),
+            CtRef::Confirmed(i) => {
+                let at = self.table.is_live(i).then(|| self.table.get(i).extras)?;
+                self.extras.get_mut(at)
+            }
+        }
+    }
+
+    fn emit(&mut self, now: u64, kind: EventKind, conn: Conn, extras: Extras, bits: u16) {
         // `CT --ctevents` is kept on the connection but, as on the kernels checked (6.18 with
         // `conntrack -E` listening), it does not hold back what the listener sees.
         if self.record_events && self.settings.events != 0 {
@@ -394,6 +424,7 @@ impl Conntrack {
                 time: now,
                 kind,
                 conn,
+                extras,
                 bits,
             });
         }
@@ -491,12 +522,10 @@ impl Conntrack {
                     tuple: [tuple, reply],
                     status: 0,
                     deadline: 0,
-                    counters: [Counter::default(); 2],
                     mark: 0,
                     zone,
                     proto: proto::initial_state(d.proto, d.is_icmp(), now, &self.settings),
                     id: self.next_id,
-                    start: now,
                     events: 0,
                     event_mask: self.template.events.unwrap_or(u16::MAX),
                     helper: self.template.helper,
@@ -508,7 +537,12 @@ impl Conntrack {
                         u8::try_from(i).ok()
                     }),
                     helper_data: Conn::NO_HELPER_DATA,
+                    extras: Conn::NO_EXTRAS,
                 });
+                self.pending_extras = Extras {
+                    start: now,
+                    ..Extras::default()
+                };
                 // A connection a helper announced is RELATED to its master.
                 self.expectations.retain(|e| e.deadline > now);
                 match self
@@ -569,7 +603,7 @@ impl Conntrack {
                     },
                     peer_seqadj: self
                         .helper_data
-                        .get(helper_data as usize)
+                        .get(helper_data)
                         .map_or_else(Default::default, |h| h.seqadj[1 - dir]),
                 };
                 let out = tcp::packet(t, dir, &seg, st, self.policy_settings(policy));
@@ -606,8 +640,12 @@ impl Conntrack {
             ProtoState::Generic => proto::generic::packet(self.policy_settings(policy)),
         };
 
-        let acct = self.settings.acct;
-        let len = u64::from(d.len());
+        if self.settings.acct && matches!(verdict, Verdict::Accept { .. } | Verdict::Kill) {
+            if let Some(x) = self.extras_mut(r) {
+                x.counters[dir].packets += 1;
+                x.counters[dir].bytes += u64::from(d.len());
+            }
+        }
         let c = self.conn_mut(r).expect("connection present");
         c.proto = proto_state;
         if state_changed {
@@ -635,10 +673,6 @@ impl Conntrack {
                 return InResult::no_ct(PacketState::Invalid, Some("reopen failed"));
             }
             Verdict::Accept { timeout } => {
-                if acct {
-                    c.counters[dir].packets += 1;
-                    c.counters[dir].bytes += len;
-                }
                 if !c.has(ips::FIXED_TIMEOUT) {
                     c.deadline = if c.confirmed() {
                         now + timeout
@@ -647,13 +681,7 @@ impl Conntrack {
                     };
                 }
             }
-            Verdict::AcceptNoRefresh => {}
-            Verdict::Kill => {
-                if acct {
-                    c.counters[dir].packets += 1;
-                    c.counters[dir].bytes += len;
-                }
-            }
+            Verdict::AcceptNoRefresh | Verdict::Kill => {}
         }
         if assure && !c.assured() {
             c.status |= ips::ASSURED;
@@ -737,6 +765,10 @@ impl Conntrack {
                 c.deadline += now;
                 let bits = c.events | ipct::NEW;
                 c.events = 0;
+                let extras = self.pending_extras;
+                if self.settings.acct || self.settings.timestamp {
+                    c.extras = self.extras.add(extras);
+                }
                 let idx = self.table.insert_hashed(c, self.pending_hash);
                 self.created += 1;
                 let deadline = c.deadline;
@@ -744,7 +776,7 @@ impl Conntrack {
                 if self.table.len() > self.peak.0 {
                     self.peak = (self.table.len(), now);
                 }
-                self.emit(now, EventKind::New, c, bits);
+                self.emit(now, EventKind::New, c, extras, bits);
             }
             Some(CtRef::Confirmed(idx)) if self.table.is_live(idx) => {
                 let c = self.table.get_mut(idx);
@@ -755,7 +787,8 @@ impl Conntrack {
                     != 0
                 {
                     let snapshot = *c;
-                    self.emit(now, EventKind::Update, snapshot, ev);
+                    let extras = self.extras(CtRef::Confirmed(idx));
+                    self.emit(now, EventKind::Update, snapshot, extras, ev);
                 }
             }
             _ => {}
@@ -913,7 +946,7 @@ impl Conntrack {
         };
         let next_line = (last == b'\n').then(|| seq.wrapping_add(payload.len() as u32));
         let verdict = 'parse: {
-            let lines = self.helper_data.get(c.helper_data as usize).map(|h| h.ftp);
+            let lines = self.helper_data.get(c.helper_data).map(|h| h.ftp);
             if !lines.unwrap_or_default().starts_line(dir, seq) {
                 break 'parse Help::Accept;
             }
@@ -999,23 +1032,17 @@ impl Conntrack {
         }
         let mut at = self.table.get(idx).helper_data;
         if at == Conn::NO_HELPER_DATA {
-            at = match self.free_helper_data.pop() {
-                Some(free) => free,
-                None => {
-                    self.helper_data.push(HelperData::default());
-                    (self.helper_data.len() - 1) as u32
-                }
-            };
+            at = self.helper_data.add(HelperData::default());
             self.table.get_mut(idx).helper_data = at;
         }
-        self.helper_data.get_mut(at as usize)
+        self.helper_data.get_mut(at)
     }
 
     /// The sequence corrections of both directions of a connection (zero without a
     /// rewrite that changed a length).
     pub fn seqadj(&self, ct: CtRef) -> [SeqAdj; 2] {
         self.conn(ct)
-            .and_then(|c| self.helper_data.get(c.helper_data as usize))
+            .and_then(|c| self.helper_data.get(c.helper_data))
             .map_or_else(Default::default, |h| h.seqadj)
     }
 

@@ -3,7 +3,7 @@
 //! `/proc/net/nf_conntrack` ([`proc_line`]), `conntrack -L -o extended` ([`conntrack_line`]),
 //! `conntrack -E -o timestamp,extended` ([`event_line`]) and a JSON form ([`json`]).
 
-use crate::conn::Conn;
+use crate::conn::{Conn, Counter, Extras};
 use crate::core::{Event, EventKind};
 use crate::status::ips;
 use ctrack_packet::proto_name;
@@ -17,15 +17,25 @@ enum Style {
     Event(EventKind),
 }
 
-fn line(c: &Conn, now: u64, acct: bool, timestamp: bool, style: Style, bits: u16) -> String {
-    line_with(c, now, acct, timestamp, style, bits, None)
-}
-
-fn line_with(
+fn line(
     c: &Conn,
+    x: &Extras,
     now: u64,
     acct: bool,
     timestamp: bool,
+    style: Style,
+    bits: u16,
+) -> String {
+    let (counters, start) = (acct.then_some(x.counters), timestamp.then_some(x.start));
+    line_with(c, now, counters, start, style, bits, None)
+}
+
+/// The line, with the counters and start time when accounting and timestamps are on.
+fn line_with(
+    c: &Conn,
+    now: u64,
+    counters: Option<[Counter; 2]>,
+    start: Option<u64>,
     style: Style,
     bits: u16,
     gre: Option<(u64, u64)>,
@@ -59,16 +69,16 @@ fn line_with(
     if let (Style::Proc, Some((t, st)), crate::proto::ProtoState::Gre(_)) = (style, gre, &c.proto) {
         let _ = write!(s, "timeout={t}, stream_timeout={st} ");
     }
-    let counters =
-        acct && (style != Style::Event(EventKind::New) && style != Style::Event(EventKind::Update));
+    let counters = counters.filter(|_| {
+        style != Style::Event(EventKind::New) && style != Style::Event(EventKind::Update)
+    });
     for dir in 0..2 {
         if style == Style::Proc {
             c.tuple[dir].write_proc(&mut s);
         } else {
             c.tuple[dir].write_to(&mut s);
         }
-        if counters {
-            let k = c.counters[dir];
+        if let Some(k) = counters.map(|k| k[dir]) {
             let _ = write!(s, "packets={} bytes={} ", k.packets, k.bytes);
         }
         if dir == 0 && !c.has(ips::SEEN_REPLY) {
@@ -81,11 +91,11 @@ fn line_with(
     match style {
         Style::Proc => {
             let _ = write!(s, "mark={} zone={} ", c.mark, c.zone);
-            if timestamp {
+            if let Some(start) = start {
                 let _ = write!(
                     s,
                     "delta-time={} ",
-                    now.saturating_sub(c.start) / 1_000_000_000
+                    now.saturating_sub(start) / 1_000_000_000
                 );
             }
             s.push_str("use=2");
@@ -95,11 +105,11 @@ fn line_with(
             if c.zone != 0 {
                 let _ = write!(s, "zone={} ", c.zone);
             }
-            if timestamp {
+            if let Some(start) = start {
                 let _ = write!(
                     s,
                     "delta-time={} ",
-                    now.saturating_sub(c.start) / 1_000_000_000
+                    now.saturating_sub(start) / 1_000_000_000
                 );
             }
             if let Some(h) = &c.helper {
@@ -126,17 +136,18 @@ fn line_with(
 }
 
 /// One line of `/proc/net/nf_conntrack` at `now` (no newline).
-pub fn proc_line(c: &Conn, now: u64, s: &crate::Settings) -> String {
+pub fn proc_line(c: &Conn, x: &Extras, now: u64, s: &crate::Settings) -> String {
     let gre = (
         s.gre_timeout / 1_000_000_000,
         s.gre_timeout_stream / 1_000_000_000,
     );
-    line_with(c, now, s.acct, s.timestamp, Style::Proc, 0, Some(gre))
+    let (counters, start) = (s.acct.then_some(x.counters), s.timestamp.then_some(x.start));
+    line_with(c, now, counters, start, Style::Proc, 0, Some(gre))
 }
 
 /// One line of `conntrack -L -o extended` at `now` (no newline).
-pub fn conntrack_line(c: &Conn, now: u64, acct: bool, timestamp: bool) -> String {
-    line(c, now, acct, timestamp, Style::Conntrack, 0)
+pub fn conntrack_line(c: &Conn, x: &Extras, now: u64, acct: bool, timestamp: bool) -> String {
+    line(c, x, now, acct, timestamp, Style::Conntrack, 0)
 }
 
 /// The summary `conntrack -L` writes to standard error.
@@ -152,7 +163,15 @@ pub fn event_line(e: &Event, acct: bool) -> String {
         EventKind::Update => "[UPDATE]",
         EventKind::Destroy => "[DESTROY]",
     };
-    let body = line(&e.conn, e.time, acct, false, Style::Event(e.kind), e.bits);
+    let body = line(
+        &e.conn,
+        &e.extras,
+        e.time,
+        acct,
+        false,
+        Style::Event(e.kind),
+        e.bits,
+    );
     format!(
         "[{}.{:06}]\t{:>9} {}",
         e.time / 1_000_000_000,
@@ -163,14 +182,14 @@ pub fn event_line(e: &Event, acct: bool) -> String {
 }
 
 /// The connection as a JSON object.
-pub fn json(c: &Conn, now: u64) -> serde_json::Value {
+pub fn json(c: &Conn, x: &Extras, now: u64) -> serde_json::Value {
     let t = |dir: usize| {
         let t = &c.tuple[dir];
         let mut v = serde_json::json!({
             "src": t.src.to_ip(t.family).to_string(),
             "dst": t.dst.to_ip(t.family).to_string(),
-            "packets": c.counters[dir].packets,
-            "bytes": c.counters[dir].bytes,
+            "packets": x.counters[dir].packets,
+            "bytes": x.counters[dir].bytes,
         });
         if t.is_icmp() {
             v["type"] = t.icmp_type().into();

@@ -33,7 +33,10 @@ struct Slot {
     conn: Conn,
     hash: [u32; 2],
     born: u64,
-    timer: (u64, u32),
+    /// The deadline its timer is set for, and the timer's generation: two fields, not a
+    /// tuple, so the generation and `used` share the tuple's padding.
+    timer_at: u64,
+    timer_gen: u32,
     used: bool,
 }
 
@@ -225,8 +228,9 @@ impl Table {
                     // Every line of the entry: a packet's update reads and writes fields
                     // all over it, and its timer at the end.
                     let base = (e as *const Slot).cast::<u8>();
-                    for off in (0..std::mem::size_of::<Slot>()).step_by(64) {
-                        prefetch_ptr(base.wrapping_add(off));
+                    let into_line = base as usize % 64;
+                    for off in (0..into_line + std::mem::size_of::<Slot>()).step_by(64) {
+                        prefetch_ptr(base.wrapping_add(off).wrapping_sub(into_line));
                     }
                 }
                 return;
@@ -287,7 +291,8 @@ impl Table {
                     conn,
                     hash,
                     born: self.born,
-                    timer: (u64::MAX, 0),
+                    timer_at: u64::MAX,
+                    timer_gen: 0,
                     used: true,
                 });
                 (self.slots.len() - 1) as u32
@@ -388,12 +393,13 @@ impl Table {
     pub fn timer(&self, idx: u32) -> (u64, u32) {
         self.slots
             .get(idx as usize)
-            .map_or((u64::MAX, 0), |s| s.timer)
+            .map_or((u64::MAX, 0), |s| (s.timer_at, s.timer_gen))
     }
 
     /// Sets an entry index's timer bookkeeping.
     pub fn set_timer(&mut self, idx: u32, timer: (u64, u32)) {
-        self.slots[idx as usize].timer = timer;
+        let s = &mut self.slots[idx as usize];
+        (s.timer_at, s.timer_gen) = timer;
     }
 
     /// Entries whose nodes are in bucket `b`, newest first as the kernel's chains are (an
@@ -491,7 +497,6 @@ fn prefetch<T>(p: &T) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::Counter;
     use crate::proto::ProtoState;
     use ctrack_packet::{Addr, Family};
     use proptest::prelude::*;
@@ -513,18 +518,17 @@ mod tests {
             tuple: [t, reply],
             status: 0,
             deadline: 0,
-            counters: [Counter::default(); 2],
             mark: 0,
             zone: 0,
             proto: ProtoState::Generic,
             id: 0,
-            start: 0,
             events: 0,
             event_mask: 0,
             helper: None,
             master_helper: None,
             timeout_policy: None,
             helper_data: Conn::NO_HELPER_DATA,
+            extras: Conn::NO_EXTRAS,
         }
     }
 

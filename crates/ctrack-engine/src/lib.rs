@@ -365,7 +365,10 @@ impl Engine {
     }
 
     /// A host with a ruleset.
-    pub fn with_rules(settings: Settings, host: Host, seed: u64, rules: Ruleset) -> Self {
+    pub fn with_rules(mut settings: Settings, host: Host, seed: u64, rules: Ruleset) -> Self {
+        // Counting bytes needs the counters: loading a `-m connbytes` rule turns accounting
+        // on, as xt_connbytes does ("Forcing CT accounting to be enabled").
+        settings.acct |= rules.uses_connbytes();
         Engine {
             emit: false,
             mac: None,
@@ -545,6 +548,9 @@ impl Engine {
                 oif: host.name(m.oif),
                 state: m.state,
                 conn,
+                counters: m
+                    .ct
+                    .map_or_else(Default::default, |r| conntrack.extras(r).counters),
                 mark: m.mark,
                 ct_mark: conn.map_or(0, |c| c.mark),
                 now,

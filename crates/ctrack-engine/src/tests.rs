@@ -41,7 +41,10 @@ fn listing(e: &Engine, now: u64) -> Vec<String> {
         .conntrack()
         .table()
         .iter_listing()
-        .map(|(_, c)| conntrack_line(c, now, true, false))
+        .map(|(i, c)| {
+            let x = e.conntrack().extras(CtRef::Confirmed(i));
+            conntrack_line(c, &x, now, true, false)
+        })
         .collect();
     v.sort();
     v
@@ -347,5 +350,59 @@ fn sharded_snat_brings_every_reply_back_to_its_worker() {
     assert!(
         home < replies / 2,
         "{home} of {replies} replies found their worker"
+    );
+}
+
+#[test]
+fn connbytes_turns_accounting_on_and_matches_the_counters_with_this_packet() {
+    let rules = ctrack_rules::load(
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A FORWARD -m connbytes --connbytes 3: --connbytes-dir both --connbytes-mode packets \
+         -j DROP\nCOMMIT\n",
+        "connbytes.rules",
+    )
+    .expect("valid");
+    let mut rs = ctrack_rules::Ruleset::default();
+    rs.add(rules);
+    assert!(!Settings::default().acct);
+    let mut e = Engine::with_rules(Settings::default(), Host::default(), 1, rs);
+    assert!(
+        e.conntrack().settings().acct,
+        "xt_connbytes forces accounting on"
+    );
+    let fates: Vec<bool> = [
+        udp(C, S, 5000, 53, b"q"),
+        udp(S, C, 53, 5000, b"a"),
+        udp(C, S, 5000, 53, b"q"),
+        udp(S, C, 53, 5000, b"a"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, p)| e.process(p, Entry::Wire, i as u64).fate == Fate::Forwarded)
+    .collect();
+    // The third packet of the connection is the first the counters make it match.
+    assert_eq!(fates, [true, true, false, false]);
+    let x = e.conntrack().extras(CtRef::Confirmed(0));
+    assert_eq!((x.counters[0].packets, x.counters[1].packets), (2, 2));
+    assert!(listing(&e, 0)[0].contains("packets=2 bytes=58"));
+}
+
+#[test]
+fn without_accounting_or_timestamps_no_extras_are_kept() {
+    let mut e = Engine::new(Settings::default(), Host::default(), 1);
+    e.process(&udp(C, S, 5000, 53, b"q"), Entry::Wire, 0);
+    let (i, c) = e.conntrack().table().iter().next().expect("one entry");
+    assert_eq!(c.extras, ctrack_conntrack::Conn::NO_EXTRAS);
+    assert_eq!(
+        e.conntrack().extras(CtRef::Confirmed(i)),
+        Default::default()
+    );
+    let mut e = Engine::new(acct(), Host::default(), 1);
+    e.process(&udp(C, S, 5000, 53, b"q"), Entry::Wire, 0);
+    let (i, c) = e.conntrack().table().iter().next().expect("one entry");
+    assert_ne!(c.extras, ctrack_conntrack::Conn::NO_EXTRAS);
+    assert_eq!(
+        e.conntrack().extras(CtRef::Confirmed(i)).counters[0].packets,
+        1
     );
 }

@@ -52,6 +52,8 @@ pub struct PacketCtx<'a, 'b> {
     pub state: PacketState,
     /// The connection, if tracked.
     pub conn: Option<&'a Conn>,
+    /// The connection's counters, for `-m connbytes` (zero without accounting).
+    pub counters: [ctrack_conntrack::conn::Counter; 2],
     /// The packet's mark (nfmark); MARK and CONNMARK change it as rules run.
     pub mark: u32,
     /// The connection's mark; CONNMARK changes it as rules run.

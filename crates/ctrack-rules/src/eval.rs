@@ -111,6 +111,22 @@ impl Ruleset {
         }
     }
 
+    /// True when a rule of either family matches with `-m connbytes`.
+    pub fn uses_connbytes(&self) -> bool {
+        [&self.v4, &self.v6]
+            .into_iter()
+            .flatten()
+            .flat_map(|f| &f.tables)
+            .flat_map(|t| &t.chains)
+            .flat_map(|c| &c.rules)
+            .any(|r| {
+                r.spec
+                    .matches
+                    .iter()
+                    .any(|m| matches!(m, crate::matches::Match::ConnBytes(..)))
+            })
+    }
+
     /// Evaluates a built-in chain, located by [`FamilyRules::locate`], on the packet's
     /// family's rules. A family with no rules accepts.
     pub fn evaluate_at(

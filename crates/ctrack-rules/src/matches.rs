@@ -1451,14 +1451,14 @@ impl Match {
                 let (Some((a, b, inv)), Some(mode), Some(dir)) = (*r, *mode, *dir) else {
                     return false;
                 };
-                let Some(c) = p.conn else { return false };
+                if p.conn.is_none() {
+                    return false;
+                }
+                let k = p.counters;
                 let (pk, by) = match dir {
-                    0 => (c.counters[0].packets, c.counters[0].bytes),
-                    1 => (c.counters[1].packets, c.counters[1].bytes),
-                    _ => (
-                        c.counters[0].packets + c.counters[1].packets,
-                        c.counters[0].bytes + c.counters[1].bytes,
-                    ),
+                    0 => (k[0].packets, k[0].bytes),
+                    1 => (k[1].packets, k[1].bytes),
+                    _ => (k[0].packets + k[1].packets, k[0].bytes + k[1].bytes),
                 };
                 let v = match mode {
                     0 => pk,

@@ -188,10 +188,10 @@ pub fn ruleset_of(rules: &[FamilyRules]) -> Ruleset {
 pub fn run(args: ReplayArgs) -> Result<i32> {
     let caps = open_captures(&args.captures, usize::from(args.threads))?;
     let setup = Setup::new(&args.host, &caps)?;
-    let settings = setup.settings.clone();
-    let acct = settings.acct;
-    let timestamp = settings.timestamp;
-    let mut engine = setup.engine(settings, &setup.rules, args.host.seed);
+    let mut engine = setup.engine(setup.settings.clone(), &setup.rules, args.host.seed);
+    // As the engine has them: rules can turn accounting on.
+    let acct = engine.conntrack().settings().acct;
+    let timestamp = engine.conntrack().settings().timestamp;
     let (learned, notes) = (setup.learned, &setup.notes);
     engine.emit_output(args.out.is_some());
     let create = |p: &PathBuf| {
@@ -289,11 +289,12 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     } else if let Some(fmt) = args.table {
         let ct = engine.conntrack();
         let mut n = 0;
-        for (_, c) in ct.table().iter_listing() {
+        for (i, c) in ct.table().iter_listing() {
+            let x = ct.extras(ctrack_conntrack::CtRef::Confirmed(i));
             let line = match fmt {
-                TableFormat::Proc => proc_line(c, now, ct.settings()),
-                TableFormat::Conntrack => conntrack_line(c, now, acct, timestamp),
-                TableFormat::Json => json(c, now).to_string(),
+                TableFormat::Proc => proc_line(c, &x, now, ct.settings()),
+                TableFormat::Conntrack => conntrack_line(c, &x, now, acct, timestamp),
+                TableFormat::Json => json(c, &x, now).to_string(),
                 TableFormat::Expect | TableFormat::ConntrackExpect => unreachable!("listed above"),
             };
             writeln!(out, "{line}")?;

@@ -373,10 +373,11 @@ impl Conntrack {
     // Every packet comes here; the compiler does not always inline it on its own.
     #[inline(always)]
     fn schedule(&mut self, idx: u32, deadline: u64) {
-        let (sched, gen) = self.table.timer(idx);
+        let sched = self.table.timer_at(idx);
         // A later deadline is found when the earlier timer fires; only an earlier one needs
         // a new timer.
         if deadline < sched || sched == u64::MAX {
+            let gen = self.table.timer(idx).1;
             self.table.set_timer(idx, (deadline, gen));
             self.timers.push(Reverse((deadline, idx, gen)));
         }

@@ -406,3 +406,35 @@ fn without_accounting_or_timestamps_no_extras_are_kept() {
         1
     );
 }
+
+#[test]
+fn connlimit_counts_what_its_rule_saw_and_drops_closed_and_refused_connections() {
+    let rules = ctrack_rules::load(
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A FORWARD -p tcp --syn -m connlimit --connlimit-above 1 -j DROP\nCOMMIT\n",
+        "connlimit.rules",
+    )
+    .expect("valid");
+    let mut rs = ctrack_rules::Ruleset::default();
+    rs.add(rules);
+    let mut e = Engine::with_rules(Settings::default(), Host::default(), 1, rs);
+    let mut at = 0;
+    let mut send = |e: &mut Engine, p: Vec<u8>| {
+        at += SEC;
+        e.process(&p, Entry::Wire, at).fate == Fate::Forwarded
+    };
+    // UDP from the same source is in the table, but the rule never saw it.
+    assert!(send(&mut e, udp(C, S, 5000, 53, b"q")));
+    assert!(send(&mut e, tcp(C, S, 40001, 80, 0x02, 100, 0)), "first: 1");
+    assert!(
+        !send(&mut e, tcp(C, S, 40002, 80, 0x02, 100, 0)),
+        "second: 2 > 1"
+    );
+    // The first closes; the refused second was never confirmed: both leave the count.
+    assert!(send(&mut e, tcp(C, S, 40001, 80, 0x04, 101, 0)));
+    assert!(send(&mut e, tcp(C, S, 40003, 80, 0x02, 100, 0)), "third: 1");
+    assert!(
+        !send(&mut e, tcp(C, S, 40004, 80, 0x02, 100, 0)),
+        "fourth: 2 > 1"
+    );
+}

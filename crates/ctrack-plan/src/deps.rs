@@ -19,7 +19,7 @@ pub enum Need {
     Helper,
     /// `-m connmark` or `CONNMARK`: marks kept on the connection.
     ConnMark,
-    /// `-m connlimit`: counts the table's connections.
+    /// `-m connlimit`: counts the connections it saw in the table.
     ConnLimit,
     /// `-m connbytes`: the connection's counters.
     ConnBytes,
@@ -38,7 +38,7 @@ impl Need {
             Need::Nat => "NAT: translates by the connection's binding",
             Need::Helper => "a helper (RELATED data connections)",
             Need::ConnMark => "a mark kept on the connection",
-            Need::ConnLimit => "counts the table's connections",
+            Need::ConnLimit => "counts the connections it saw in the table",
             Need::ConnBytes => "the connection's packet and byte counters",
             Need::CtTemplate => "shapes tracked connections (zone, timeouts, events)",
             Need::NotrackTarget => "NOTRACK: needs the conntrack module, tracks nothing",

@@ -455,8 +455,9 @@ pub enum Match {
     Mac(Option<([u8; 6], bool)>),
     /// `-m connbytes`: from, to, inverted, mode (0 packets, 1 bytes, 2 avgpkt), dir (0 original, 1 reply, 2 both).
     ConnBytes(Option<(u64, u64, bool)>, Option<u8>, Option<u8>),
-    /// `-m connlimit`: limit, above (else upto), mask length, by destination.
-    ConnLimit(Option<(u32, bool)>, u8, bool),
+    /// `-m connlimit`: limit, above (else upto), mask length, by destination, and the
+    /// connections it has counted.
+    ConnLimit(Option<(u32, bool)>, u8, bool, ConnCount),
     /// `-m recent`.
     Recent(Recent),
 }
@@ -514,7 +515,8 @@ impl Match {
             "mac" => Match::Mac(None),
             "connbytes" => Match::ConnBytes(None, None, None),
             "connlimit" => {
-                Match::ConnLimit(None, if family == Family::V4 { 32 } else { 128 }, false)
+                let mask = if family == Family::V4 { 32 } else { 128 };
+                Match::ConnLimit(None, mask, false, ConnCount::default())
             }
             "recent" => Match::Recent(Recent {
                 cmd: None,
@@ -932,7 +934,7 @@ impl Match {
                 }
                 _ => return Ok(false),
             },
-            Match::ConnLimit(limit, mask, daddr) => match opt {
+            Match::ConnLimit(limit, mask, daddr, _) => match opt {
                 "--connlimit-saddr" | "--connlimit-daddr"
                     if args.seen_before("--connlimit-saddr")
                         || args.seen_before("--connlimit-daddr") =>
@@ -1279,7 +1281,7 @@ impl Match {
                     );
                 }
             }
-            Match::ConnLimit(limit, mask, daddr) => {
+            Match::ConnLimit(limit, mask, daddr, _) => {
                 if let Some((n, above)) = limit {
                     let _ = write!(
                         out,
@@ -1467,11 +1469,11 @@ impl Match {
                 };
                 (a <= v && v <= b) != inv
             }
-            Match::ConnLimit(limit, mask, daddr) => {
+            Match::ConnLimit(limit, mask, daddr, seen) => {
                 let Some((limit, above)) = *limit else {
                     return false;
                 };
-                let count = connlimit_count(p, *mask, *daddr);
+                let count = seen.count(p, *mask, *daddr);
                 if above {
                     count > u64::from(limit)
                 } else {
@@ -1483,49 +1485,116 @@ impl Match {
     }
 }
 
-/// Connections from (or to) the packet's masked address that are not closed, this one
-/// included (`nf_conncount`: TCP connections in TIME_WAIT or CLOSE do not count).
-fn connlimit_count(p: &PacketCtx<'_, '_>, mask_len: u8, by_dst: bool) -> u64 {
-    use ctrack_conntrack::proto::{tcp::TcpState, ProtoState};
-    let d = p.packet;
-    let family = p.family();
-    let mask = crate::addr::Net::parse(
-        family,
-        &format!(
-            "{}/{mask_len}",
-            if family == Family::V4 {
-                "0.0.0.0"
-            } else {
-                "::"
-            }
-        ),
-        "--connlimit-mask",
-    )
-    .map(|n| n.mask)
-    .unwrap_or(Addr([0xff; 16]));
-    let key = |a: Addr| {
-        let mut k = a;
-        for i in 0..16 {
-            k.0[i] &= mask.0[i];
+/// What `-m connlimit` keeps (`nf_conncount`): for each masked address, the connections
+/// it has counted, by original tuple and zone, in the order it met them, and when it last
+/// cleaned that list. A connection is counted once the rule sees it, not because it is in
+/// the table: connections from the same address that never reached the rule do not count.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnCount {
+    lists: std::collections::HashMap<Addr, CountList>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct CountList {
+    conns: Vec<(ctrack_packet::Tuple, u16)>,
+    /// The jiffy of the last clean-up, and how many were listed after it.
+    last_gc: u64,
+    last_gc_count: usize,
+}
+
+/// Entries one clean-up drops at most before it stops (`CONNCOUNT_GC_MAX_COLLECT`).
+const CONNCOUNT_GC_MAX_COLLECT: usize = 64;
+
+impl ConnCount {
+    /// The count for this packet's masked address, this packet's connection added first
+    /// unless listed already.
+    fn count(&mut self, p: &PacketCtx<'_, '_>, mask_len: u8, by_dst: bool) -> u64 {
+        let d = p.packet;
+        let family = p.family();
+        let mut key = if by_dst { d.dst } else { d.src };
+        let bits = usize::from(mask_len.min(if family == Family::V4 { 32 } else { 128 }));
+        for (i, b) in key.0.iter_mut().enumerate() {
+            let keep = bits.saturating_sub(i * 8).min(8);
+            *b &= !(0xffu16 >> keep) as u8;
         }
-        k
-    };
-    let want = key(if by_dst { d.dst } else { d.src });
-    let Some(table) = p.table else { return 1 };
-    let mut n = table
-        .iter()
-        .filter(|(_, c)| {
-            let t = &c.tuple[0];
-            t.family == family
-                && key(if by_dst { t.dst } else { t.src }) == want
-                && !matches!(c.proto, ProtoState::Tcp(tc) if matches!(tc.state, TcpState::TimeWait | TcpState::Close))
-        })
-        .count() as u64;
-    // A connection not yet confirmed is counted too.
-    if p.conn.is_some_and(|c| !c.confirmed()) || p.conn.is_none() {
-        n += 1;
+        let (tuple, zone) = match p.conn {
+            Some(c) => (c.tuple[0], c.zone),
+            None => match ctrack_packet::Tuple::from_datagram(d) {
+                Ok(t) => (t, 0),
+                // No tuple to count: the kernel drops the packet (hotdrop); nothing counts.
+                Err(_) => return 0,
+            },
+        };
+        let now = ctrack_conntrack::conn::jiffies(p.now);
+        match self.lists.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut l) => {
+                l.get_mut().add(p, tuple, zone, now);
+                l.get().conns.len() as u64
+            }
+            // A first connection for the address starts its list (`insert_tree`).
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(CountList {
+                    conns: vec![(tuple, zone)],
+                    last_gc: now,
+                    last_gc_count: 0,
+                });
+                1
+            }
+        }
     }
-    n
+}
+
+impl CountList {
+    /// `__nf_conncount_add`: the listed connections looked up, those gone or closed
+    /// dropped, and this one added unless it is listed already.
+    fn add(&mut self, p: &PacketCtx<'_, '_>, tuple: ctrack_packet::Tuple, zone: u16, now: u64) {
+        use ctrack_conntrack::proto::{tcp::TcpState, ProtoState};
+        let confirmed = p.conn.is_some_and(|c| c.confirmed());
+        if confirmed && p.conn.is_some_and(|c| c.assured()) {
+            // Set up already: counted when it was new.
+            return;
+        }
+        if !confirmed
+            && now == self.last_gc
+            && self.conns.len() - self.last_gc_count.min(self.conns.len())
+                < CONNCOUNT_GC_MAX_COLLECT
+        {
+            // Cleaned this jiffy already: just listed.
+            self.conns.push((tuple, zone));
+            return;
+        }
+        let mut collected = 0;
+        let mut i = 0;
+        while i < self.conns.len() && collected <= CONNCOUNT_GC_MAX_COLLECT {
+            let (t, z) = self.conns[i];
+            // One thread: a listed connection not in the table is gone, not about to be
+            // confirmed by another CPU.
+            let found = p
+                .table
+                .and_then(|tb| tb.find(&t, z).map(|(idx, _)| tb.get(idx)));
+            let Some(c) = found else {
+                self.conns.remove(i);
+                collected += 1;
+                continue;
+            };
+            if t == tuple && z == zone {
+                return;
+            }
+            let closed = matches!(
+                c.proto,
+                ProtoState::Tcp(tc) if matches!(tc.state, TcpState::TimeWait | TcpState::Close)
+            );
+            if closed {
+                self.conns.remove(i);
+                collected += 1;
+                continue;
+            }
+            i += 1;
+        }
+        self.last_gc = now;
+        self.last_gc_count = self.conns.len();
+        self.conns.push((tuple, zone));
+    }
 }
 
 fn has_tcp_option(t: &TcpView<'_>, kind: u8) -> bool {

@@ -63,11 +63,20 @@ pub struct Extras {
 }
 
 /// Values some connections have and most do not (helper state, counters), each kept at a
-/// place a connection names, places reused once their connection is gone.
-#[derive(Default)]
-pub(crate) struct ExtStore<T> {
-    items: Vec<T>,
+/// place a connection names, places reused once their connection is gone. In a slab, so
+/// that a table of millions holds at most one chunk unused, not half its room.
+pub(crate) struct ExtStore<T: Copy> {
+    items: crate::huge::Slab<T>,
     free: Vec<u32>,
+}
+
+impl<T: Copy> Default for ExtStore<T> {
+    fn default() -> Self {
+        ExtStore {
+            items: crate::huge::Slab::default(),
+            free: Vec::new(),
+        }
+    }
 }
 
 impl<T: Copy + Default> ExtStore<T> {

@@ -1,5 +1,6 @@
-//! Fixed-size arrays for the table's large memory (the index and the slab's chunks), asked
-//! of the kernel in huge pages.
+//! Fixed-size arrays for the table's large memory (the index and the slabs' chunks), asked
+//! of the kernel in huge pages, and the slab: values in such chunks, growing a chunk at a
+//! time.
 //!
 //! A lookup in a big table touches an index slot and an entry at random. With 4 KiB pages
 //! each is also a TLB miss and a page walk (on a virtual machine, a walk through two sets
@@ -169,6 +170,93 @@ impl<T: Copy> Drop for Array<T> {
             // SAFETY: allocated by `alloc_zeroed` with this very layout; `T: Copy` has no drop.
             unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), layout) }
         }
+    }
+}
+
+/// The room the first chunk starts with: it doubles up to a whole chunk, so a small table
+/// holds a little memory, not a huge page.
+const FIRST_ROOM: usize = 16;
+
+/// Entries in chunks; an entry's index is its place in the slab. The slab grows a chunk at
+/// a time, so at most one chunk is allocated and unused, where a doubling array leaves up
+/// to half its room unused.
+pub(crate) struct Slab<T: Copy> {
+    chunks: Vec<FixedVec<T>>,
+    len: usize,
+}
+
+impl<T: Copy> Default for Slab<T> {
+    fn default() -> Self {
+        Slab {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T: Copy> Slab<T> {
+    /// Entries a chunk holds: at least a huge page's worth, so that a big table's chunks
+    /// are huge pages; a power of two, so an index splits into chunk and place with shifts.
+    const CHUNK: usize = crate::huge::HUGE_PAGE
+        .div_ceil(std::mem::size_of::<T>())
+        .next_power_of_two();
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn get(&self, i: usize) -> Option<&T> {
+        self.chunks
+            .get(i / Self::CHUNK)?
+            .as_slice()
+            .get(i % Self::CHUNK)
+    }
+
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.chunks
+            .get_mut(i / Self::CHUNK)?
+            .as_mut_slice()
+            .get_mut(i % Self::CHUNK)
+    }
+
+    pub(crate) fn push(&mut self, value: T) {
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < c.room() => {}
+            // Only the first chunk is ever short of a whole one.
+            Some(c) if c.room() < Self::CHUNK => *c = c.moved_to(c.room() * 2),
+            _ => self.chunks.push(FixedVec::with_room(if self.len == 0 {
+                FIRST_ROOM
+            } else {
+                Self::CHUNK
+            })),
+        }
+        self.chunks
+            .last_mut()
+            .expect("a chunk with room")
+            .push(value);
+        self.len += 1;
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.chunks.iter().flat_map(|c| c.as_slice())
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.chunks.iter().map(FixedVec::bytes).sum::<usize>()
+            + self.chunks.capacity() * std::mem::size_of::<FixedVec<T>>()
+    }
+}
+
+impl<T: Copy> std::ops::Index<usize> for Slab<T> {
+    type Output = T;
+    fn index(&self, i: usize) -> &T {
+        &self.chunks[i / Self::CHUNK].as_slice()[i % Self::CHUNK]
+    }
+}
+
+impl<T: Copy> std::ops::IndexMut<usize> for Slab<T> {
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        &mut self.chunks[i / Self::CHUNK].as_mut_slice()[i % Self::CHUNK]
     }
 }
 

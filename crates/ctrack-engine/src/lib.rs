@@ -548,9 +548,11 @@ impl Engine {
                 oif: host.name(m.oif),
                 state: m.state,
                 conn,
-                counters: m
-                    .ct
-                    .map_or_else(Default::default, |r| conntrack.extras(r).counters),
+                // Only connections made with accounting on have counters to read.
+                counters: match m.ct {
+                    Some(r) if conntrack.settings().acct => conntrack.extras(r).counters,
+                    _ => Default::default(),
+                },
                 mark: m.mark,
                 ct_mark: conn.map_or(0, |c| c.mark),
                 now,

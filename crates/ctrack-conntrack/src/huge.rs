@@ -10,7 +10,9 @@
 //! millions. A smaller array is an ordinary allocation: a huge page for a ten-entry table
 //! would hold 2 MiB for it.
 //!
-//! The memory comes from the global allocator, zeroed, so allocation counts see it.
+//! The memory comes from the global allocator, so allocation counts see it. The index is
+//! zeroed; a slab's chunks are not, as nothing in them is read before it is written, so
+//! their pages are touched only as entries fill them.
 
 use std::alloc::Layout;
 use std::mem::MaybeUninit;
@@ -19,7 +21,8 @@ use std::ptr::NonNull;
 /// The size of a huge page, and the size from which an array is aligned to one.
 pub(crate) const HUGE_PAGE: usize = 2 << 20;
 
-/// `len` values of `T`, all bits zero at first, in memory that never moves.
+/// `len` values of `T` in memory that never moves: zeros ([`Array::zeroed`]), or room not
+/// yet written (a [`FixedVec`]'s).
 pub(crate) struct Array<T: Copy> {
     ptr: NonNull<T>,
     len: usize,
@@ -35,10 +38,12 @@ impl<T: Copy> Array<T> {
         let size = len
             .checked_mul(std::mem::size_of::<T>())
             .expect("array size overflows");
+        // Cache-line aligned at the least, so an entry of a whole number of lines spans
+        // only those.
         let align = if size >= HUGE_PAGE {
             HUGE_PAGE
         } else {
-            std::mem::align_of::<T>()
+            std::mem::align_of::<T>().max(64)
         };
         Layout::from_size_align(size, align).expect("array layout")
     }
@@ -291,6 +296,9 @@ mod tests {
                 *x = i as u64;
             }
             assert!(a.iter().enumerate().all(|(i, &x)| x == i as u64));
+            if len > 0 {
+                assert_eq!(a.as_ptr() as usize % 64, 0, "arrays are cache-line aligned");
+            }
             if a.bytes() >= HUGE_PAGE {
                 assert_eq!(
                     a.as_ptr() as usize % HUGE_PAGE,

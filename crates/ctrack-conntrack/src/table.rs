@@ -1,6 +1,6 @@
-//! The hash table: entries in a slab, found through an open-addressed index in which each
-//! entry has a slot for each of its tuples, as the kernel hashes `tuplehash[ORIGINAL]` and
-//! `tuplehash[REPLY]`.
+//! The hash table: entries in two slabs side by side (what a packet reads and writes, and
+//! the rest), found through an open-addressed index in which each entry has a slot for each
+//! of its tuples, as the kernel hashes `tuplehash[ORIGINAL]` and `tuplehash[REPLY]`.
 //!
 //! An index slot is eight bytes: the tuple's 32-bit keyed hash and the entry's node (entry
 //! index and direction). A lookup reads one slot run of the index, usually one cache line,

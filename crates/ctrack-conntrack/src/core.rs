@@ -114,6 +114,29 @@ pub struct Prefetched {
     hash: u32,
 }
 
+/// A timer of the heap: when, and the entry index, in 12 bytes (a `(u64, u32)` takes 16),
+/// ordered by time and then index.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    at_high: u32,
+    at_low: u32,
+    idx: u32,
+}
+
+impl Timer {
+    fn new(at: u64, idx: u32) -> Timer {
+        Timer {
+            at_high: (at >> 32) as u32,
+            at_low: at as u32,
+            idx,
+        }
+    }
+
+    fn at(self) -> u64 {
+        u64::from(self.at_high) << 32 | u64::from(self.at_low)
+    }
+}
+
 /// One network namespace's connection tracking.
 pub struct Conntrack {
     settings: Settings,
@@ -122,7 +145,7 @@ pub struct Conntrack {
     pending: Option<Conn>,
     /// The hash of the pending connection's original tuple, from its lookup.
     pending_hash: u32,
-    timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    timers: BinaryHeap<Reverse<Timer>>,
     /// Helper state of the connections that have some.
     helper_data: ExtStore<HelperData>,
     /// Counters and start times, of connections made with accounting or timestamps on.
@@ -131,7 +154,6 @@ pub struct Conntrack {
     pending_extras: Extras,
     hint: Option<Prefetched>,
     affinity: Option<(crate::shard::Dealer, u32)>,
-    generation: u32,
     next_id: u32,
     events: Vec<Event>,
     record_events: bool,
@@ -229,7 +251,6 @@ impl Conntrack {
             pending_extras: Extras::default(),
             hint: None,
             affinity: None,
-            generation: 0,
             next_id: (seed as u32).wrapping_mul(2_654_435_761) | 1,
             events: Vec::new(),
             record_events: false,
@@ -311,19 +332,23 @@ impl Conntrack {
     /// Destroys every entry whose timer ran out by `now`, with a DESTROY event at the
     /// moment it expired.
     pub fn expire(&mut self, now: u64) {
-        while let Some(&Reverse((when, idx, gen))) = self.timers.peek() {
+        while let Some(&Reverse(timer)) = self.timers.peek() {
+            let (when, idx) = (timer.at(), timer.idx);
             if when > now {
                 break;
             }
             self.timers.pop();
-            let (sched, g) = self.table.timer(idx);
-            if g != gen || sched != when || !self.table.is_live(idx) {
+            // A timer left from an earlier deadline, or from an earlier entry at this index
+            // (whose deadline, were it the same, would act as this entry's own timer does).
+            if self.table.timer_at(idx) != when || !self.table.is_live(idx) {
                 continue;
             }
             let deadline = self.table.get(idx).deadline;
             if self.table.get(idx).expired(now) {
                 self.destroy(idx, deadline);
             } else {
+                // The deadline moved later since this timer was set: set one for it.
+                self.table.set_timer_at(idx, u64::MAX);
                 self.schedule(idx, deadline);
             }
         }
@@ -367,7 +392,7 @@ impl Conntrack {
 
     /// The next moment a timer fires, if any.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.timers.peek().map(|Reverse((t, _, _))| *t)
+        self.timers.peek().map(|Reverse(t)| t.at())
     }
 
     // Every packet comes here; the compiler does not always inline it on its own.
@@ -377,9 +402,8 @@ impl Conntrack {
         // A later deadline is found when the earlier timer fires; only an earlier one needs
         // a new timer.
         if deadline < sched || sched == u64::MAX {
-            let gen = self.table.timer(idx).1;
-            self.table.set_timer(idx, (deadline, gen));
-            self.timers.push(Reverse((deadline, idx, gen)));
+            self.table.set_timer_at(idx, deadline);
+            self.timers.push(Reverse(Timer::new(deadline, idx)));
         }
     }
 
@@ -387,8 +411,7 @@ impl Conntrack {
         let mut conn = self.table.remove(idx);
         self.helper_data.remove(conn.helper_data);
         let extras = self.extras.remove(conn.extras).unwrap_or_default();
-        self.generation = self.generation.wrapping_add(1);
-        self.table.set_timer(idx, (u64::MAX, self.generation));
+        self.table.set_timer_at(idx, u64::MAX);
         conn.status |= ips::DYING;
         self.emit(now, EventKind::Destroy, conn, extras, ipct::DESTROY);
     }

@@ -40,13 +40,12 @@ struct Hot {
 const _: () = assert!(std::mem::size_of::<Hot>() == 192);
 
 /// The rest of an entry, in a slab of its own beside the hot one: the hashes of its tuples
-/// (for its removal and the listing's order), when it came in (for the newest-first order
-/// of buckets), and its timer's generation (read only when a timer is set or fires).
+/// (for its removal and the listing's order) and when it came in (for the newest-first
+/// order of buckets).
 #[derive(Clone, Copy)]
 struct Cold {
     hash: [u32; 2],
     born: u64,
-    timer_gen: u32,
 }
 
 /// The connection table.
@@ -238,7 +237,6 @@ impl Table {
                 self.cold.push(Cold {
                     hash,
                     born: self.born,
-                    timer_gen: 0,
                 });
                 (self.hot.len() - 1) as u32
             }
@@ -337,25 +335,15 @@ impl Table {
             .is_some_and(|s| s.conn.confirmed())
     }
 
-    /// The timer bookkeeping of an entry index `(deadline scheduled, generation)`; it
-    /// outlives the entry, so a stale timer is recognised after the index is reused.
-    pub fn timer(&self, idx: u32) -> (u64, u32) {
-        match (self.hot.get(idx as usize), self.cold.get(idx as usize)) {
-            (Some(h), Some(c)) => (h.timer_at, c.timer_gen),
-            _ => (u64::MAX, 0),
-        }
-    }
-
-    /// The deadline an entry index's timer is set for: [`Table::timer`] without reading
-    /// the generation, which lies apart.
+    /// The deadline an entry index's timer is set for (`u64::MAX` for none); it outlives
+    /// the entry, so a timer left from an earlier one is told from the current one.
     pub fn timer_at(&self, idx: u32) -> u64 {
         self.hot.get(idx as usize).map_or(u64::MAX, |h| h.timer_at)
     }
 
-    /// Sets an entry index's timer bookkeeping.
-    pub fn set_timer(&mut self, idx: u32, timer: (u64, u32)) {
-        self.hot[idx as usize].timer_at = timer.0;
-        self.cold[idx as usize].timer_gen = timer.1;
+    /// Sets the deadline an entry index's timer is set for.
+    pub fn set_timer_at(&mut self, idx: u32, at: u64) {
+        self.hot[idx as usize].timer_at = at;
     }
 
     /// Entries whose nodes are in bucket `b`, newest first as the kernel's chains are (an

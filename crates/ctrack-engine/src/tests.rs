@@ -438,3 +438,27 @@ fn connlimit_counts_what_its_rule_saw_and_drops_closed_and_refused_connections()
         "fourth: 2 > 1"
     );
 }
+
+#[test]
+fn a_connection_refreshed_after_its_timer_was_set_expires_at_its_new_deadline() {
+    let mut e = Engine::new(acct(), Host::default(), 1);
+    e.conntrack_mut().record_events(true);
+    e.process(&udp(C, S, 5000, 53, b"q"), Entry::Wire, 0);
+    e.process(&udp(C, S, 5000, 53, b"q"), Entry::Wire, 10 * SEC);
+    // The first timer (30 s) fires and finds the deadline moved to 40 s.
+    e.advance(31 * SEC);
+    assert_eq!(e.conntrack().count(), 1);
+    e.advance(39 * SEC);
+    assert_eq!(e.conntrack().count(), 1);
+    e.advance(41 * SEC);
+    assert_eq!(e.conntrack().count(), 0, "expired at 40 s");
+    use ctrack_conntrack::EventKind::*;
+    let destroyed: Vec<u64> = e
+        .conntrack_mut()
+        .take_events()
+        .into_iter()
+        .filter(|ev| ev.kind == Destroy)
+        .map(|ev| ev.time)
+        .collect();
+    assert_eq!(destroyed, [40 * SEC]);
+}

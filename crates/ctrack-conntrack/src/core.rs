@@ -348,8 +348,7 @@ impl Conntrack {
                 self.destroy(idx, deadline);
             } else {
                 // The deadline moved later since this timer was set: set one for it.
-                self.table.set_timer_at(idx, u64::MAX);
-                self.schedule(idx, deadline);
+                self.arm(idx, deadline);
             }
         }
     }
@@ -402,9 +401,15 @@ impl Conntrack {
         // A later deadline is found when the earlier timer fires; only an earlier one needs
         // a new timer.
         if deadline < sched || sched == u64::MAX {
-            self.table.set_timer_at(idx, deadline);
-            self.timers.push(Reverse(Timer::new(deadline, idx)));
+            self.arm(idx, deadline);
         }
+    }
+
+    /// Sets the entry's timer for `deadline`; a timer set before is left to fire and be
+    /// passed over.
+    fn arm(&mut self, idx: u32, deadline: u64) {
+        self.table.set_timer_at(idx, deadline);
+        self.timers.push(Reverse(Timer::new(deadline, idx)));
     }
 
     fn destroy(&mut self, idx: u32, now: u64) {

@@ -47,11 +47,6 @@ impl<T: Copy> Array<T> {
         };
         Layout::from_size_align(size, align).expect("array layout")
     }
-
-    /// Bytes this array holds.
-    pub(crate) fn bytes(&self) -> usize {
-        Self::layout(self.len).size()
-    }
 }
 
 /// Room for `len` values of `T` as an `Array<T>` lays them out, all bits zero when
@@ -132,11 +127,6 @@ impl<T: Copy> FixedVec<T> {
         self.room.len
     }
 
-    /// Bytes it holds.
-    pub(crate) fn bytes(&self) -> usize {
-        self.room.bytes()
-    }
-
     /// Appends a value. Panics when full.
     pub(crate) fn push(&mut self, value: T) {
         self.room[self.len].write(value);
@@ -192,29 +182,29 @@ const FIRST_ROOM: usize = 16;
 /// to half its room unused.
 pub(crate) struct Slab<T: Copy> {
     chunks: Vec<FixedVec<T>>,
-    len: usize,
 }
 
 impl<T: Copy> Default for Slab<T> {
     fn default() -> Self {
-        Slab {
-            chunks: Vec::new(),
-            len: 0,
-        }
+        Slab { chunks: Vec::new() }
     }
 }
 
 impl<T: Copy> Slab<T> {
     /// Entries a chunk holds: at least a huge page's worth, so that a big table's chunks
     /// are huge pages; a power of two, so an index splits into chunk and place with shifts.
-    const CHUNK: usize = crate::huge::HUGE_PAGE
+    const CHUNK: usize = HUGE_PAGE
         .div_ceil(std::mem::size_of::<T>())
         .next_power_of_two();
 
+    /// Values pushed: every chunk but the last is full.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.chunks
+            .last()
+            .map_or(0, |c| (self.chunks.len() - 1) * Self::CHUNK + c.len())
     }
 
+    /// The value at index `i`, if pushed.
     pub(crate) fn get(&self, i: usize) -> Option<&T> {
         self.chunks
             .get(i / Self::CHUNK)?
@@ -222,6 +212,7 @@ impl<T: Copy> Slab<T> {
             .get(i % Self::CHUNK)
     }
 
+    /// The value at index `i`, mutably.
     pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
         self.chunks
             .get_mut(i / Self::CHUNK)?
@@ -229,12 +220,14 @@ impl<T: Copy> Slab<T> {
             .get_mut(i % Self::CHUNK)
     }
 
+    /// Appends a value at index [`Slab::len`].
     pub(crate) fn push(&mut self, value: T) {
+        let first = self.chunks.is_empty();
         match self.chunks.last_mut() {
             Some(c) if c.len() < c.room() => {}
             // Only the first chunk is ever short of a whole one.
             Some(c) if c.room() < Self::CHUNK => *c = c.moved_to(c.room() * 2),
-            _ => self.chunks.push(FixedVec::with_room(if self.len == 0 {
+            _ => self.chunks.push(FixedVec::with_room(if first {
                 FIRST_ROOM
             } else {
                 Self::CHUNK
@@ -244,16 +237,11 @@ impl<T: Copy> Slab<T> {
             .last_mut()
             .expect("a chunk with room")
             .push(value);
-        self.len += 1;
     }
 
+    /// The values in index order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
         self.chunks.iter().flat_map(|c| c.as_slice())
-    }
-
-    pub(crate) fn heap_bytes(&self) -> usize {
-        self.chunks.iter().map(FixedVec::bytes).sum::<usize>()
-            + self.chunks.capacity() * std::mem::size_of::<FixedVec<T>>()
     }
 }
 
@@ -299,7 +287,7 @@ mod tests {
             if len > 0 {
                 assert_eq!(a.as_ptr() as usize % 64, 0, "arrays are cache-line aligned");
             }
-            if a.bytes() >= HUGE_PAGE {
+            if len * 8 >= HUGE_PAGE {
                 assert_eq!(
                     a.as_ptr() as usize % HUGE_PAGE,
                     0,

@@ -158,26 +158,35 @@ impl Table {
     /// The same for the entry the index names first for this hash (its slot should be
     /// cached by now).
     pub fn prefetch_entry(&self, hash: u32) {
+        if let Some(e) = self
+            .nodes_with(hash)
+            .next()
+            .and_then(|n| self.hot.get(node_entry(n)))
+        {
+            // Every line of the entry's hot part (its chunks are cache-line aligned): a
+            // packet's update reads and writes fields all over it.
+            let base = (e as *const Hot).cast::<u8>();
+            for off in (0..std::mem::size_of::<Hot>()).step_by(64) {
+                prefetch_ptr(base.wrapping_add(off));
+            }
+        }
+    }
+
+    /// The nodes whose slots hold `hash`, in the order a probe from its home meets them.
+    #[inline]
+    fn nodes_with(&self, hash: u32) -> impl Iterator<Item = u32> + '_ {
+        let mask = self.mask();
         let mut p = self.home(hash);
-        loop {
+        std::iter::from_fn(move || loop {
             let s = self.index[p];
             if s == 0 {
-                return;
+                return None;
             }
+            p = (p + 1) & mask;
             if (s >> 32) as u32 == hash {
-                if let Some(e) = self.hot.get(((s as u32 - 1) >> 1) as usize) {
-                    // Every line of the entry's hot part: a packet's update reads and
-                    // writes fields all over it.
-                    let base = (e as *const Hot).cast::<u8>();
-                    let into_line = base as usize % 64;
-                    for off in (0..into_line + std::mem::size_of::<Hot>()).step_by(64) {
-                        prefetch_ptr(base.wrapping_add(off).wrapping_sub(into_line));
-                    }
-                }
-                return;
+                return Some(s as u32 - 1);
             }
-            p = (p + 1) & self.mask();
-        }
+        })
     }
 
     /// Finds the entry with this tuple in either direction: `(index, direction)`.
@@ -188,23 +197,11 @@ impl Table {
 
     /// [`Table::find`] with the tuple's hash already known.
     pub fn find_hashed(&self, t: &Tuple, zone: u16, hash: u32) -> Option<(u32, usize)> {
-        let mask = self.mask();
-        let mut p = self.home(hash);
-        loop {
-            let s = self.index[p];
-            if s == 0 {
-                return None;
-            }
-            if (s >> 32) as u32 == hash {
-                let node = s as u32 - 1;
-                let (i, d) = ((node >> 1) as usize, (node & 1) as usize);
-                let c = &self.hot[i].conn;
-                if c.tuple[d] == *t && c.zone == zone {
-                    return Some((i as u32, d));
-                }
-            }
-            p = (p + 1) & mask;
-        }
+        self.nodes_with(hash).find_map(|n| {
+            let (i, d) = (node_entry(n), (n & 1) as usize);
+            let c = &self.hot[i].conn;
+            (c.tuple[d] == *t && c.zone == zone).then_some((i as u32, d))
+        })
     }
 
     /// Inserts a connection, with a slot for each tuple. Returns its index.
@@ -400,14 +397,11 @@ impl Table {
             .into_iter()
             .map(move |(_, _, i)| (i, &self.hot[i as usize].conn))
     }
+}
 
-    /// Bytes held by the table's own arrays (slab and index).
-    pub fn heap_bytes(&self) -> usize {
-        self.hot.heap_bytes()
-            + self.cold.heap_bytes()
-            + self.index.bytes()
-            + self.free.capacity() * 4
-    }
+/// The entry index of an index node (`entry << 1 | direction`).
+fn node_entry(node: u32) -> usize {
+    (node >> 1) as usize
 }
 
 /// A prefetch hint for the first cache line of `bytes` (a packet's headers).

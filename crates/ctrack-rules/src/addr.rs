@@ -13,7 +13,8 @@ pub struct Net {
     pub mask: Addr,
 }
 
-fn prefix_mask(family: Family, len: u32) -> Addr {
+/// The mask of a prefix length (`/24`), for the family's address size.
+pub(crate) fn prefix_mask(family: Family, len: u32) -> Addr {
     let bits = match family {
         Family::V4 => 32,
         Family::V6 => 128,

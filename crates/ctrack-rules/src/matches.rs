@@ -1511,12 +1511,9 @@ impl ConnCount {
     fn count(&mut self, p: &PacketCtx<'_, '_>, mask_len: u8, by_dst: bool) -> u64 {
         let d = p.packet;
         let family = p.family();
-        let mut key = if by_dst { d.dst } else { d.src };
-        let bits = usize::from(mask_len.min(if family == Family::V4 { 32 } else { 128 }));
-        for (i, b) in key.0.iter_mut().enumerate() {
-            let keep = bits.saturating_sub(i * 8).min(8);
-            *b &= !(0xffu16 >> keep) as u8;
-        }
+        let addr = if by_dst { d.dst } else { d.src };
+        let mask = crate::addr::prefix_mask(family, u32::from(mask_len));
+        let key = Addr(std::array::from_fn(|i| addr.0[i] & mask.0[i]));
         let (tuple, zone) = match p.conn {
             Some(c) => (c.tuple[0], c.zone),
             None => match ctrack_packet::Tuple::from_datagram(d) {
@@ -1556,8 +1553,7 @@ impl CountList {
         }
         if !confirmed
             && now == self.last_gc
-            && self.conns.len() - self.last_gc_count.min(self.conns.len())
-                < CONNCOUNT_GC_MAX_COLLECT
+            && self.conns.len().saturating_sub(self.last_gc_count) < CONNCOUNT_GC_MAX_COLLECT
         {
             // Cleaned this jiffy already: just listed.
             self.conns.push((tuple, zone));

@@ -1,5 +1,6 @@
 //! Evaluating a packet: chains walked as the kernel's `ipt_do_table` walks them, counters
-//! kept per rule and per policy. Allocation-free: the jump stack is a fixed array.
+//! kept per rule and per policy. Allocation-free once warm: the jump stack is kept by the
+//! ruleset from one packet to the next, so a walk neither allocates nor clears it.
 
 use crate::ctx::PacketCtx;
 use crate::matches::{Recent, RecentCmd};
@@ -68,6 +69,8 @@ pub struct Ruleset {
     pub recent: RecentTables,
     /// LOG lines not yet taken: packet time and text.
     pub log: Vec<(u64, String)>,
+    /// Where each jump returns to, for the walk under way (empty between packets).
+    jumps: Vec<(usize, usize)>,
 }
 
 impl Ruleset {
@@ -140,7 +143,10 @@ impl Ruleset {
             Family::V6 => self.v6.as_mut(),
         };
         match rules {
-            Some(rules) => rules.evaluate_at(at, p, fx, &mut self.recent, &mut self.log),
+            Some(rules) => {
+                self.jumps.clear();
+                rules.evaluate_at(at, p, fx, &mut self.recent, &mut self.log, &mut self.jumps)
+            }
             None => Decision::Accept,
         }
     }
@@ -206,7 +212,8 @@ impl FamilyRules {
         Some((t, self.tables[t].chain(chain)?))
     }
 
-    /// Walks a built-in chain (`ipt_do_table`), located by [`FamilyRules::locate`].
+    /// Walks a built-in chain (`ipt_do_table`), located by [`FamilyRules::locate`]; `jumps`
+    /// (empty) holds where each jump returns to.
     pub fn evaluate_at(
         &mut self,
         (table, start): (usize, usize),
@@ -214,16 +221,21 @@ impl FamilyRules {
         fx: &mut Effects,
         recent: &mut RecentTables,
         log: &mut Vec<(u64, String)>,
+        jumps: &mut Vec<(usize, usize)>,
     ) -> Decision {
         let t = &mut self.tables[table];
         let len = u64::from(p.packet.len());
-        let mut stack = [(0usize, 0usize); MAX_DEPTH];
-        let mut depth = 0;
         let (mut c, mut r) = (start, 0usize);
         loop {
-            if r >= t.chains[c].rules.len() {
+            // The rules that do not match are passed over in one tight loop: most rules of
+            // most chains do not match most packets.
+            let hit = t.chains[c].rules.get_mut(r..).and_then(|rest| {
+                rest.iter_mut()
+                    .position(|rule| rule_matches(rule, p, recent))
+            });
+            let Some(skipped) = hit else {
                 // End of a chain: return to the caller, or the policy of the built-in chain.
-                if depth == 0 {
+                let Some(back) = jumps.pop() else {
                     let ch = &mut t.chains[c];
                     ch.counters.packets += 1;
                     ch.counters.bytes += len;
@@ -236,20 +248,14 @@ impl FamilyRules {
                             reject: None,
                         }
                     };
-                }
-                depth -= 1;
-                (c, r) = stack[depth];
+                };
+                (c, r) = back;
                 continue;
-            }
-            {
-                let rule = &mut t.chains[c].rules[r];
-                if !rule_matches(rule, p, recent) {
-                    r += 1;
-                    continue;
-                }
-                rule.counters.packets += 1;
-                rule.counters.bytes += len;
-            }
+            };
+            r += skipped;
+            let rule = &mut t.chains[c].rules[r];
+            rule.counters.packets += 1;
+            rule.counters.bytes += len;
             fx.last_rule = Some((c, r));
             let target = &t.chains[c].rules[r].spec.target;
             match target {
@@ -289,15 +295,11 @@ impl FamilyRules {
                         reject: target.reject_with(p.family()),
                     }
                 }
-                Target::Return => {
-                    if depth == 0 {
-                        // RETURN from a built-in chain: its policy.
-                        r = t.chains[c].rules.len();
-                        continue;
-                    }
-                    depth -= 1;
-                    (c, r) = stack[depth];
-                }
+                Target::Return => match jumps.pop() {
+                    Some(back) => (c, r) = back,
+                    // RETURN from a built-in chain: its policy.
+                    None => r = t.chains[c].rules.len(),
+                },
                 Target::Jump(name) | Target::Goto(name) => {
                     let is_goto = matches!(target, Target::Goto(_));
                     let Some(next) = t.chain(name) else {
@@ -305,15 +307,14 @@ impl FamilyRules {
                         continue;
                     };
                     if !is_goto {
-                        if depth == MAX_DEPTH {
+                        if jumps.len() == MAX_DEPTH {
                             return Decision::Drop {
                                 chain: c,
                                 rule: Some(r),
                                 reject: None,
                             };
                         }
-                        stack[depth] = (c, r + 1);
-                        depth += 1;
+                        jumps.push((c, r + 1));
                     }
                     (c, r) = (next, 0);
                 }

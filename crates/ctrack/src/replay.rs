@@ -232,11 +232,9 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     };
     // The rules as written, for the verdicts' words: their text does not change while the
     // packets pass, and the formatting threads read this copy.
-    let names = Ruleset {
-        v4: engine.rules().v4.clone(),
-        v6: engine.rules().v6.clone(),
-        ..Ruleset::default()
-    };
+    let mut names = Ruleset::default();
+    names.v4.clone_from(&engine.rules().v4);
+    names.v6.clone_from(&engine.rules().v6);
     let format = |v: &VerdictRecord, line: &mut String| v.write(&names, line);
     let verdicts_file = args.verdicts.as_ref().map(create).transpose()?;
     let (driven, verdicts_file) = with_lines(

@@ -690,7 +690,7 @@ impl Engine {
             run!(d, dnat_hook, self.nat_tables(&m, Manip::Dst));
             self.bind(&mut m, Manip::Dst, d, dnat_hook);
             // Destination translation happens here, before the routing decision.
-            let cur = match self.translation(&m, d, reply, Manip::Dst) {
+            let mut cur = match self.translation(&m, d, reply, Manip::Dst) {
                 Some(bytes) => {
                     dbuf = bytes;
                     Datagram::parse(&dbuf).unwrap_or(*d)
@@ -708,15 +708,13 @@ impl Engine {
                     break 'hooks Err(DropReason::TtlExceeded);
                 }
                 m.oif = self.host.route_ref(cur.dst, cur.family);
-                // ip_forward lowers the TTL before the FORWARD hook.
-                let fwd = Datagram {
-                    ttl: cur.ttl - 1,
-                    ..cur
-                };
-                run!(&fwd, Hook::Forward, &[Mangle, Filter, Security]);
-                run!(&fwd, Hook::PostRouting, &[Mangle]);
-                run!(&fwd, Hook::PostRouting, self.nat_tables(&m, Manip::Src));
-                self.bind(&mut m, Manip::Src, &fwd, Hook::PostRouting);
+                // ip_forward lowers the TTL before the FORWARD hook (the bytes keep theirs
+                // until they leave).
+                cur.ttl -= 1;
+                run!(&cur, Hook::Forward, &[Mangle, Filter, Security]);
+                run!(&cur, Hook::PostRouting, &[Mangle]);
+                run!(&cur, Hook::PostRouting, self.nat_tables(&m, Manip::Src));
+                self.bind(&mut m, Manip::Src, &cur, Hook::PostRouting);
                 if emit {
                     let mut b = cur.bytes.to_vec();
                     reject::decrement_ttl(&mut b, cur.family);
@@ -808,11 +806,18 @@ impl Engine {
         }
     }
 
+    #[inline]
     fn bind(&mut self, m: &mut Meta, manip: Manip, d: &Datagram<'_>, hook: Hook) {
         let action = m.nat.take();
-        let Some(r @ CtRef::Unconfirmed) = m.ct else {
-            return;
-        };
+        // Only a connection's first packet binds: settled inline, the rest out of line.
+        if m.ct == Some(CtRef::Unconfirmed) {
+            self.bind_new(action, manip, d, hook);
+        }
+    }
+
+    #[inline(never)]
+    fn bind_new(&mut self, action: Option<NatAction>, manip: Manip, d: &Datagram<'_>, hook: Hook) {
+        let r = CtRef::Unconfirmed;
         let has_nat = self
             .rules
             .family(d.family)

@@ -1,4 +1,5 @@
-//! One connection: both tuples, status, timer, counters and the tracker's state.
+//! One connection: its original tuple (and where a translated reply tuple is kept), status,
+//! timer, and the tracker's state.
 
 use crate::proto::ProtoState;
 use crate::status::ips;
@@ -15,10 +16,15 @@ pub struct Counter {
 }
 
 /// A connection (`struct nf_conn`).
+///
+/// Only the original tuple is kept here. The reply tuple is the original's inverse unless NAT
+/// changed it; a changed one is kept apart ([`Conn::nat_reply`]), for the few connections
+/// that have one, and the table and the tracker hand out both tuples
+/// (`Table::tuples`, `Conntrack::tuples`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conn {
-    /// Original and reply tuples.
-    pub tuple: [Tuple; 2],
+    /// The original tuple.
+    pub original: Tuple,
     /// `IPS_*` bits.
     pub status: u32,
     /// When the entry expires (packet time, ns). Before confirmation: the timeout itself.
@@ -49,6 +55,9 @@ pub struct Conn {
     /// with `nf_conntrack_acct` or `nf_conntrack_timestamp` on; [`Conn::NO_EXTRAS`] for
     /// the others.
     pub extras: u32,
+    /// Where its reply tuple is kept, when NAT made it other than the original's inverse;
+    /// [`Conn::MIRRORED`] for the others.
+    pub nat_reply: u32,
 }
 
 /// What `nf_conntrack_acct=1` and `nf_conntrack_timestamp=1` add to a connection made
@@ -79,7 +88,7 @@ impl<T: Copy> Default for ExtStore<T> {
     }
 }
 
-impl<T: Copy + Default> ExtStore<T> {
+impl<T: Copy> ExtStore<T> {
     /// Keeps a value; returns its place.
     pub(crate) fn add(&mut self, value: T) -> u32 {
         match self.free.pop() {
@@ -104,9 +113,9 @@ impl<T: Copy + Default> ExtStore<T> {
         self.items.get_mut(at as usize)
     }
 
-    /// Gives a place back, returning what it held.
+    /// Gives a place back, returning what it held (the place keeps it until reused).
     pub(crate) fn remove(&mut self, at: u32) -> Option<T> {
-        let v = std::mem::take(self.items.get_mut(at as usize)?);
+        let v = *self.items.get(at as usize)?;
         self.free.push(at);
         Some(v)
     }
@@ -208,6 +217,14 @@ impl Conn {
     pub const NO_HELPER_DATA: u32 = u32::MAX;
     /// [`Conn::extras`] of a connection made without accounting and timestamps.
     pub const NO_EXTRAS: u32 = u32::MAX;
+    /// [`Conn::nat_reply`] of a connection whose reply tuple is its original's inverse.
+    pub const MIRRORED: u32 = u32::MAX;
+
+    /// The reply tuple of a connection NAT did not change: the original's inverse (the
+    /// original itself for the ICMP types without one, which never make a connection).
+    pub fn mirrored_reply(&self) -> Tuple {
+        self.original.invert().unwrap_or(self.original)
+    }
 
     /// True when the bit is set.
     pub fn has(&self, bit: u32) -> bool {
@@ -253,12 +270,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_place_given_back_is_reused_and_starts_from_the_default() {
+    fn a_place_given_back_is_reused() {
         let mut s = ExtStore::<u64>::default();
         let (a, b) = (s.add(7), s.add(8));
         assert_eq!((s.get(a), s.get(b)), (Some(&7), Some(&8)));
         assert_eq!(s.remove(a), Some(7));
-        assert_eq!(s.get(a), Some(&0));
         assert_eq!(s.add(9), a);
         *s.get_mut(b).expect("kept") += 1;
         assert_eq!((s.get(a), s.get(b)), (Some(&9), Some(&9)));

@@ -97,6 +97,8 @@ pub struct Event {
     pub kind: EventKind,
     /// The connection at that moment.
     pub conn: Conn,
+    /// Its reply tuple.
+    pub reply: Tuple,
     /// Its counters and start time at that moment (zero without accounting).
     pub extras: Extras,
     /// The `IPCT_*` bits delivered: they decide what the event carries (the TCP state only
@@ -143,6 +145,8 @@ pub struct Conntrack {
     table: Table,
     stats: Stats,
     pending: Option<Conn>,
+    /// The pending connection's reply tuple, which NAT may change before it is confirmed.
+    pending_reply: Tuple,
     /// The hash of the pending connection's original tuple, from its lookup.
     pending_hash: u32,
     timers: BinaryHeap<Reverse<Timer>>,
@@ -244,6 +248,14 @@ impl Conntrack {
             table,
             stats: Stats::default(),
             pending: None,
+            pending_reply: Tuple {
+                src: ctrack_packet::Addr::default(),
+                dst: ctrack_packet::Addr::default(),
+                src_port: 0,
+                dst_port: 0,
+                proto: 0,
+                family: Family::V4,
+            },
             pending_hash: 0,
             timers: BinaryHeap::new(),
             helper_data: ExtStore::default(),
@@ -413,12 +425,31 @@ impl Conntrack {
     }
 
     fn destroy(&mut self, idx: u32, now: u64) {
-        let mut conn = self.table.remove(idx);
+        let (mut conn, reply) = self.table.remove(idx);
         self.helper_data.remove(conn.helper_data);
         let extras = self.extras.remove(conn.extras).unwrap_or_default();
         self.table.set_timer_at(idx, u64::MAX);
         conn.status |= ips::DYING;
-        self.emit(now, EventKind::Destroy, conn, extras, ipct::DESTROY);
+        self.emit(
+            now,
+            EventKind::Destroy,
+            (conn, reply),
+            extras,
+            ipct::DESTROY,
+        );
+    }
+
+    /// A connection's reply tuple (the pending one's for `Unconfirmed`).
+    pub fn reply(&self, r: CtRef) -> Option<Tuple> {
+        match r {
+            CtRef::Confirmed(i) => self.table.is_live(i).then(|| self.table.reply(i)),
+            CtRef::Unconfirmed => self.pending.is_some().then_some(self.pending_reply),
+        }
+    }
+
+    /// A connection's tuples: original and reply.
+    pub fn tuples(&self, r: CtRef) -> Option<[Tuple; 2]> {
+        Some([self.conn(r)?.original, self.reply(r)?])
     }
 
     /// A connection's counters and start time: zero for one made without accounting and
@@ -445,7 +476,14 @@ impl Conntrack {
         }
     }
 
-    fn emit(&mut self, now: u64, kind: EventKind, conn: Conn, extras: Extras, bits: u16) {
+    fn emit(
+        &mut self,
+        now: u64,
+        kind: EventKind,
+        (conn, reply): (Conn, Tuple),
+        extras: Extras,
+        bits: u16,
+    ) {
         // `CT --ctevents` is kept on the connection but, as on the kernels checked (6.18 with
         // `conntrack -E` listening), it does not hold back what the listener sees.
         if self.record_events && self.settings.events != 0 {
@@ -453,6 +491,7 @@ impl Conntrack {
                 time: now,
                 kind,
                 conn,
+                reply,
                 extras,
                 bits,
             });
@@ -547,8 +586,9 @@ impl Conntrack {
                 }
                 self.next_id = self.next_id.wrapping_add(0x9e37_79b9);
                 self.pending_hash = hash;
+                self.pending_reply = reply;
                 self.pending = Some(Conn {
-                    tuple: [tuple, reply],
+                    original: tuple,
                     status: 0,
                     deadline: 0,
                     mark: 0,
@@ -567,6 +607,7 @@ impl Conntrack {
                     }),
                     helper_data: Conn::NO_HELPER_DATA,
                     extras: Conn::NO_EXTRAS,
+                    nat_reply: Conn::MIRRORED,
                 });
                 self.pending_extras = Extras {
                     start: now,
@@ -601,7 +642,7 @@ impl Conntrack {
                 c.status,
                 c.deadline,
                 c.timeout_policy,
-                c.tuple[0].icmp_type(),
+                c.original.icmp_type(),
                 c.helper_data,
                 c.proto,
             )
@@ -798,14 +839,15 @@ impl Conntrack {
                 if self.settings.acct || self.settings.timestamp {
                     c.extras = self.extras.add(extras);
                 }
-                let idx = self.table.insert_hashed(c, self.pending_hash);
+                let reply = self.pending_reply;
+                let idx = self.table.insert_hashed(c, reply, self.pending_hash);
                 self.created += 1;
                 let deadline = c.deadline;
                 self.schedule(idx, deadline);
                 if self.table.len() > self.peak.0 {
                     self.peak = (self.table.len(), now);
                 }
-                self.emit(now, EventKind::New, c, extras, bits);
+                self.emit(now, EventKind::New, (c, reply), extras, bits);
             }
             Some(CtRef::Confirmed(idx)) if self.table.is_live(idx) => {
                 let c = self.table.get_mut(idx);
@@ -815,7 +857,7 @@ impl Conntrack {
                 if ev & (ipct::PROTOINFO | ipct::ASSURED | ipct::REPLY | ipct::MARK | ipct::HELPER)
                     != 0
                 {
-                    let snapshot = *c;
+                    let snapshot = (*c, self.table.reply(idx));
                     let extras = self.extras(CtRef::Confirmed(idx));
                     self.emit(now, EventKind::Update, snapshot, extras, ev);
                 }
@@ -838,7 +880,7 @@ impl Conntrack {
             return;
         }
         // The tuple as translated so far: the inverse of the reply tuple.
-        let Some(current) = c.tuple[1].invert() else {
+        let Some(current) = self.pending_reply.invert() else {
             return;
         };
         let table = &self.table;
@@ -852,7 +894,7 @@ impl Conntrack {
         let p = self.pending.as_mut().expect("pending checked");
         if new != current {
             if let Some(rep) = new.invert() {
-                p.tuple[1] = rep;
+                self.pending_reply = rep;
                 p.status |= crate::nat::status_bit(m);
             }
         }
@@ -947,7 +989,8 @@ impl Conntrack {
             (Some(h), ctrack_packet::proto::UDP) if h.as_str() == "tftp" => {
                 // The TFTP helper reads every request, whatever the connection's state.
                 let payload = d.l4().get(8..).unwrap_or(&[]);
-                match crate::expect::tftp_expectation(&c, dir, payload, now) {
+                let reply = self.reply(ct).unwrap_or(c.mirrored_reply());
+                match crate::expect::tftp_expectation(&c, reply, dir, payload, now) {
                     Some(e) => match self.expect_related(e, now) {
                         Ok(()) => Help::Accept,
                         Err(_) => Help::Drop("cannot add expectation"),
@@ -974,12 +1017,15 @@ impl Conntrack {
             return Help::Accept;
         };
         let next_line = (last == b'\n').then(|| seq.wrapping_add(payload.len() as u32));
+        let Some(tuples) = self.tuples(ct) else {
+            return Help::Accept;
+        };
         let verdict = 'parse: {
             let lines = self.helper_data.get(c.helper_data).map(|h| h.ftp);
             if !lines.unwrap_or_default().starts_line(dir, seq) {
                 break 'parse Help::Accept;
             }
-            let family = c.tuple[0].family;
+            let family = tuples[0].family;
             let a = match ftp::parse(payload, dir == 1, family) {
                 Parse::Nothing => break 'parse Help::Accept,
                 // The line number is not recorded: the command is not over.
@@ -987,10 +1033,10 @@ impl Conntrack {
                 Parse::Found(a) => a,
             };
             // An address other than the sender's is not expected (the helper's `loose=0`).
-            if a.addr.is_some_and(|x| x != c.tuple[dir].src) {
+            if a.addr.is_some_and(|x| x != tuples[dir].src) {
                 break 'parse Help::Accept;
             }
-            let peer = c.tuple[1 - dir];
+            let peer = tuples[1 - dir];
             let mut e = crate::expect::Expectation {
                 tuple: Tuple {
                     src: peer.src,
@@ -1000,7 +1046,7 @@ impl Conntrack {
                     proto: ctrack_packet::proto::TCP,
                     family,
                 },
-                master: c.tuple[0],
+                master: tuples[0],
                 zone: c.zone,
                 deadline: now + crate::expect::EXPECT_TIMEOUT_NS,
                 helper: c.helper.expect("an FTP connection has its helper"),
@@ -1015,8 +1061,8 @@ impl Conntrack {
             // nf_nat_ftp: the data connection comes to where this packet goes, and is
             // translated as the master; the announced port is kept if it can be.
             e.follow_master = Some(crate::expect::FollowMaster {
-                src: c.tuple[dir].dst,
-                dst: c.tuple[dir].src,
+                src: tuples[dir].dst,
+                dst: tuples[dir].src,
                 dst_port: a.port,
             });
             let mut port = a.port;
@@ -1083,7 +1129,7 @@ impl Conntrack {
     /// The packet was dropped before confirmation: its new connection is forgotten.
     pub fn discard(&mut self, r: &InResult) {
         if r.ct == Some(CtRef::Unconfirmed) {
-            self.last_discarded = self.pending.take().map(|c| c.tuple[0]);
+            self.last_discarded = self.pending.take().map(|c| c.original);
         }
     }
 
@@ -1135,7 +1181,7 @@ impl Conntrack {
             }
             return error(&mut self.stats, "no matching connection");
         };
-        if self.table.get(idx).tuple[dir].dst != d.dst {
+        if self.table.tuples(idx)[dir].dst != d.dst {
             return error(&mut self.stats, "outer daddr differs from inner");
         }
         let info = if dir == 1 {

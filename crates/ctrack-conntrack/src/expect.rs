@@ -104,7 +104,13 @@ impl Expectation {
 
 /// The expectation a TFTP request makes (`tftp_help`): the server answers from another
 /// port, so any source port of the server's address to the client's port is expected.
-pub fn tftp_expectation(c: &Conn, dir: usize, payload: &[u8], now: u64) -> Option<Expectation> {
+pub fn tftp_expectation(
+    c: &Conn,
+    reply: Tuple,
+    dir: usize,
+    payload: &[u8],
+    now: u64,
+) -> Option<Expectation> {
     let helper = c.helper?;
     if helper.as_str() != "tftp" || dir != 0 {
         return None;
@@ -114,7 +120,6 @@ pub fn tftp_expectation(c: &Conn, dir: usize, payload: &[u8], now: u64) -> Optio
     if op != 1 && op != 2 {
         return None;
     }
-    let reply = c.tuple[1];
     Some(Expectation {
         tuple: Tuple {
             src: reply.src,
@@ -124,14 +129,14 @@ pub fn tftp_expectation(c: &Conn, dir: usize, payload: &[u8], now: u64) -> Optio
             proto: ctrack_packet::proto::UDP,
             family: reply.family,
         },
-        master: c.tuple[0],
+        master: c.original,
         zone: c.zone,
         deadline: now + EXPECT_TIMEOUT_NS,
         helper,
         // nf_nat_tftp: the answer comes back to the translated client, which it must reach.
         follow_master: c.is_translated().then_some(FollowMaster {
-            src: c.tuple[0].dst,
-            dst: c.tuple[0].src,
+            src: c.original.dst,
+            dst: c.original.src,
             dst_port: reply.dst_port,
         }),
     })

@@ -6,7 +6,7 @@
 use crate::conn::{Conn, Counter, Extras};
 use crate::core::{Event, EventKind};
 use crate::status::ips;
-use ctrack_packet::proto_name;
+use ctrack_packet::{proto_name, Tuple};
 use std::fmt::Write;
 
 /// Which listing a line is for; the formats differ in small ways.
@@ -17,30 +17,32 @@ enum Style {
     Event(EventKind),
 }
 
+/// The line of a connection with reply tuple `reply`; `(acct, timestamp)` say whether its
+/// counters and start time are shown.
 fn line(
     c: &Conn,
+    reply: &Tuple,
     x: &Extras,
     now: u64,
-    acct: bool,
-    timestamp: bool,
+    (acct, timestamp): (bool, bool),
     style: Style,
     bits: u16,
 ) -> String {
-    let (counters, start) = (acct.then_some(x.counters), timestamp.then_some(x.start));
-    line_with(c, now, counters, start, style, bits, None)
+    let shown = (acct.then_some(x.counters), timestamp.then_some(x.start));
+    line_with(c, reply, now, shown, style, bits, None)
 }
 
 /// The line, with the counters and start time when accounting and timestamps are on.
 fn line_with(
     c: &Conn,
+    reply: &Tuple,
     now: u64,
-    counters: Option<[Counter; 2]>,
-    start: Option<u64>,
+    (counters, start): (Option<[Counter; 2]>, Option<u64>),
     style: Style,
     bits: u16,
     gre: Option<(u64, u64)>,
 ) -> String {
-    let t = &c.tuple[0];
+    let t = &c.original;
     let mut s = String::with_capacity(256);
     let _ = write!(
         s,
@@ -72,11 +74,11 @@ fn line_with(
     let counters = counters.filter(|_| {
         style != Style::Event(EventKind::New) && style != Style::Event(EventKind::Update)
     });
-    for dir in 0..2 {
+    for (dir, tuple) in [&c.original, reply].into_iter().enumerate() {
         if style == Style::Proc {
-            c.tuple[dir].write_proc(&mut s);
+            tuple.write_proc(&mut s);
         } else {
-            c.tuple[dir].write_to(&mut s);
+            tuple.write_to(&mut s);
         }
         if let Some(k) = counters.map(|k| k[dir]) {
             let _ = write!(s, "packets={} bytes={} ", k.packets, k.bytes);
@@ -136,18 +138,28 @@ fn line_with(
 }
 
 /// One line of `/proc/net/nf_conntrack` at `now` (no newline).
-pub fn proc_line(c: &Conn, x: &Extras, now: u64, s: &crate::Settings) -> String {
+///
+/// `reply` is the connection's reply tuple (`Table::reply`), `x` its counters and start time.
+pub fn proc_line(c: &Conn, reply: &Tuple, x: &Extras, now: u64, s: &crate::Settings) -> String {
     let gre = (
         s.gre_timeout / 1_000_000_000,
         s.gre_timeout_stream / 1_000_000_000,
     );
-    let (counters, start) = (s.acct.then_some(x.counters), s.timestamp.then_some(x.start));
-    line_with(c, now, counters, start, Style::Proc, 0, Some(gre))
+    let shown = (s.acct.then_some(x.counters), s.timestamp.then_some(x.start));
+    line_with(c, reply, now, shown, Style::Proc, 0, Some(gre))
 }
 
-/// One line of `conntrack -L -o extended` at `now` (no newline).
-pub fn conntrack_line(c: &Conn, x: &Extras, now: u64, acct: bool, timestamp: bool) -> String {
-    line(c, x, now, acct, timestamp, Style::Conntrack, 0)
+/// One line of `conntrack -L -o extended` at `now` (no newline), as [`proc_line`] takes
+/// its connection.
+pub fn conntrack_line(
+    c: &Conn,
+    reply: &Tuple,
+    x: &Extras,
+    now: u64,
+    acct: bool,
+    timestamp: bool,
+) -> String {
+    line(c, reply, x, now, (acct, timestamp), Style::Conntrack, 0)
 }
 
 /// The summary `conntrack -L` writes to standard error.
@@ -165,10 +177,10 @@ pub fn event_line(e: &Event, acct: bool) -> String {
     };
     let body = line(
         &e.conn,
+        &e.reply,
         &e.extras,
         e.time,
-        acct,
-        false,
+        (acct, false),
         Style::Event(e.kind),
         e.bits,
     );
@@ -181,10 +193,10 @@ pub fn event_line(e: &Event, acct: bool) -> String {
     )
 }
 
-/// The connection as a JSON object.
-pub fn json(c: &Conn, x: &Extras, now: u64) -> serde_json::Value {
+/// The connection as a JSON object, as [`proc_line`] takes it.
+pub fn json(c: &Conn, reply: &Tuple, x: &Extras, now: u64) -> serde_json::Value {
     let t = |dir: usize| {
-        let t = &c.tuple[dir];
+        let t = [&c.original, reply][dir];
         let mut v = serde_json::json!({
             "src": t.src.to_ip(t.family).to_string(),
             "dst": t.dst.to_ip(t.family).to_string(),
@@ -201,7 +213,7 @@ pub fn json(c: &Conn, x: &Extras, now: u64) -> serde_json::Value {
         }
         v
     };
-    let t0 = &c.tuple[0];
+    let t0 = &c.original;
     serde_json::json!({
         "id": c.id,
         "family": t0.family.name(),

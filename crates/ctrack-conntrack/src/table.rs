@@ -1,6 +1,8 @@
 //! The hash table: entries in two slabs side by side (what a packet reads and writes, and
 //! the rest), found through an open-addressed index in which each entry has a slot for each
-//! of its tuples, as the kernel hashes `tuplehash[ORIGINAL]` and `tuplehash[REPLY]`.
+//! of its tuples, as the kernel hashes `tuplehash[ORIGINAL]` and `tuplehash[REPLY]`. An
+//! entry keeps its original tuple; a reply tuple NAT changed is kept in a store of its own,
+//! for the few entries that have one, and every other reply is the original's inverse.
 //!
 //! An index slot is eight bytes: the tuple's 32-bit keyed hash and the entry's node (entry
 //! index and direction). A lookup reads one slot run of the index, usually one cache line,
@@ -15,7 +17,7 @@
 //! drop walks those buckets, and the table lists bucket by bucket, newest first, as
 //! `/proc/net/nf_conntrack` does.
 
-use crate::conn::Conn;
+use crate::conn::{Conn, ExtStore};
 use crate::huge::{Array, Slab};
 use crate::status::ips;
 use ctrack_packet::Tuple;
@@ -28,16 +30,18 @@ const MIN_SLOTS: usize = 64;
 const MAX_PRESIZED: usize = 1 << 25;
 
 /// What a packet reads and writes of an entry: the connection and when its timer is set
-/// for. Three cache lines exactly, so a lookup brings in three lines, not four or five.
+/// for. Five half lines, aligned to half a line, so an entry lies in three cache lines and a
+/// lookup brings in three, not four.
 #[derive(Clone, Copy)]
+#[repr(align(32))]
 struct Hot {
     conn: Conn,
     timer_at: u64,
 }
 
-// A connection that grows past 184 bytes makes lookups bring in a fourth line.
+// A connection that grows past 152 bytes makes every entry 32 bytes bigger.
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Hot>() == 192);
+const _: () = assert!(std::mem::size_of::<Hot>() == 160);
 
 /// The rest of an entry, in a slab of its own beside the hot one: the hashes of its tuples
 /// (for its removal and the listing's order) and when it came in (for the newest-first
@@ -52,6 +56,8 @@ struct Cold {
 pub struct Table {
     hot: Slab<Hot>,
     cold: Slab<Cold>,
+    /// The reply tuples NAT changed.
+    replies: ExtStore<Tuple>,
     free: Vec<u32>,
     /// `hash << 32 | (node + 1)`, node being `entry << 1 | direction`; 0 is empty.
     index: Array<u64>,
@@ -75,6 +81,7 @@ impl Table {
         Table {
             hot: Slab::default(),
             cold: Slab::default(),
+            replies: ExtStore::default(),
             free: Vec::new(),
             index: Array::zeroed(slots),
             shift: 32 - slots.trailing_zeros(),
@@ -163,8 +170,8 @@ impl Table {
             .next()
             .and_then(|n| self.hot.get(node_entry(n)))
         {
-            // Every line of the entry's hot part (its chunks are cache-line aligned): a
-            // packet's update reads and writes fields all over it.
+            // Every line of the entry's hot part (half-line aligned, so three from its
+            // start): a packet's update reads and writes fields all over it.
             let base = (e as *const Hot).cast::<u8>();
             for off in (0..std::mem::size_of::<Hot>()).step_by(64) {
                 prefetch_ptr(base.wrapping_add(off));
@@ -200,20 +207,39 @@ impl Table {
         self.nodes_with(hash).find_map(|n| {
             let (i, d) = (node_entry(n), (n & 1) as usize);
             let c = &self.hot[i].conn;
-            (c.tuple[d] == *t && c.zone == zone).then_some((i as u32, d))
+            let same = if d == 0 {
+                c.original == *t
+            } else {
+                self.is_reply_of(c, t)
+            };
+            (same && c.zone == zone).then_some((i as u32, d))
         })
     }
 
-    /// Inserts a connection, with a slot for each tuple. Returns its index.
-    pub fn insert(&mut self, conn: Conn) -> u32 {
-        let original = self.hash(&conn.tuple[0], conn.zone);
-        self.insert_hashed(conn, original)
+    /// True when `t` is the reply tuple of `c`.
+    fn is_reply_of(&self, c: &Conn, t: &Tuple) -> bool {
+        match self.replies.get(c.nat_reply) {
+            Some(reply) => reply == t,
+            None => t.is_inverse_of(&c.original),
+        }
+    }
+
+    /// Inserts a connection with its reply tuple, with a slot for each tuple. Returns its
+    /// index.
+    pub fn insert(&mut self, conn: Conn, reply: Tuple) -> u32 {
+        let original = self.hash(&conn.original, conn.zone);
+        self.insert_hashed(conn, reply, original)
     }
 
     /// [`Table::insert`] with the original tuple's hash known from the lookup that missed.
-    pub fn insert_hashed(&mut self, mut conn: Conn, original: u32) -> u32 {
-        debug_assert_eq!(original, self.hash(&conn.tuple[0], conn.zone));
-        let hash = [original, self.hash(&conn.tuple[1], conn.zone)];
+    pub fn insert_hashed(&mut self, mut conn: Conn, reply: Tuple, original: u32) -> u32 {
+        debug_assert_eq!(original, self.hash(&conn.original, conn.zone));
+        let hash = [original, self.hash(&reply, conn.zone)];
+        conn.nat_reply = if reply.is_inverse_of(&conn.original) {
+            Conn::MIRRORED
+        } else {
+            self.replies.add(reply)
+        };
         // What is in the table is confirmed, as in the kernel; the bit also tells a live
         // entry from a free one.
         conn.status |= ips::CONFIRMED;
@@ -301,8 +327,8 @@ impl Table {
         self.index[hole] = 0;
     }
 
-    /// Removes an entry, returning it.
-    pub fn remove(&mut self, idx: u32) -> Conn {
+    /// Removes an entry, returning it and its reply tuple.
+    pub fn remove(&mut self, idx: u32) -> (Conn, Tuple) {
         let hash = self.cold[idx as usize].hash;
         for (d, &h) in hash.iter().enumerate() {
             self.unplace(h, idx << 1 | d as u32);
@@ -310,9 +336,28 @@ impl Table {
         self.free.push(idx);
         self.len -= 1;
         let c = &mut self.hot[idx as usize].conn;
-        let conn = *c;
+        let mut conn = *c;
         c.status &= !ips::CONFIRMED;
-        conn
+        let reply = match self.replies.remove(conn.nat_reply) {
+            Some(reply) => reply,
+            None => conn.mirrored_reply(),
+        };
+        conn.nat_reply = Conn::MIRRORED;
+        (conn, reply)
+    }
+
+    /// The reply tuple of the entry at an index.
+    pub fn reply(&self, idx: u32) -> Tuple {
+        let c = &self.hot[idx as usize].conn;
+        match self.replies.get(c.nat_reply) {
+            Some(reply) => *reply,
+            None => c.mirrored_reply(),
+        }
+    }
+
+    /// Both tuples of the entry at an index: original and reply.
+    pub fn tuples(&self, idx: u32) -> [Tuple; 2] {
+        [self.hot[idx as usize].conn.original, self.reply(idx)]
     }
 
     /// The entry at an index.
@@ -436,7 +481,7 @@ mod tests {
     use ctrack_packet::{Addr, Family};
     use proptest::prelude::*;
 
-    fn conn(src: u8, sport: u16, dst: u8, dport: u16, nat: bool) -> Conn {
+    fn conn(src: u8, sport: u16, dst: u8, dport: u16, nat: bool) -> (Conn, Tuple) {
         let t = Tuple {
             src: Addr::v4([10, 0, 0, src]),
             dst: Addr::v4([10, 0, 1, dst]),
@@ -449,8 +494,8 @@ mod tests {
         if nat {
             reply.dst = Addr::v4([192, 0, 2, src]);
         }
-        Conn {
-            tuple: [t, reply],
+        let c = Conn {
+            original: t,
             // As confirmation gives them to the table.
             status: ips::CONFIRMED,
             deadline: 0,
@@ -465,7 +510,9 @@ mod tests {
             timeout_policy: None,
             helper_data: Conn::NO_HELPER_DATA,
             extras: Conn::NO_EXTRAS,
-        }
+            nat_reply: Conn::MIRRORED,
+        };
+        (c, reply)
     }
 
     proptest! {
@@ -478,32 +525,41 @@ mod tests {
             ops in prop::collection::vec((any::<bool>(), any::<u8>(), 0u16..8, any::<bool>()), 1..400),
         ) {
             let mut table = Table::new(buckets, 0, 7);
-            let mut live: Vec<(u32, Conn, u64)> = Vec::new();
-            let mut gone: Vec<Conn> = Vec::new();
+            // Each live entry: index, both tuples, birth order.
+            let mut live: Vec<(u32, [Tuple; 2], u64)> = Vec::new();
+            let mut gone: Vec<[Tuple; 2]> = Vec::new();
             let mut born = 0u64;
             for (insert, a, p, nat) in ops {
                 if insert || live.is_empty() {
-                    let c = conn(a, p, a.wrapping_mul(3), 80, nat);
-                    if table.find(&c.tuple[0], 0).is_some() || table.find(&c.tuple[1], 0).is_some() {
+                    let (c, reply) = conn(a, p, a.wrapping_mul(3), 80, nat);
+                    if table.find(&c.original, 0).is_some() || table.find(&reply, 0).is_some() {
                         continue;
                     }
                     born += 1;
-                    live.push((table.insert(c), c, born));
+                    let i = table.insert(c, reply);
+                    prop_assert_eq!(table.tuples(i), [c.original, reply]);
+                    live.push((i, [c.original, reply], born));
                 } else {
-                    let (i, c, _) = live.remove(usize::from(a) % live.len());
-                    prop_assert_eq!(table.remove(i), c);
-                    gone.push(c);
+                    let (i, tuples, _) = live.remove(usize::from(a) % live.len());
+                    let (c, reply) = table.remove(i);
+                    prop_assert_eq!([c.original, reply], tuples);
+                    gone.push(tuples);
                 }
             }
             prop_assert_eq!(table.len(), live.len());
-            for (i, c, _) in &live {
-                prop_assert_eq!(table.find(&c.tuple[0], 0), Some((*i, 0)));
-                prop_assert_eq!(table.find(&c.tuple[1], 0), Some((*i, 1)));
-                prop_assert!(table.find(&c.tuple[0], 1).is_none());
+            for (i, tuples, _) in &live {
+                prop_assert_eq!(table.find(&tuples[0], 0), Some((*i, 0)));
+                prop_assert_eq!(table.find(&tuples[1], 0), Some((*i, 1)));
+                prop_assert!(table.find(&tuples[0], 1).is_none());
+                // A translated entry is not found by its original's inverse.
+                let mirror = tuples[0].invert().expect("UDP inverts");
+                if mirror != tuples[1] && !live.iter().any(|(_, l, _)| l.contains(&mirror)) {
+                    prop_assert!(table.find(&mirror, 0).is_none());
+                }
             }
-            for c in &gone {
-                if !live.iter().any(|(_, l, _)| l.tuple.contains(&c.tuple[0])) {
-                    prop_assert!(table.find(&c.tuple[0], 0).is_none());
+            for tuples in &gone {
+                if !live.iter().any(|(_, l, _)| l.contains(&tuples[0])) {
+                    prop_assert!(table.find(&tuples[0], 0).is_none());
                 }
             }
             let mut newest_first = live.clone();
@@ -512,8 +568,8 @@ mod tests {
                 let mut got = Vec::new();
                 table.bucket_entries(b, &mut got);
                 let mut want = Vec::new();
-                for (i, c, _) in &newest_first {
-                    for t in &c.tuple {
+                for (i, tuples, _) in &newest_first {
+                    for t in tuples {
                         if table.bucket_of(t, 0) == b {
                             want.push(*i);
                         }
@@ -524,7 +580,7 @@ mod tests {
             let listed: Vec<u32> = table.iter_listing().map(|(i, _)| i).collect();
             let mut want: Vec<(usize, std::cmp::Reverse<u64>, u32)> = live
                 .iter()
-                .map(|(i, c, b)| (table.bucket_of(&c.tuple[0], 0), std::cmp::Reverse(*b), *i))
+                .map(|(i, tuples, b)| (table.bucket_of(&tuples[0], 0), std::cmp::Reverse(*b), *i))
                 .collect();
             want.sort();
             prop_assert_eq!(listed, want.into_iter().map(|(_, _, i)| i).collect::<Vec<_>>());

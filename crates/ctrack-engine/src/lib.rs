@@ -437,7 +437,7 @@ impl Engine {
         if !c.is_translated() {
             return None;
         }
-        let pre = c.tuple[1 - k];
+        let pre = table.tuples(idx)[1 - k];
         let port = |p: u16| if pre.is_icmp() { pre.src_port } else { p };
         Some(natpkt::rewrite(
             &d,
@@ -567,6 +567,7 @@ impl Engine {
                 oif: host.name(m.oif),
                 state: m.state,
                 conn,
+                ct: m.ct.map(|r| (&*conntrack, r)),
                 // Only connections made with accounting on have counters to read.
                 counters: match m.ct {
                     Some(r) if conntrack.settings().acct => conntrack.extras(r).counters,
@@ -885,7 +886,8 @@ impl Engine {
         if !c.is_translated() {
             return None;
         }
-        let target = c.tuple[if reply { 0 } else { 1 }].invert()?;
+        let from = self.conntrack.tuples(m.ct?)?[if reply { 0 } else { 1 }];
+        let target = from.invert()?;
         let icmp = target.is_icmp();
         let (port_now, port_want) = if icmp {
             let id = d
@@ -909,7 +911,7 @@ impl Engine {
             )
         ) && d.is_icmp();
         if error {
-            let t = c.tuple[if reply { 0 } else { 1 }];
+            let t = from;
             let quoted = ctrack_packet::Tuple::from_quoted(d.family, d.l4().get(8..)?).ok();
             let inner = match manip {
                 Manip::Dst

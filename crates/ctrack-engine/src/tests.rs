@@ -43,7 +43,8 @@ fn listing(e: &Engine, now: u64) -> Vec<String> {
         .iter_listing()
         .map(|(i, c)| {
             let x = e.conntrack().extras(CtRef::Confirmed(i));
-            conntrack_line(c, &x, now, true, false)
+            let reply = e.conntrack().table().reply(i);
+            conntrack_line(c, &reply, &x, now, true, false)
         })
         .collect();
     v.sort();

@@ -400,7 +400,7 @@ mod tests {
             }
             assert_eq!(t.ct.count(), 300);
             for (_, c) in t.ct.table().iter() {
-                assert_eq!(c.tuple[0].family, family);
+                assert_eq!(c.original.family, family);
                 assert_eq!(c.proto.tcp_state_name(), Some("ESTABLISHED"));
                 assert!(c.assured());
             }

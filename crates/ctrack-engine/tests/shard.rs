@@ -35,14 +35,14 @@ fn every_packet_deals_to_its_connections_worker() {
                 let Some(conn) = r.ct.and_then(|c| ct.conn(c)) else {
                     continue;
                 };
-                let want = dealer.worker_of_tuple(&conn.tuple[0]);
+                let want = dealer.worker_of_tuple(&conn.original);
                 assert_eq!(
                     dealer.worker_of(&d),
                     want,
                     "{}: packet {} of {:?}",
                     path.display(),
                     f.index,
-                    conn.tuple[0]
+                    conn.original
                 );
                 checked += 1;
             }

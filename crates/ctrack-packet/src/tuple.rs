@@ -165,6 +165,20 @@ impl Tuple {
         )
     }
 
+    /// True when this tuple is what [`Tuple::invert`] makes of `other`, found without
+    /// building the inverse for the protocols whose inverse swaps ends.
+    pub fn is_inverse_of(&self, other: &Tuple) -> bool {
+        if self.is_icmp() {
+            return other.invert().as_ref() == Some(self);
+        }
+        self.src == other.dst
+            && self.dst == other.src
+            && self.src_port == other.dst_port
+            && self.dst_port == other.src_port
+            && self.proto == other.proto
+            && self.family == other.family
+    }
+
     /// The tuple of the other direction (`nf_ct_invert_tuple`), `None` for ICMP types that
     /// have no reply.
     pub fn invert(&self) -> Option<Tuple> {
@@ -324,6 +338,26 @@ mod tests {
             t(1, 0, 3 << 8).invert().is_none(),
             "an error type has no reply"
         );
+    }
+
+    #[test]
+    fn the_inverse_is_known_without_building_it() {
+        for tuple in [t(6, 1234, 80), t(17, 53, 53), t(47, 7, 9), t(1, 77, 8 << 8)] {
+            let r = tuple.invert().unwrap();
+            assert!(r.is_inverse_of(&tuple) && tuple.is_inverse_of(&r));
+            assert!(
+                !tuple.is_inverse_of(&tuple),
+                "{tuple} is not its own inverse"
+            );
+            let mut nated = r;
+            nated.dst_port ^= 1;
+            assert!(!nated.is_inverse_of(&tuple));
+        }
+        // An echo request's inverse is the reply of the same id, not another request.
+        let request = t(1, 77, 8 << 8);
+        let mut swapped = request;
+        (swapped.src, swapped.dst) = (request.dst, request.src);
+        assert!(!swapped.is_inverse_of(&request));
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct PacketCtx<'a, 'b> {
     pub state: PacketState,
     /// The connection, if tracked.
     pub conn: Option<&'a Conn>,
+    /// The tracker and the packet's place in it, for what the connection keeps apart
+    /// (its reply tuple), looked up only by the rules that need it.
+    pub ct: Option<(&'a ctrack_conntrack::Conntrack, ctrack_conntrack::CtRef)>,
     /// The connection's counters, for `-m connbytes` (zero without accounting).
     pub counters: [ctrack_conntrack::conn::Counter; 2],
     /// The packet's mark (nfmark); MARK and CONNMARK change it as rules run.
@@ -70,6 +73,11 @@ pub struct PacketCtx<'a, 'b> {
 }
 
 impl PacketCtx<'_, '_> {
+    /// The connection's reply tuple.
+    pub fn reply(&self) -> Option<ctrack_packet::Tuple> {
+        let (tracker, r) = self.ct?;
+        tracker.reply(r)
+    }
     /// Family.
     pub fn family(&self) -> Family {
         self.packet.family

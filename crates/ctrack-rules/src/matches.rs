@@ -1515,7 +1515,7 @@ impl ConnCount {
         let mask = crate::addr::prefix_mask(family, u32::from(mask_len));
         let key = Addr(std::array::from_fn(|i| addr.0[i] & mask.0[i]));
         let (tuple, zone) = match p.conn {
-            Some(c) => (c.tuple[0], c.zone),
+            Some(c) => (c.original, c.zone),
             None => match ctrack_packet::Tuple::from_datagram(d) {
                 Ok(t) => (t, 0),
                 // No tuple to count: the kernel drops the packet (hotdrop); nothing counts.
@@ -1638,15 +1638,18 @@ fn eval_conntrack(c: &ConntrackMatch, p: &PacketCtx<'_, '_>) -> bool {
     if !needs_conn {
         return true;
     }
-    let Some(conn) = p.conn else { return false };
+    let (Some(conn), Some(reply)) = (p.conn, p.reply()) else {
+        return false;
+    };
+    let tuples = [conn.original, reply];
     if let Some((pr, inv)) = c.proto {
-        if (conn.tuple[0].proto == pr) == inv {
+        if (conn.original.proto == pr) == inv {
             return false;
         }
     }
     for (i, a) in c.addrs.iter().enumerate() {
         if let Some((n, inv)) = a {
-            let t = &conn.tuple[i / 2];
+            let t = &tuples[i / 2];
             let addr = if i % 2 == 0 { t.src } else { t.dst };
             if n.contains(addr) == *inv {
                 return false;
@@ -1655,7 +1658,7 @@ fn eval_conntrack(c: &ConntrackMatch, p: &PacketCtx<'_, '_>) -> bool {
     }
     for (i, pt) in c.ports.iter().enumerate() {
         if let Some(pt) = pt {
-            let t = &conn.tuple[i / 2];
+            let t = &tuples[i / 2];
             let port = if i % 2 == 0 { t.src_port } else { t.dst_port };
             if !pt.matches(port) {
                 return false;

@@ -289,10 +289,11 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
         let mut n = 0;
         for (i, c) in ct.table().iter_listing() {
             let x = ct.extras(ctrack_conntrack::CtRef::Confirmed(i));
+            let reply = ct.table().reply(i);
             let line = match fmt {
-                TableFormat::Proc => proc_line(c, &x, now, ct.settings()),
-                TableFormat::Conntrack => conntrack_line(c, &x, now, acct, timestamp),
-                TableFormat::Json => json(c, &x, now).to_string(),
+                TableFormat::Proc => proc_line(c, &reply, &x, now, ct.settings()),
+                TableFormat::Conntrack => conntrack_line(c, &reply, &x, now, acct, timestamp),
+                TableFormat::Json => json(c, &reply, &x, now).to_string(),
                 TableFormat::Expect | TableFormat::ConntrackExpect => unreachable!("listed above"),
             };
             writeln!(out, "{line}")?;

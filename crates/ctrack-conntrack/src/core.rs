@@ -989,7 +989,9 @@ impl Conntrack {
             (Some(h), ctrack_packet::proto::UDP) if h.as_str() == "tftp" => {
                 // The TFTP helper reads every request, whatever the connection's state.
                 let payload = d.l4().get(8..).unwrap_or(&[]);
-                let reply = self.reply(ct).unwrap_or(c.mirrored_reply());
+                let Some(reply) = self.reply(ct) else {
+                    return Help::Accept;
+                };
                 match crate::expect::tftp_expectation(&c, reply, dir, payload, now) {
                     Some(e) => match self.expect_related(e, now) {
                         Ok(()) => Help::Accept,

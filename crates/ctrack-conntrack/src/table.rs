@@ -342,6 +342,7 @@ impl Table {
             Some(reply) => reply,
             None => conn.mirrored_reply(),
         };
+        // Its reply's place is given back: the copy names none.
         conn.nat_reply = Conn::MIRRORED;
         (conn, reply)
     }

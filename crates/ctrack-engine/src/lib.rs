@@ -523,7 +523,7 @@ impl Engine {
     /// Runs the tables of one hook in order.
     ///
     /// Most hooks of most rulesets have no chain: that is settled here, inline, so that a
-    /// packet does not pay for setting up the walk five times over for nothing.
+    /// packet does not pay for setting up the walk at every hook for nothing.
     #[inline]
     fn tables(
         &mut self,
@@ -540,6 +540,7 @@ impl Engine {
         self.walk_tables(d, hook, tables, m, now)
     }
 
+    /// The walk of [`Engine::tables`], for a hook where some table has a chain.
     #[inline(never)]
     fn walk_tables(
         &mut self,

@@ -463,3 +463,40 @@ fn a_connection_refreshed_after_its_timer_was_set_expires_at_its_new_deadline() 
         .collect();
     assert_eq!(destroyed, [40 * SEC]);
 }
+
+#[test]
+fn jumps_gotos_and_returns_walk_chains_as_ipt_do_table_and_leave_nothing_behind() {
+    // a is jumped to and goes to b; b returns to FORWARD, jumps to c, or drops; c accepts
+    // sport 8 and otherwise ends, back in b after its jump.
+    let rules = ctrack_rules::load(
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         :a - [0:0]\n:b - [0:0]\n:c - [0:0]\n\
+         -A FORWARD -p udp -j a\n-A FORWARD -p udp --dport 53 -j ACCEPT\n\
+         -A a -p udp --dport 53 -g b\n-A a -j DROP\n\
+         -A b -p udp --sport 7 -j RETURN\n-A b -j c\n-A b -j DROP\n\
+         -A c -p udp --sport 8 -j ACCEPT\nCOMMIT\n",
+        "chains.rules",
+    )
+    .expect("valid");
+    let mut rs = ctrack_rules::Ruleset::default();
+    rs.add(rules);
+    let mut e = Engine::with_rules(Settings::default(), Host::default(), 1, rs);
+    let fates: Vec<bool> = [
+        // goto b, RETURN from b: back in FORWARD after the jump to a, not in a.
+        udp(C, S, 7, 53, b"q"),
+        // accepted in c with two walks under way.
+        udp(C, S, 8, 53, b"q"),
+        // c ends: back in b after its jump, which drops.
+        udp(C, S, 9, 53, b"q"),
+        // a drops what it does not send on.
+        udp(C, S, 9, 54, b"q"),
+        // No rule matches, so FORWARD's policy: had the walk that accepted in c left its
+        // returns behind, the end of FORWARD would go back into b and drop.
+        tcp(C, S, 40000, 80, 0x02, 1, 0),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, p)| e.process(p, Entry::Wire, i as u64).fate == Fate::Forwarded)
+    .collect();
+    assert_eq!(fates, [true, true, false, false, true]);
+}

@@ -78,6 +78,7 @@ impl PacketCtx<'_, '_> {
         let (tracker, r) = self.ct?;
         tracker.reply(r)
     }
+
     /// Family.
     pub fn family(&self) -> Family {
         self.packet.family

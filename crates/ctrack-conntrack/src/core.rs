@@ -139,23 +139,30 @@ impl Timer {
     }
 }
 
+/// The connection a packet made, before confirmation puts it in the table: what the entry
+/// will hold, and what is kept apart from it there.
+#[derive(Clone, Copy)]
+struct Pending {
+    conn: Conn,
+    /// Its reply tuple, which NAT may change before confirmation.
+    reply: Tuple,
+    /// Its counters and start time, kept once it is confirmed.
+    extras: Extras,
+    /// The hash of its original tuple, from its lookup.
+    hash: u32,
+}
+
 /// One network namespace's connection tracking.
 pub struct Conntrack {
     settings: Settings,
     table: Table,
     stats: Stats,
-    pending: Option<Conn>,
-    /// The pending connection's reply tuple, which NAT may change before it is confirmed.
-    pending_reply: Tuple,
-    /// The hash of the pending connection's original tuple, from its lookup.
-    pending_hash: u32,
+    pending: Option<Pending>,
     timers: BinaryHeap<Reverse<Timer>>,
     /// Helper state of the connections that have some.
     helper_data: ExtStore<HelperData>,
     /// Counters and start times, of connections made with accounting or timestamps on.
     extras: ExtStore<Extras>,
-    /// The pending connection's counters and start time, kept once it is confirmed.
-    pending_extras: Extras,
     hint: Option<Prefetched>,
     affinity: Option<(crate::shard::Dealer, u32)>,
     next_id: u32,
@@ -248,19 +255,9 @@ impl Conntrack {
             table,
             stats: Stats::default(),
             pending: None,
-            pending_reply: Tuple {
-                src: ctrack_packet::Addr::default(),
-                dst: ctrack_packet::Addr::default(),
-                src_port: 0,
-                dst_port: 0,
-                proto: 0,
-                family: Family::V4,
-            },
-            pending_hash: 0,
             timers: BinaryHeap::new(),
             helper_data: ExtStore::default(),
             extras: ExtStore::default(),
-            pending_extras: Extras::default(),
             hint: None,
             affinity: None,
             next_id: (seed as u32).wrapping_mul(2_654_435_761) | 1,
@@ -315,6 +312,16 @@ impl Conntrack {
         &self.table
     }
 
+    /// Every entry in the order `/proc/net/nf_conntrack` lists them (`Table::iter_listing`),
+    /// with what a listing line shows of it beside the connection: its reply tuple, and its
+    /// counters and start time.
+    pub fn listing(&self) -> impl Iterator<Item = (&Conn, Tuple, Extras)> + '_ {
+        self.table.iter_listing().map(|(i, c)| {
+            let extras = self.extras(CtRef::Confirmed(i));
+            (c, self.table.reply(i), extras)
+        })
+    }
+
     /// Events delivered since the last call.
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
@@ -329,7 +336,7 @@ impl Conntrack {
     pub fn conn(&self, r: CtRef) -> Option<&Conn> {
         match r {
             CtRef::Confirmed(i) => self.table.is_live(i).then(|| self.table.get(i)),
-            CtRef::Unconfirmed => self.pending.as_ref(),
+            CtRef::Unconfirmed => self.pending.as_ref().map(|p| &p.conn),
         }
     }
 
@@ -337,7 +344,7 @@ impl Conntrack {
     pub fn conn_mut(&mut self, r: CtRef) -> Option<&mut Conn> {
         match r {
             CtRef::Confirmed(i) => self.table.is_live(i).then(|| self.table.get_mut(i)),
-            CtRef::Unconfirmed => self.pending.as_mut(),
+            CtRef::Unconfirmed => self.pending.as_mut().map(|p| &mut p.conn),
         }
     }
 
@@ -443,7 +450,7 @@ impl Conntrack {
     pub fn reply(&self, r: CtRef) -> Option<Tuple> {
         match r {
             CtRef::Confirmed(i) => self.table.is_live(i).then(|| self.table.reply(i)),
-            CtRef::Unconfirmed => self.pending.is_some().then_some(self.pending_reply),
+            CtRef::Unconfirmed => self.pending.map(|p| p.reply),
         }
     }
 
@@ -456,8 +463,7 @@ impl Conntrack {
     /// timestamps.
     pub fn extras(&self, r: CtRef) -> Extras {
         match r {
-            CtRef::Unconfirmed if self.pending.is_some() => self.pending_extras,
-            CtRef::Unconfirmed => Extras::default(),
+            CtRef::Unconfirmed => self.pending.map(|p| p.extras).unwrap_or_default(),
             CtRef::Confirmed(_) => self
                 .conn(r)
                 .and_then(|c| self.extras.get(c.extras))
@@ -468,7 +474,7 @@ impl Conntrack {
 
     fn extras_mut(&mut self, r: CtRef) -> Option<&mut Extras> {
         match r {
-            CtRef::Unconfirmed => Some(&mut self.pending_extras),
+            CtRef::Unconfirmed => self.pending.as_mut().map(|p| &mut p.extras),
             CtRef::Confirmed(i) => {
                 let at = self.table.is_live(i).then(|| self.table.get(i).extras)?;
                 self.extras.get_mut(at)
@@ -585,9 +591,7 @@ impl Conntrack {
                     };
                 }
                 self.next_id = self.next_id.wrapping_add(0x9e37_79b9);
-                self.pending_hash = hash;
-                self.pending_reply = reply;
-                self.pending = Some(Conn {
+                let conn = Conn {
                     original: tuple,
                     status: 0,
                     deadline: 0,
@@ -608,11 +612,16 @@ impl Conntrack {
                     helper_data: Conn::NO_HELPER_DATA,
                     extras: Conn::NO_EXTRAS,
                     nat_reply: Conn::MIRRORED,
-                });
-                self.pending_extras = Extras {
-                    start: now,
-                    ..Extras::default()
                 };
+                self.pending = Some(Pending {
+                    conn,
+                    reply,
+                    extras: Extras {
+                        start: now,
+                        ..Extras::default()
+                    },
+                    hash,
+                });
                 // A connection a helper announced is RELATED to its master.
                 self.expectations.retain(|e| e.deadline > now);
                 match self
@@ -622,7 +631,7 @@ impl Conntrack {
                 {
                     Some(i) => {
                         let e = self.expectations.remove(i);
-                        let p = self.pending.as_mut().expect("just set");
+                        let p = &mut self.pending.as_mut().expect("just set").conn;
                         p.status |= ips::EXPECTED;
                         p.master_helper = Some(e.helper);
                         if let Some(f) = e.follow_master {
@@ -828,19 +837,23 @@ impl Conntrack {
     pub fn confirm(&mut self, r: &InResult, now: u64) {
         match r.ct {
             Some(CtRef::Unconfirmed) => {
-                let Some(mut c) = self.pending.take() else {
+                let Some(Pending {
+                    conn: mut c,
+                    reply,
+                    extras,
+                    hash,
+                }) = self.pending.take()
+                else {
                     return;
                 };
                 c.status |= ips::CONFIRMED;
                 c.deadline += now;
                 let bits = c.events | ipct::NEW;
                 c.events = 0;
-                let extras = self.pending_extras;
                 if self.settings.acct || self.settings.timestamp {
                     c.extras = self.extras.add(extras);
                 }
-                let reply = self.pending_reply;
-                let idx = self.table.insert_hashed(c, reply, self.pending_hash);
+                let idx = self.table.insert_hashed(c, reply, hash);
                 self.created += 1;
                 let deadline = c.deadline;
                 self.schedule(idx, deadline);
@@ -871,7 +884,9 @@ impl Conntrack {
     /// direction of translation; later calls for the same one do nothing.
     pub fn nat_setup(&mut self, r: CtRef, m: crate::nat::Manip, range: &crate::nat::NatRange) {
         let CtRef::Unconfirmed = r else { return };
-        let Some(c) = self.pending else { return };
+        let Some(Pending { conn: c, reply, .. }) = self.pending else {
+            return;
+        };
         let done = match m {
             crate::nat::Manip::Src => c.has(ips::SRC_NAT_DONE),
             crate::nat::Manip::Dst => c.has(ips::DST_NAT_DONE),
@@ -880,7 +895,7 @@ impl Conntrack {
             return;
         }
         // The tuple as translated so far: the inverse of the reply tuple.
-        let Some(current) = self.pending_reply.invert() else {
+        let Some(current) = reply.invert() else {
             return;
         };
         let table = &self.table;
@@ -894,11 +909,11 @@ impl Conntrack {
         let p = self.pending.as_mut().expect("pending checked");
         if new != current {
             if let Some(rep) = new.invert() {
-                self.pending_reply = rep;
-                p.status |= crate::nat::status_bit(m);
+                p.reply = rep;
+                p.conn.status |= crate::nat::status_bit(m);
             }
         }
-        p.status |= match m {
+        p.conn.status |= match m {
             crate::nat::Manip::Src => ips::SRC_NAT_DONE,
             crate::nat::Manip::Dst => ips::DST_NAT_DONE,
         };
@@ -1131,7 +1146,7 @@ impl Conntrack {
     /// The packet was dropped before confirmation: its new connection is forgotten.
     pub fn discard(&mut self, r: &InResult) {
         if r.ct == Some(CtRef::Unconfirmed) {
-            self.last_discarded = self.pending.take().map(|c| c.original);
+            self.last_discarded = self.pending.take().map(|p| p.conn.original);
         }
     }
 

@@ -38,8 +38,8 @@ impl<T: Copy> Array<T> {
         let size = len
             .checked_mul(std::mem::size_of::<T>())
             .expect("array size overflows");
-        // Cache-line aligned at the least, so an entry of a whole number of lines spans
-        // only those.
+        // Cache-line aligned at the least, so the lines an entry spans follow from its size
+        // and alignment alone.
         let align = if size >= HUGE_PAGE {
             HUGE_PAGE
         } else {
@@ -192,7 +192,9 @@ impl<T: Copy> Default for Slab<T> {
 
 impl<T: Copy> Slab<T> {
     /// Entries a chunk holds: at least a huge page's worth, so that a big table's chunks
-    /// are huge pages; a power of two, so an index splits into chunk and place with shifts.
+    /// start with a huge page; a power of two, so an index splits into chunk and place with
+    /// shifts. A chunk of entries whose size is not a power of two is more than one huge
+    /// page (160-byte entries: 2.5 MiB), and its tail is in small pages.
     const CHUNK: usize = HUGE_PAGE
         .div_ceil(std::mem::size_of::<T>())
         .next_power_of_two();

@@ -335,14 +335,12 @@ impl Table {
         }
         self.free.push(idx);
         self.len -= 1;
+        let reply = self.reply(idx);
         let c = &mut self.hot[idx as usize].conn;
         let mut conn = *c;
         c.status &= !ips::CONFIRMED;
-        let reply = match self.replies.remove(conn.nat_reply) {
-            Some(reply) => reply,
-            None => conn.mirrored_reply(),
-        };
         // Its reply's place is given back: the copy names none.
+        self.replies.remove(conn.nat_reply);
         conn.nat_reply = Conn::MIRRORED;
         (conn, reply)
     }

@@ -568,7 +568,8 @@ impl Engine {
                 oif: host.name(m.oif),
                 state: m.state,
                 conn,
-                ct: m.ct.map(|r| (&*conntrack, r)),
+                tracker: Some(&*conntrack),
+                ct: m.ct,
                 // Only connections made with accounting on have counters to read.
                 counters: match m.ct {
                     Some(r) if conntrack.settings().acct => conntrack.extras(r).counters,
@@ -578,7 +579,6 @@ impl Engine {
                 ct_mark: conn.map_or(0, |c| c.mark),
                 now,
                 host,
-                table: Some(conntrack.table()),
                 mac_header: m.mac,
             };
             let mut fx = Effects::default();

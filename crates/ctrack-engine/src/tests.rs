@@ -39,13 +39,8 @@ fn acct() -> Settings {
 fn listing(e: &Engine, now: u64) -> Vec<String> {
     let mut v: Vec<String> = e
         .conntrack()
-        .table()
-        .iter_listing()
-        .map(|(i, c)| {
-            let x = e.conntrack().extras(CtRef::Confirmed(i));
-            let reply = e.conntrack().table().reply(i);
-            conntrack_line(c, &reply, &x, now, true, false)
-        })
+        .listing()
+        .map(|(c, reply, x)| conntrack_line(c, &reply, &x, now, true, false))
         .collect();
     v.sort();
     v

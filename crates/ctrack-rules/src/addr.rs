@@ -13,6 +13,11 @@ pub struct Net {
     pub mask: Addr,
 }
 
+/// `a` with the bits of `mask` kept and the rest cleared, as one 128-bit operation.
+pub(crate) fn masked(a: Addr, mask: Addr) -> Addr {
+    Addr((u128::from_ne_bytes(a.0) & u128::from_ne_bytes(mask.0)).to_ne_bytes())
+}
+
 /// The mask of a prefix length (`/24`), for the family's address size.
 pub(crate) fn prefix_mask(family: Family, len: u32) -> Addr {
     let bits = match family {
@@ -71,18 +76,16 @@ impl Net {
                 }
             }
         };
-        let mut masked = addr;
-        for i in 0..16 {
-            masked.0[i] &= mask.0[i];
-        }
-        Ok(Net { addr: masked, mask })
+        Ok(Net {
+            addr: masked(addr, mask),
+            mask,
+        })
     }
 
     /// True when `a` is inside.
     pub fn contains(&self, a: Addr) -> bool {
         // One 128-bit compare: rules test it for every packet that reaches them.
-        let word = u128::from_ne_bytes;
-        word(a.0) & word(self.mask.0) == word(self.addr.0)
+        masked(a, self.mask) == self.addr
     }
 
     /// As iptables-save prints it: `addr/len` for a contiguous mask, `addr/mask` otherwise.

@@ -52,9 +52,12 @@ pub struct PacketCtx<'a, 'b> {
     pub state: PacketState,
     /// The connection, if tracked.
     pub conn: Option<&'a Conn>,
-    /// The tracker and the packet's place in it, for what the connection keeps apart
-    /// (its reply tuple), looked up only by the rules that need it.
-    pub ct: Option<(&'a ctrack_conntrack::Conntrack, ctrack_conntrack::CtRef)>,
+    /// The tracker the packet went through: what the connection keeps apart (its reply
+    /// tuple) is looked up there by the rules that need it, and `-m connlimit` looks up the
+    /// connections it counted.
+    pub tracker: Option<&'a ctrack_conntrack::Conntrack>,
+    /// The packet's connection in the tracker, if tracked.
+    pub ct: Option<ctrack_conntrack::CtRef>,
     /// The connection's counters, for `-m connbytes` (zero without accounting).
     pub counters: [ctrack_conntrack::conn::Counter; 2],
     /// The packet's mark (nfmark); MARK and CONNMARK change it as rules run.
@@ -65,8 +68,6 @@ pub struct PacketCtx<'a, 'b> {
     pub now: u64,
     /// Host facts.
     pub host: &'a dyn HostInfo,
-    /// The connection table, for `-m connlimit`.
-    pub table: Option<&'a ctrack_conntrack::table::Table>,
     /// The link-layer header the packet arrived with (destination, source, EtherType), for
     /// LOG's `MAC=` and `-m mac`.
     pub mac_header: Option<[u8; 14]>,
@@ -75,8 +76,12 @@ pub struct PacketCtx<'a, 'b> {
 impl PacketCtx<'_, '_> {
     /// The connection's reply tuple.
     pub fn reply(&self) -> Option<ctrack_packet::Tuple> {
-        let (tracker, r) = self.ct?;
-        tracker.reply(r)
+        self.tracker?.reply(self.ct?)
+    }
+
+    /// The connection table.
+    pub fn table(&self) -> Option<&ctrack_conntrack::table::Table> {
+        self.tracker.map(|t| t.table())
     }
 
     /// Family.

@@ -69,7 +69,7 @@ pub struct Ruleset {
     pub recent: RecentTables,
     /// LOG lines not yet taken: packet time and text.
     pub log: Vec<(u64, String)>,
-    /// Where each jump returns to, for the walk under way (empty between packets).
+    /// Room for where each jump returns to, reused from one walk to the next.
     jumps: Vec<(usize, usize)>,
 }
 
@@ -144,7 +144,6 @@ impl Ruleset {
         };
         match rules {
             Some(rules) => {
-                self.jumps.clear();
                 rules.evaluate_at(at, p, fx, &mut self.recent, &mut self.log, &mut self.jumps)
             }
             None => Decision::Accept,
@@ -213,7 +212,7 @@ impl FamilyRules {
     }
 
     /// Walks a built-in chain (`ipt_do_table`), located by [`FamilyRules::locate`]; `jumps`
-    /// (empty) holds where each jump returns to.
+    /// is room for where each jump returns to (what an earlier walk left there is dropped).
     pub fn evaluate_at(
         &mut self,
         (table, start): (usize, usize),
@@ -223,6 +222,7 @@ impl FamilyRules {
         log: &mut Vec<(u64, String)>,
         jumps: &mut Vec<(usize, usize)>,
     ) -> Decision {
+        jumps.clear();
         let t = &mut self.tables[table];
         let len = u64::from(p.packet.len());
         let (mut c, mut r) = (start, 0usize);

@@ -1512,8 +1512,7 @@ impl ConnCount {
         let d = p.packet;
         let family = p.family();
         let addr = if by_dst { d.dst } else { d.src };
-        let mask = crate::addr::prefix_mask(family, u32::from(mask_len));
-        let key = Addr(std::array::from_fn(|i| addr.0[i] & mask.0[i]));
+        let key = crate::addr::masked(addr, crate::addr::prefix_mask(family, u32::from(mask_len)));
         let (tuple, zone) = match p.conn {
             Some(c) => (c.original, c.zone),
             None => match ctrack_packet::Tuple::from_datagram(d) {
@@ -1566,7 +1565,7 @@ impl CountList {
             // One thread: a listed connection not in the table is gone, not about to be
             // confirmed by another CPU.
             let found = p
-                .table
+                .table()
                 .and_then(|tb| tb.find(&t, z).map(|(idx, _)| tb.get(idx)));
             let Some(c) = found else {
                 self.conns.remove(i);
@@ -1638,10 +1637,16 @@ fn eval_conntrack(c: &ConntrackMatch, p: &PacketCtx<'_, '_>) -> bool {
     if !needs_conn {
         return true;
     }
-    let (Some(conn), Some(reply)) = (p.conn, p.reply()) else {
-        return false;
+    let Some(conn) = p.conn else { return false };
+    // Options 0 and 1 are the original direction's, 2 and 3 the reply's: the reply tuple is
+    // kept apart from the connection, so it is looked up only for an option that asks.
+    let tuple = |i: usize| {
+        if i < 2 {
+            Some(conn.original)
+        } else {
+            p.reply()
+        }
     };
-    let tuples = [conn.original, reply];
     if let Some((pr, inv)) = c.proto {
         if (conn.original.proto == pr) == inv {
             return false;
@@ -1649,7 +1654,7 @@ fn eval_conntrack(c: &ConntrackMatch, p: &PacketCtx<'_, '_>) -> bool {
     }
     for (i, a) in c.addrs.iter().enumerate() {
         if let Some((n, inv)) = a {
-            let t = &tuples[i / 2];
+            let Some(t) = tuple(i) else { return false };
             let addr = if i % 2 == 0 { t.src } else { t.dst };
             if n.contains(addr) == *inv {
                 return false;
@@ -1658,7 +1663,7 @@ fn eval_conntrack(c: &ConntrackMatch, p: &PacketCtx<'_, '_>) -> bool {
     }
     for (i, pt) in c.ports.iter().enumerate() {
         if let Some(pt) = pt {
-            let t = &tuples[i / 2];
+            let Some(t) = tuple(i) else { return false };
             let port = if i % 2 == 0 { t.src_port } else { t.dst_port };
             if !pt.matches(port) {
                 return false;

@@ -287,9 +287,7 @@ pub fn run(args: ReplayArgs) -> Result<i32> {
     } else if let Some(fmt) = args.table {
         let ct = engine.conntrack();
         let mut n = 0;
-        for (i, c) in ct.table().iter_listing() {
-            let x = ct.extras(ctrack_conntrack::CtRef::Confirmed(i));
-            let reply = ct.table().reply(i);
+        for (c, reply, x) in ct.listing() {
             let line = match fmt {
                 TableFormat::Proc => proc_line(c, &reply, &x, now, ct.settings()),
                 TableFormat::Conntrack => conntrack_line(c, &reply, &x, now, acct, timestamp),

@@ -114,6 +114,9 @@ const PRESIZED_ENTRIES: u32 = 65_536;
 pub struct Prefetched {
     tuple: Tuple,
     hash: u32,
+    /// The hash of the tuple's inverse, when no slot held `hash`: the index slot a new
+    /// connection's reply will take, asked for as well.
+    inverse: Option<u32>,
 }
 
 /// A timer of the heap: when, and the entry index, in 12 bytes (a `(u64, u32)` takes 16),
@@ -150,6 +153,8 @@ struct Pending {
     extras: Extras,
     /// The hash of its original tuple, from its lookup.
     hash: u32,
+    /// The hash of the original's inverse, when a batch's prefetch made it.
+    inverse: Option<u32>,
 }
 
 /// One network namespace's connection tracking.
@@ -379,12 +384,24 @@ impl Conntrack {
         let tuple = Tuple::from_datagram(d).ok()?;
         let hash = self.table.hash(&tuple, 0);
         self.table.prefetch_slot(hash);
-        Some(Prefetched { tuple, hash })
+        Some(Prefetched {
+            tuple,
+            hash,
+            inverse: None,
+        })
     }
 
-    /// Second stage: the entry that slot names asked for.
-    pub fn prefetch_entry(&self, p: &Prefetched) {
-        self.table.prefetch_entry(p.hash);
+    /// Second stage: the entry that slot names asked for; when there is none, the packet
+    /// most likely makes a new connection, and the slot its reply tuple will take is asked
+    /// for instead (its hash kept for the insert).
+    pub fn prefetch_entry(&self, p: &mut Prefetched) {
+        if !self.table.prefetch_entry(p.hash) {
+            if let Some(inverse) = p.tuple.invert() {
+                let h = self.table.hash(&inverse, 0);
+                self.table.prefetch_slot(h);
+                p.inverse = Some(h);
+            }
+        }
     }
 
     /// Last stage: [`Conntrack::conntrack_in`] of a packet [`Conntrack::prefetch`] saw,
@@ -557,9 +574,9 @@ impl Conntrack {
     fn resolve(&mut self, d: &Datagram<'_>, tuple: Tuple, now: u64, may_repeat: bool) -> InResult {
         let zone = self.template.zone;
         // A hash from the batch's first pass serves only the tuple it was made of.
-        let hash = match self.hint.take() {
-            Some(h) if h.tuple == tuple && zone == 0 => h.hash,
-            _ => self.table.hash(&tuple, zone),
+        let (hash, inverse) = match self.hint.take() {
+            Some(h) if h.tuple == tuple && zone == 0 => (h.hash, h.inverse),
+            _ => (self.table.hash(&tuple, zone), None),
         };
         let found = self.table.find_hashed(&tuple, zone, hash);
         let (r, dir, ctinfo) = match found {
@@ -621,6 +638,7 @@ impl Conntrack {
                         ..Extras::default()
                     },
                     hash,
+                    inverse,
                 });
                 // A connection a helper announced is RELATED to its master.
                 self.expectations.retain(|e| e.deadline > now);
@@ -842,6 +860,7 @@ impl Conntrack {
                     reply,
                     extras,
                     hash,
+                    inverse,
                 }) = self.pending.take()
                 else {
                     return;
@@ -853,7 +872,7 @@ impl Conntrack {
                 if self.settings.acct || self.settings.timestamp {
                     c.extras = self.extras.add(extras);
                 }
-                let idx = self.table.insert_hashed(c, reply, hash);
+                let idx = self.table.insert_hashed(c, reply, hash, inverse);
                 self.created += 1;
                 let deadline = c.deadline;
                 self.schedule(idx, deadline);

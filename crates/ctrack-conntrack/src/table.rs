@@ -163,20 +163,23 @@ impl Table {
     }
 
     /// The same for the entry the index names first for this hash (its slot should be
-    /// cached by now).
-    pub fn prefetch_entry(&self, hash: u32) {
-        if let Some(e) = self
+    /// cached by now). False when no slot holds the hash: the tuple's connection is not
+    /// in the table, and its packet will most likely make a new one.
+    pub fn prefetch_entry(&self, hash: u32) -> bool {
+        let Some(e) = self
             .nodes_with(hash)
             .next()
             .and_then(|n| self.hot.get(node_entry(n)))
-        {
-            // Every line of the entry's hot part (half-line aligned, so three from its
-            // start): a packet's update reads and writes fields all over it.
-            let base = (e as *const Hot).cast::<u8>();
-            for off in (0..std::mem::size_of::<Hot>()).step_by(64) {
-                prefetch_ptr(base.wrapping_add(off));
-            }
+        else {
+            return false;
+        };
+        // Every line of the entry's hot part (half-line aligned, so three from its start):
+        // a packet's update reads and writes fields all over it.
+        let base = (e as *const Hot).cast::<u8>();
+        for off in (0..std::mem::size_of::<Hot>()).step_by(64) {
+            prefetch_ptr(base.wrapping_add(off));
         }
+        true
     }
 
     /// The nodes whose slots hold `hash`, in the order a probe from its home meets them.
@@ -228,14 +231,28 @@ impl Table {
     /// index.
     pub fn insert(&mut self, conn: Conn, reply: Tuple) -> u32 {
         let original = self.hash(&conn.original, conn.zone);
-        self.insert_hashed(conn, reply, original)
+        self.insert_hashed(conn, reply, original, None)
     }
 
-    /// [`Table::insert`] with the original tuple's hash known from the lookup that missed.
-    pub fn insert_hashed(&mut self, mut conn: Conn, reply: Tuple, original: u32) -> u32 {
+    /// [`Table::insert`] with the original tuple's hash known from the lookup that missed,
+    /// and perhaps the hash of its inverse (from a batch's prefetch): that one serves only
+    /// a reply NAT left the inverse.
+    pub fn insert_hashed(
+        &mut self,
+        mut conn: Conn,
+        reply: Tuple,
+        original: u32,
+        inverse: Option<u32>,
+    ) -> u32 {
         debug_assert_eq!(original, self.hash(&conn.original, conn.zone));
-        let hash = [original, self.hash(&reply, conn.zone)];
-        conn.nat_reply = if reply.is_inverse_of(&conn.original) {
+        let mirrored = reply.is_inverse_of(&conn.original);
+        let reply_hash = match inverse {
+            Some(h) if mirrored => h,
+            _ => self.hash(&reply, conn.zone),
+        };
+        debug_assert_eq!(reply_hash, self.hash(&reply, conn.zone));
+        let hash = [original, reply_hash];
+        conn.nat_reply = if mirrored {
             Conn::MIRRORED
         } else {
             self.replies.add(reply)

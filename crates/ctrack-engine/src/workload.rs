@@ -60,7 +60,7 @@ impl Tracker {
                     *slot = Some((d, self.ct.prefetch(&d)));
                 }
             }
-            for (_, p) in parsed.iter().flatten() {
+            for (_, p) in parsed.iter_mut().flatten() {
                 if let Some(p) = p {
                     self.ct.prefetch_entry(p);
                 }

@@ -238,9 +238,19 @@ fn many_flows(
         };
         let mut tr = Tracker::new(sized(flows), 1);
         tr.ct.set_affinity(dealer, t as u32);
+        // Batched, the new flows come in from a ring in batches, as the lookups do after.
+        let arrivals =
+            batched.then(|| workload::Ring::new(pkts, &(0..flows as u32).collect::<Vec<_>>()));
         let start = Instant::now();
-        for p in pkts {
-            tr.packet(p, 0, NOW);
+        match &arrivals {
+            Some(ring) => {
+                tr.batch(&ring.frames(), 0, NOW);
+            }
+            None => {
+                for p in pkts {
+                    tr.packet(p, 0, NOW);
+                }
+            }
         }
         let insert = start.elapsed().as_secs_f64();
         let ring = workload::Ring::new(pkts, &idx);
@@ -268,12 +278,20 @@ fn many_flows(
     let look_t = results.iter().map(|r| r.3).fold(0.0, f64::max);
     vec![
         Figure {
-            workload: format!("many-flows-insert {flows}"),
+            workload: if batched {
+                format!("many-flows-insert {flows} batched")
+            } else {
+                format!("many-flows-insert {flows}")
+            },
             threads,
             packets: ins,
             seconds: ins_t,
             bytes_per_conn: Some(bytes),
-            note: "new UDP connections into an empty table".into(),
+            note: if batched {
+                "new UDP connections into an empty table, in batches of 32 from a ring".into()
+            } else {
+                "new UDP connections into an empty table".into()
+            },
         },
         Figure {
             workload: format!("many-flows {flows} {order}"),

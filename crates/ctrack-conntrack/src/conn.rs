@@ -18,9 +18,9 @@ pub struct Counter {
 /// A connection (`struct nf_conn`).
 ///
 /// Only the original tuple is kept here. The reply tuple is the original's inverse unless NAT
-/// changed it; a changed one is kept apart ([`Conn::nat_reply`]), for the few connections
-/// that have one, and the table and the tracker hand out both tuples
-/// (`Table::tuples`, `Conntrack::tuples`).
+/// changed it; a changed one is kept apart with the other values few connections have
+/// ([`Rare`]), and the table and the tracker hand out both tuples (`Table::tuples`,
+/// `Conntrack::tuples`). So every connection is 128 bytes, two cache lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conn {
     /// The original tuple.
@@ -39,25 +39,49 @@ pub struct Conn {
     pub id: u32,
     /// Events cached for delivery (`IPCT_*`).
     pub events: u16,
-    /// Events this connection reports (`CT --ctevents`; all by default).
-    pub event_mask: u16,
     /// The helper assigned by `CT --helper`.
     pub helper: Option<HelperName>,
-    /// For an expected (RELATED) connection: the helper of its master.
-    pub master_helper: Option<HelperName>,
-    /// The timeout policy `CT --timeout` gave it, as an index into the tracker's policies.
-    pub timeout_policy: Option<u8>,
-    /// Where its helper's state is kept ([`HelperData`]), for a connection whose helper
-    /// has state; [`Conn::NO_HELPER_DATA`] for the others. Kept apart so that every
-    /// connection does not carry what only a few need, as the kernel's `nf_ct_ext`.
-    pub helper_data: u32,
+    /// Where its [`Rare`] values are kept, for a connection that has any;
+    /// [`Conn::NO_RARE`] for the others.
+    pub rare: u32,
     /// Where its counters and start time are kept ([`Extras`]), for a connection made
     /// with `nf_conntrack_acct` or `nf_conntrack_timestamp` on; [`Conn::NO_EXTRAS`] for
     /// the others.
     pub extras: u32,
-    /// Where its reply tuple is kept, when NAT made it other than the original's inverse;
-    /// [`Conn::MIRRORED`] for the others.
-    pub nat_reply: u32,
+}
+
+/// What few connections have, kept apart so that every connection does not carry it, as
+/// the kernel's `nf_ct_ext` does: a connection whose values are all the default has none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rare {
+    /// For an expected (RELATED) connection: the helper of its master.
+    pub master_helper: Option<HelperName>,
+    /// The timeout policy `CT --timeout` gave it, as an index into the tracker's policies.
+    pub timeout_policy: Option<u8>,
+    /// Events this connection reports (`CT --ctevents`; all by default).
+    pub event_mask: u16,
+    /// Where its helper's state is kept ([`HelperData`]), for a connection whose helper
+    /// has state; [`Rare::NO_HELPER_DATA`] for the others.
+    pub helper_data: u32,
+    /// Its reply tuple, when NAT made it other than the original's inverse.
+    pub nat_reply: Option<Tuple>,
+}
+
+impl Rare {
+    /// [`Rare::helper_data`] of a connection without helper state.
+    pub const NO_HELPER_DATA: u32 = u32::MAX;
+}
+
+impl Default for Rare {
+    fn default() -> Self {
+        Rare {
+            master_helper: None,
+            timeout_policy: None,
+            event_mask: u16::MAX,
+            helper_data: Rare::NO_HELPER_DATA,
+            nat_reply: None,
+        }
+    }
 }
 
 /// What `nf_conntrack_acct=1` and `nf_conntrack_timestamp=1` add to a connection made
@@ -213,12 +237,10 @@ pub struct Template {
 }
 
 impl Conn {
-    /// [`Conn::helper_data`] of a connection without helper state.
-    pub const NO_HELPER_DATA: u32 = u32::MAX;
+    /// [`Conn::rare`] of a connection whose [`Rare`] values are all the default.
+    pub const NO_RARE: u32 = u32::MAX;
     /// [`Conn::extras`] of a connection made without accounting and timestamps.
     pub const NO_EXTRAS: u32 = u32::MAX;
-    /// [`Conn::nat_reply`] of a connection whose reply tuple is its original's inverse.
-    pub const MIRRORED: u32 = u32::MAX;
 
     /// The reply tuple of a connection NAT did not change: the original's inverse (the
     /// original itself for the ICMP types without one, which never make a connection).

@@ -5,7 +5,7 @@
 //! confirmation; a packet dropped before that leaves nothing behind. Timers are data: call
 //! [`Conntrack::expire`] with the current time before each packet and before listing.
 
-use crate::conn::{Conn, ExtStore, Extras, HelperData, Template};
+use crate::conn::{Conn, ExtStore, Extras, HelperData, Rare, Template};
 use crate::proto::{self, icmp, tcp, udp, ProtoState, Verdict};
 use crate::seqadj::SeqAdj;
 use crate::settings::Settings;
@@ -149,6 +149,8 @@ struct Pending {
     conn: Conn,
     /// Its reply tuple, which NAT may change before confirmation.
     reply: Tuple,
+    /// Its rare values (the reply tuple goes in at confirmation, if NAT changed it).
+    rare: Rare,
     /// Its counters and start time, kept once it is confirmed.
     extras: Extras,
     /// The hash of its original tuple, from its lookup.
@@ -430,13 +432,10 @@ impl Conntrack {
         self.timers.peek().map(|Reverse(t)| t.at())
     }
 
-    // Every packet comes here; the compiler does not always inline it on its own.
-    #[inline(always)]
+    /// Sets a timer for a deadline that came nearer, unless the entry's timer is set for
+    /// it already or sooner.
     fn schedule(&mut self, idx: u32, deadline: u64) {
-        let sched = self.table.timer_at(idx);
-        // A later deadline is found when the earlier timer fires; only an earlier one needs
-        // a new timer.
-        if deadline < sched || sched == u64::MAX {
+        if deadline < self.table.timer_at(idx) {
             self.arm(idx, deadline);
         }
     }
@@ -449,8 +448,8 @@ impl Conntrack {
     }
 
     fn destroy(&mut self, idx: u32, now: u64) {
-        let (mut conn, reply) = self.table.remove(idx);
-        self.helper_data.remove(conn.helper_data);
+        let (mut conn, reply, rare) = self.table.remove(idx);
+        self.helper_data.remove(rare.helper_data);
         let extras = self.extras.remove(conn.extras).unwrap_or_default();
         self.table.set_timer_at(idx, u64::MAX);
         conn.status |= ips::DYING;
@@ -461,6 +460,14 @@ impl Conntrack {
             extras,
             ipct::DESTROY,
         );
+    }
+
+    /// A connection's rare values (the pending one's for `Unconfirmed`), if it has any.
+    pub fn rare(&self, r: CtRef) -> Option<&Rare> {
+        match r {
+            CtRef::Confirmed(i) => self.table.is_live(i).then(|| self.table.rare(i))?,
+            CtRef::Unconfirmed => self.pending.as_ref().map(|p| &p.rare),
+        }
     }
 
     /// A connection's reply tuple (the pending one's for `Unconfirmed`).
@@ -617,22 +624,24 @@ impl Conntrack {
                     proto: proto::initial_state(d.proto, d.is_icmp(), now, &self.settings),
                     id: self.next_id,
                     events: 0,
-                    event_mask: self.template.events.unwrap_or(u16::MAX),
                     helper: self.template.helper,
-                    master_helper: None,
+                    rare: Conn::NO_RARE,
+                    extras: Conn::NO_EXTRAS,
+                };
+                let rare = Rare {
+                    event_mask: self.template.events.unwrap_or(u16::MAX),
                     timeout_policy: self.template.timeout.and_then(|name| {
                         let i = self.timeout_policies.iter().position(|p| {
                             p.name == name && crate::timeout::applies(p, d.family, d.proto)
                         })?;
                         u8::try_from(i).ok()
                     }),
-                    helper_data: Conn::NO_HELPER_DATA,
-                    extras: Conn::NO_EXTRAS,
-                    nat_reply: Conn::MIRRORED,
+                    ..Rare::default()
                 };
                 self.pending = Some(Pending {
                     conn,
                     reply,
+                    rare,
                     extras: Extras {
                         start: now,
                         ..Extras::default()
@@ -649,9 +658,9 @@ impl Conntrack {
                 {
                     Some(i) => {
                         let e = self.expectations.remove(i);
-                        let p = &mut self.pending.as_mut().expect("just set").conn;
-                        p.status |= ips::EXPECTED;
-                        p.master_helper = Some(e.helper);
+                        let p = self.pending.as_mut().expect("just set");
+                        p.conn.status |= ips::EXPECTED;
+                        p.rare.master_helper = Some(e.helper);
                         if let Some(f) = e.follow_master {
                             self.follow_master(&f);
                         }
@@ -663,16 +672,23 @@ impl Conntrack {
         };
 
         // Only what the tracker reads is taken from the entry, not a copy of all of it.
-        let (status, deadline, policy, icmp_type, helper_data, mut proto_state) = {
+        let (status, deadline, icmp_type, rare, mut proto_state) = {
             let c = self.conn(r).expect("connection just resolved");
             (
                 c.status,
                 c.deadline,
-                c.timeout_policy,
                 c.original.icmp_type(),
-                c.helper_data,
+                c.rare,
                 c.proto,
             )
+        };
+        // Most connections have no rare values: the pending one's are beside it, a confirmed
+        // one's are looked up only if it names a place.
+        let (policy, helper_data) = match (r, rare) {
+            (CtRef::Confirmed(_), Conn::NO_RARE) => (None, Rare::NO_HELPER_DATA),
+            _ => self.rare(r).map_or((None, Rare::NO_HELPER_DATA), |x| {
+                (x.timeout_policy, x.helper_data)
+            }),
         };
         let has = |bit: u32| status & bit != 0;
         let confirmed = has(ips::CONFIRMED);
@@ -792,9 +808,18 @@ impl Conntrack {
                 c.status |= ips::SEEN_REPLY;
                 c.events |= ipct::REPLY;
             }
-            let deadline = c.deadline;
+            // An entry's timer is never set later than its deadline. A deadline that moved
+            // later is found when the timer fires; only one that came nearer needs a look at
+            // the timer.
+            let refreshed = c.deadline;
             if let CtRef::Confirmed(idx) = r {
-                self.schedule(idx, deadline);
+                debug_assert!(
+                    self.table.timer_at(idx) <= deadline,
+                    "a timer past its deadline"
+                );
+                if refreshed < deadline {
+                    self.schedule(idx, refreshed);
+                }
             }
         }
         InResult {
@@ -858,6 +883,7 @@ impl Conntrack {
                 let Some(Pending {
                     conn: mut c,
                     reply,
+                    rare,
                     extras,
                     hash,
                     inverse,
@@ -872,10 +898,9 @@ impl Conntrack {
                 if self.settings.acct || self.settings.timestamp {
                     c.extras = self.extras.add(extras);
                 }
-                let idx = self.table.insert_hashed(c, reply, hash, inverse);
+                let idx = self.table.insert_hashed(c, rare, reply, hash, inverse);
                 self.created += 1;
-                let deadline = c.deadline;
-                self.schedule(idx, deadline);
+                self.arm(idx, c.deadline);
                 if self.table.len() > self.peak.0 {
                     self.peak = (self.table.len(), now);
                 }
@@ -1057,7 +1082,10 @@ impl Conntrack {
             return Help::Accept;
         };
         let verdict = 'parse: {
-            let lines = self.helper_data.get(c.helper_data).map(|h| h.ftp);
+            let lines = self
+                .rare(ct)
+                .and_then(|r| self.helper_data.get(r.helper_data))
+                .map(|h| h.ftp);
             if !lines.unwrap_or_default().starts_line(dir, seq) {
                 break 'parse Help::Accept;
             }
@@ -1141,10 +1169,13 @@ impl Conntrack {
         if !self.table.is_live(idx) {
             return None;
         }
-        let mut at = self.table.get(idx).helper_data;
-        if at == Conn::NO_HELPER_DATA {
+        let mut at = self
+            .table
+            .rare(idx)
+            .map_or(Rare::NO_HELPER_DATA, |r| r.helper_data);
+        if at == Rare::NO_HELPER_DATA {
             at = self.helper_data.add(HelperData::default());
-            self.table.get_mut(idx).helper_data = at;
+            self.table.rare_mut(idx).helper_data = at;
         }
         self.helper_data.get_mut(at)
     }
@@ -1152,8 +1183,8 @@ impl Conntrack {
     /// The sequence corrections of both directions of a connection (zero without a
     /// rewrite that changed a length).
     pub fn seqadj(&self, ct: CtRef) -> [SeqAdj; 2] {
-        self.conn(ct)
-            .and_then(|c| self.helper_data.get(c.helper_data))
+        self.rare(ct)
+            .and_then(|r| self.helper_data.get(r.helper_data))
             .map_or_else(Default::default, |h| h.seqadj)
     }
 

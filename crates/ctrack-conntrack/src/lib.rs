@@ -30,7 +30,7 @@ pub use crate::core::{
     Conntrack, CtRef, Event, EventKind, Help, Hook, InResult, Mangle, Prefetched, EXPECT_FULL_LOG,
     TABLE_FULL_LOG,
 };
-pub use conn::{Conn, Extras, HelperData, HelperName, Template, TimeoutName};
+pub use conn::{Conn, Extras, HelperData, HelperName, Rare, Template, TimeoutName};
 pub use settings::{Applied, SettingError, Settings};
 pub use stats::Stats;
 pub use status::{ipct, ips, CtInfo, PacketState};

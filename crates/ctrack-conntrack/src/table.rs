@@ -1,8 +1,9 @@
 //! The hash table: entries in two slabs side by side (what a packet reads and writes, and
 //! the rest), found through an open-addressed index in which each entry has a slot for each
 //! of its tuples, as the kernel hashes `tuplehash[ORIGINAL]` and `tuplehash[REPLY]`. An
-//! entry keeps its original tuple; a reply tuple NAT changed is kept in a store of its own,
-//! for the few entries that have one, and every other reply is the original's inverse.
+//! entry keeps its original tuple; a reply tuple NAT changed is kept in a store of its own
+//! with the other values few entries have ([`Rare`]), and every other reply is the
+//! original's inverse.
 //!
 //! An index slot is eight bytes: the tuple's 32-bit keyed hash and the entry's node (entry
 //! index and direction). A lookup reads one slot run of the index, usually one cache line,
@@ -17,7 +18,7 @@
 //! drop walks those buckets, and the table lists bucket by bucket, newest first, as
 //! `/proc/net/nf_conntrack` does.
 
-use crate::conn::{Conn, ExtStore};
+use crate::conn::{Conn, ExtStore, Rare};
 use crate::huge::{Array, Slab};
 use crate::status::ips;
 use ctrack_packet::Tuple;
@@ -29,35 +30,35 @@ const MIN_SLOTS: usize = 64;
 /// At most so many slots up front (256 MiB); a larger table grows into its size.
 const MAX_PRESIZED: usize = 1 << 25;
 
-/// What a packet reads and writes of an entry: the connection and when its timer is set
-/// for. Five half lines, aligned to half a line, so an entry lies in three cache lines and a
-/// lookup brings in three, not four.
+/// What a packet reads and writes of an entry: the connection. Two cache lines, aligned
+/// to a line, so a lookup brings in two.
 #[derive(Clone, Copy)]
-#[repr(align(32))]
+#[repr(align(64))]
 struct Hot {
     conn: Conn,
-    timer_at: u64,
 }
 
-// A connection that grows past 152 bytes makes every entry 32 bytes bigger.
+// A connection that grows past 128 bytes makes every entry a line bigger, and every lookup
+// brings in a line more.
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Hot>() == 160);
+const _: () = assert!(std::mem::size_of::<Hot>() == 128);
 
 /// The rest of an entry, in a slab of its own beside the hot one: the hashes of its tuples
-/// (for its removal and the listing's order) and when it came in (for the newest-first
-/// order of buckets).
+/// (for its removal and the listing's order), when it came in (for the newest-first order
+/// of buckets) and when its timer is set for (read only when its deadline comes nearer).
 #[derive(Clone, Copy)]
 struct Cold {
     hash: [u32; 2],
     born: u64,
+    timer_at: u64,
 }
 
 /// The connection table.
 pub struct Table {
     hot: Slab<Hot>,
     cold: Slab<Cold>,
-    /// The reply tuples NAT changed.
-    replies: ExtStore<Tuple>,
+    /// The values few entries have, NAT's reply tuples among them.
+    rares: ExtStore<Rare>,
     free: Vec<u32>,
     /// `hash << 32 | (node + 1)`, node being `entry << 1 | direction`; 0 is empty.
     index: Array<u64>,
@@ -81,7 +82,7 @@ impl Table {
         Table {
             hot: Slab::default(),
             cold: Slab::default(),
-            replies: ExtStore::default(),
+            rares: ExtStore::default(),
             free: Vec::new(),
             index: Array::zeroed(slots),
             shift: 32 - slots.trailing_zeros(),
@@ -173,8 +174,8 @@ impl Table {
         else {
             return false;
         };
-        // Every line of the entry's hot part (half-line aligned, so three from its start):
-        // a packet's update reads and writes fields all over it.
+        // Both lines of the entry's hot part: a packet's update reads and writes fields all
+        // over it.
         let base = (e as *const Hot).cast::<u8>();
         for off in (0..std::mem::size_of::<Hot>()).step_by(64) {
             prefetch_ptr(base.wrapping_add(off));
@@ -221,25 +222,30 @@ impl Table {
 
     /// True when `t` is the reply tuple of `c`.
     fn is_reply_of(&self, c: &Conn, t: &Tuple) -> bool {
-        match self.replies.get(c.nat_reply) {
+        match self.nat_reply(c) {
             Some(reply) => reply == t,
             None => t.is_inverse_of(&c.original),
         }
+    }
+
+    fn nat_reply(&self, c: &Conn) -> Option<&Tuple> {
+        self.rares.get(c.rare).and_then(|r| r.nat_reply.as_ref())
     }
 
     /// Inserts a connection with its reply tuple, with a slot for each tuple. Returns its
     /// index.
     pub fn insert(&mut self, conn: Conn, reply: Tuple) -> u32 {
         let original = self.hash(&conn.original, conn.zone);
-        self.insert_hashed(conn, reply, original, None)
+        self.insert_hashed(conn, Rare::default(), reply, original, None)
     }
 
-    /// [`Table::insert`] with the original tuple's hash known from the lookup that missed,
-    /// and perhaps the hash of its inverse (from a batch's prefetch): that one serves only
-    /// a reply NAT left the inverse.
+    /// [`Table::insert`] of a connection with its rare values, the original tuple's hash
+    /// known from the lookup that missed, and perhaps the hash of its inverse (from a
+    /// batch's prefetch): that one serves only a reply NAT left the inverse.
     pub fn insert_hashed(
         &mut self,
         mut conn: Conn,
+        mut rare: Rare,
         reply: Tuple,
         original: u32,
         inverse: Option<u32>,
@@ -252,10 +258,11 @@ impl Table {
         };
         debug_assert_eq!(reply_hash, self.hash(&reply, conn.zone));
         let hash = [original, reply_hash];
-        conn.nat_reply = if mirrored {
-            Conn::MIRRORED
+        rare.nat_reply = (!mirrored).then_some(reply);
+        conn.rare = if rare == Rare::default() {
+            Conn::NO_RARE
         } else {
-            self.replies.add(reply)
+            self.rares.add(rare)
         };
         // What is in the table is confirmed, as in the kernel; the bit also tells a live
         // entry from a free one.
@@ -270,13 +277,11 @@ impl Table {
                 i
             }
             None => {
-                self.hot.push(Hot {
-                    conn,
-                    timer_at: u64::MAX,
-                });
+                self.hot.push(Hot { conn });
                 self.cold.push(Cold {
                     hash,
                     born: self.born,
+                    timer_at: u64::MAX,
                 });
                 (self.hot.len() - 1) as u32
             }
@@ -344,8 +349,8 @@ impl Table {
         self.index[hole] = 0;
     }
 
-    /// Removes an entry, returning it and its reply tuple.
-    pub fn remove(&mut self, idx: u32) -> (Conn, Tuple) {
+    /// Removes an entry, returning it, its reply tuple and its rare values.
+    pub fn remove(&mut self, idx: u32) -> (Conn, Tuple, Rare) {
         let hash = self.cold[idx as usize].hash;
         for (d, &h) in hash.iter().enumerate() {
             self.unplace(h, idx << 1 | d as u32);
@@ -356,16 +361,31 @@ impl Table {
         let c = &mut self.hot[idx as usize].conn;
         let mut conn = *c;
         c.status &= !ips::CONFIRMED;
-        // Its reply's place is given back: the copy names none.
-        self.replies.remove(conn.nat_reply);
-        conn.nat_reply = Conn::MIRRORED;
-        (conn, reply)
+        // Its rare values' place is given back: the copy names none.
+        let rare = self.rares.remove(conn.rare).unwrap_or_default();
+        conn.rare = Conn::NO_RARE;
+        (conn, reply, rare)
+    }
+
+    /// The rare values of the entry at an index, if it has any.
+    pub fn rare(&self, idx: u32) -> Option<&Rare> {
+        self.rares.get(self.hot[idx as usize].conn.rare)
+    }
+
+    /// The rare values of the entry at an index, mutably: the defaults given a place first
+    /// if it has none.
+    pub fn rare_mut(&mut self, idx: u32) -> &mut Rare {
+        let c = &mut self.hot[idx as usize].conn;
+        if c.rare == Conn::NO_RARE {
+            c.rare = self.rares.add(Rare::default());
+        }
+        self.rares.get_mut(c.rare).expect("just given a place")
     }
 
     /// The reply tuple of the entry at an index.
     pub fn reply(&self, idx: u32) -> Tuple {
         let c = &self.hot[idx as usize].conn;
-        match self.replies.get(c.nat_reply) {
+        match self.nat_reply(c) {
             Some(reply) => *reply,
             None => c.mirrored_reply(),
         }
@@ -396,12 +416,12 @@ impl Table {
     /// The deadline an entry index's timer is set for (`u64::MAX` for none); it outlives
     /// the entry, so a timer left from an earlier one is told from the current one.
     pub fn timer_at(&self, idx: u32) -> u64 {
-        self.hot.get(idx as usize).map_or(u64::MAX, |h| h.timer_at)
+        self.cold.get(idx as usize).map_or(u64::MAX, |c| c.timer_at)
     }
 
     /// Sets the deadline an entry index's timer is set for.
     pub fn set_timer_at(&mut self, idx: u32, at: u64) {
-        self.hot[idx as usize].timer_at = at;
+        self.cold[idx as usize].timer_at = at;
     }
 
     /// Entries whose nodes are in bucket `b`, newest first as the kernel's chains are (an
@@ -520,13 +540,9 @@ mod tests {
             proto: ProtoState::Generic,
             id: 0,
             events: 0,
-            event_mask: 0,
             helper: None,
-            master_helper: None,
-            timeout_policy: None,
-            helper_data: Conn::NO_HELPER_DATA,
+            rare: Conn::NO_RARE,
             extras: Conn::NO_EXTRAS,
-            nat_reply: Conn::MIRRORED,
         };
         (c, reply)
     }
@@ -557,7 +573,7 @@ mod tests {
                     live.push((i, [c.original, reply], born));
                 } else {
                     let (i, tuples, _) = live.remove(usize::from(a) % live.len());
-                    let (c, reply) = table.remove(i);
+                    let (c, reply, _) = table.remove(i);
                     prop_assert_eq!([c.original, reply], tuples);
                     gone.push(tuples);
                 }

@@ -460,6 +460,37 @@ fn a_connection_refreshed_after_its_timer_was_set_expires_at_its_new_deadline() 
 }
 
 #[test]
+fn a_connection_whose_deadline_comes_nearer_expires_at_it_not_at_its_old_one() {
+    let mut e = Engine::new(acct(), Host::default(), 1);
+    e.conntrack_mut().record_events(true);
+    for (i, p) in [
+        tcp(C, S, 40000, 80, 0x02, 100, 0),
+        tcp(S, C, 80, 40000, 0x12, 500, 101),
+        tcp(C, S, 40000, 80, 0x10, 101, 501),
+    ]
+    .iter()
+    .enumerate()
+    {
+        e.process(p, Entry::Wire, i as u64);
+    }
+    // ESTABLISHED, 432,000 s; the reset leaves it CLOSE for 10 s from 5 s.
+    e.process(&tcp(C, S, 40000, 80, 0x04, 101, 0), Entry::Wire, 5 * SEC);
+    e.advance(14 * SEC);
+    assert_eq!(e.conntrack().count(), 1);
+    e.advance(16 * SEC);
+    assert_eq!(e.conntrack().count(), 0, "expired at 15 s");
+    use ctrack_conntrack::EventKind::*;
+    let destroyed: Vec<u64> = e
+        .conntrack_mut()
+        .take_events()
+        .into_iter()
+        .filter(|ev| ev.kind == Destroy)
+        .map(|ev| ev.time)
+        .collect();
+    assert_eq!(destroyed, [15 * SEC]);
+}
+
+#[test]
 fn jumps_gotos_and_returns_walk_chains_as_ipt_do_table_and_leave_nothing_behind() {
     // a is jumped to and goes to b; b returns to FORWARD, jumps to c, or drops; c accepts
     // sport 8 and otherwise ends, back in b after its jump.

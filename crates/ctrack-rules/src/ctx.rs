@@ -79,6 +79,12 @@ impl PacketCtx<'_, '_> {
         self.tracker?.reply(self.ct?)
     }
 
+    /// The connection's rare values (its master's helper, its timeout policy, …), if it
+    /// has any.
+    pub fn rare(&self) -> Option<&ctrack_conntrack::Rare> {
+        self.tracker?.rare(self.ct?)
+    }
+
     /// The connection table.
     pub fn table(&self) -> Option<&ctrack_conntrack::table::Table> {
         self.tracker.map(|t| t.table())

@@ -1435,7 +1435,7 @@ impl Match {
                 // xt_helper looks at the helper of the connection's master: it matches the
                 // expected (RELATED) connections a helper announced.
                 let Some((name, inv)) = h else { return true };
-                let master = p.conn.and_then(|c| c.master_helper);
+                let master = p.rare().and_then(|r| r.master_helper);
                 // strncmp(helper, name, strlen(helper)): the name starts with the helper's.
                 let hit = master.is_some_and(|m| name.is_empty() || name.starts_with(m.as_str()));
                 hit != *inv

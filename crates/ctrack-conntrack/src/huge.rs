@@ -194,7 +194,7 @@ impl<T: Copy> Slab<T> {
     /// Entries a chunk holds: at least a huge page's worth, so that a big table's chunks
     /// start with a huge page; a power of two, so an index splits into chunk and place with
     /// shifts. A chunk of entries whose size is not a power of two is more than one huge
-    /// page (an entry's 24-byte cold part: 3 MiB), and its tail is in small pages.
+    /// page (48-byte rare values: 3 MiB), and its tail is in small pages.
     const CHUNK: usize = HUGE_PAGE
         .div_ceil(std::mem::size_of::<T>())
         .next_power_of_two();

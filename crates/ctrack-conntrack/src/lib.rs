@@ -25,6 +25,7 @@ pub mod stats;
 pub mod status;
 pub mod table;
 pub mod timeout;
+mod timers;
 
 pub use crate::core::{
     Conntrack, CtRef, Event, EventKind, Help, Hook, InResult, Mangle, Prefetched, EXPECT_FULL_LOG,

@@ -44,13 +44,12 @@ struct Hot {
 const _: () = assert!(std::mem::size_of::<Hot>() == 128);
 
 /// The rest of an entry, in a slab of its own beside the hot one: the hashes of its tuples
-/// (for its removal and the listing's order), when it came in (for the newest-first order
-/// of buckets) and when its timer is set for (read only when its deadline comes nearer).
+/// (for its removal and the listing's order) and when it came in (for the newest-first
+/// order of buckets).
 #[derive(Clone, Copy)]
 struct Cold {
     hash: [u32; 2],
     born: u64,
-    timer_at: u64,
 }
 
 /// The connection table.
@@ -281,7 +280,6 @@ impl Table {
                 self.cold.push(Cold {
                     hash,
                     born: self.born,
-                    timer_at: u64::MAX,
                 });
                 (self.hot.len() - 1) as u32
             }
@@ -411,17 +409,6 @@ impl Table {
         self.hot
             .get(idx as usize)
             .is_some_and(|s| s.conn.confirmed())
-    }
-
-    /// The deadline an entry index's timer is set for (`u64::MAX` for none); it outlives
-    /// the entry, so a timer left from an earlier one is told from the current one.
-    pub fn timer_at(&self, idx: u32) -> u64 {
-        self.cold.get(idx as usize).map_or(u64::MAX, |c| c.timer_at)
-    }
-
-    /// Sets the deadline an entry index's timer is set for.
-    pub fn set_timer_at(&mut self, idx: u32, at: u64) {
-        self.cold[idx as usize].timer_at = at;
     }
 
     /// Entries whose nodes are in bucket `b`, newest first as the kernel's chains are (an

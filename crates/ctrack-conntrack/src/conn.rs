@@ -63,7 +63,8 @@ pub struct Rare {
     /// Where its helper's state is kept ([`HelperData`]), for a connection whose helper
     /// has state; [`Rare::NO_HELPER_DATA`] for the others.
     pub helper_data: u32,
-    /// Its reply tuple, when NAT made it other than the original's inverse.
+    /// Its reply tuple, when NAT made it other than the original's inverse: kept here at
+    /// confirmation (`Conntrack::reply` gives any connection's, a pending one's too).
     pub nat_reply: Option<Tuple>,
 }
 

@@ -338,7 +338,7 @@ impl Conntrack {
             if when > now {
                 break;
             }
-            // Every live entry has its timer, and only a live one: destroying takes it.
+            // Every live entry has its timer, and only a live one: destroying disowns it.
             let deadline = self.table.get(idx).deadline;
             if self.table.get(idx).expired(now) {
                 self.destroy(idx, deadline);
@@ -397,16 +397,17 @@ impl Conntrack {
         self.affinity = Some((dealer, me));
     }
 
-    /// The next moment a timer fires, if any.
+    /// The next moment a timer fires, if any: no later than the next expiry (a destroyed
+    /// connection's timer may come first, and [`Conntrack::expire`] then finds nothing).
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.timers.first().map(|(at, _)| at)
+        self.timers.next_at()
     }
 
     fn destroy(&mut self, idx: u32, now: u64) {
         let (mut conn, reply, rare) = self.table.remove(idx);
         self.helper_data.remove(rare.helper_data);
         let extras = self.extras.remove(conn.extras).unwrap_or_default();
-        self.timers.remove(idx);
+        self.timers.disown(idx);
         conn.status |= ips::DYING;
         self.emit(
             now,

@@ -1037,10 +1037,7 @@ impl Conntrack {
             return Help::Accept;
         };
         let verdict = 'parse: {
-            let lines = self
-                .rare(ct)
-                .and_then(|r| self.helper_data.get(r.helper_data))
-                .map(|h| h.ftp);
+            let lines = self.helper_state(ct).map(|h| h.ftp);
             if !lines.unwrap_or_default().starts_line(dir, seq) {
                 break 'parse Help::Accept;
             }
@@ -1138,9 +1135,13 @@ impl Conntrack {
     /// The sequence corrections of both directions of a connection (zero without a
     /// rewrite that changed a length).
     pub fn seqadj(&self, ct: CtRef) -> [SeqAdj; 2] {
-        self.rare(ct)
-            .and_then(|r| self.helper_data.get(r.helper_data))
+        self.helper_state(ct)
             .map_or_else(Default::default, |h| h.seqadj)
+    }
+
+    /// The helper state of a connection, if it has any.
+    fn helper_state(&self, ct: CtRef) -> Option<&HelperData> {
+        self.helper_data.get(self.rare(ct)?.helper_data)
     }
 
     /// The expectations waiting at `now`.

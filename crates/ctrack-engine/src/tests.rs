@@ -439,6 +439,12 @@ fn connlimit_counts_what_its_rule_saw_and_drops_closed_and_refused_connections()
     );
 }
 
+/// The entries left once time has come to `now`.
+fn count_at(e: &mut Engine, now: u64) -> usize {
+    e.advance(now);
+    e.conntrack().count()
+}
+
 /// When the DESTROY events recorded so far happened.
 fn destroy_times(e: &mut Engine) -> Vec<u64> {
     e.conntrack_mut()
@@ -456,12 +462,9 @@ fn a_connection_refreshed_after_its_timer_was_set_expires_at_its_new_deadline() 
     e.process(&udp(C, S, 5000, 53, b"q"), Entry::Wire, 0);
     e.process(&udp(C, S, 5000, 53, b"q"), Entry::Wire, 10 * SEC);
     // The first timer (30 s) fires and finds the deadline moved to 40 s.
-    e.advance(31 * SEC);
-    assert_eq!(e.conntrack().count(), 1);
-    e.advance(39 * SEC);
-    assert_eq!(e.conntrack().count(), 1);
-    e.advance(41 * SEC);
-    assert_eq!(e.conntrack().count(), 0, "expired at 40 s");
+    assert_eq!(count_at(&mut e, 31 * SEC), 1);
+    assert_eq!(count_at(&mut e, 39 * SEC), 1);
+    assert_eq!(count_at(&mut e, 41 * SEC), 0, "expired at 40 s");
     assert_eq!(destroy_times(&mut e), [40 * SEC]);
 }
 
@@ -472,10 +475,8 @@ fn a_connection_whose_deadline_comes_nearer_expires_at_it_not_at_its_old_one() {
     assert_eq!(handshake(&mut e), [Fate::Forwarded; 3]);
     // ESTABLISHED, 432,000 s; the reset leaves it CLOSE for 10 s from 5 s.
     e.process(&tcp(C, S, 40000, 80, 0x04, 101, 0), Entry::Wire, 5 * SEC);
-    e.advance(14 * SEC);
-    assert_eq!(e.conntrack().count(), 1);
-    e.advance(16 * SEC);
-    assert_eq!(e.conntrack().count(), 0, "expired at 15 s");
+    assert_eq!(count_at(&mut e, 14 * SEC), 1);
+    assert_eq!(count_at(&mut e, 16 * SEC), 0, "expired at 15 s");
     assert_eq!(destroy_times(&mut e), [15 * SEC]);
 }
 

@@ -112,6 +112,8 @@ const PRESIZED_ENTRIES: u32 = 65_536;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Prefetched {
     tuple: Tuple,
+    /// Where the datagram's bytes are and how many: the tuple serves that datagram only.
+    bytes: (usize, usize),
     hash: u32,
     /// The hash of the tuple's inverse, when no slot held `hash`: the index slot a new
     /// connection's reply will take, asked for as well.
@@ -358,6 +360,7 @@ impl Conntrack {
         self.table.prefetch_slot(hash);
         Some(Prefetched {
             tuple,
+            bytes: bytes_of(d),
             hash,
             inverse: None,
         })
@@ -377,7 +380,8 @@ impl Conntrack {
     }
 
     /// Last stage: [`Conntrack::conntrack_in`] of a packet [`Conntrack::prefetch`] saw,
-    /// its hash not computed again. The same result.
+    /// its tuple and hash not made again. The same result; given another datagram than the
+    /// one `p` was made of, the tuple is made again from it.
     pub fn conntrack_in_prefetched(
         &mut self,
         d: &Datagram<'_>,
@@ -515,7 +519,12 @@ impl Conntrack {
                 return r;
             }
         }
-        let tuple = match Tuple::from_datagram(d) {
+        // A batch's first pass made this packet's tuple already.
+        let tuple = match self.hint {
+            Some(h) if h.bytes == bytes_of(d) => Ok(h.tuple),
+            _ => Tuple::from_datagram(d),
+        };
+        let tuple = match tuple {
             Ok(t) => t,
             Err(_) => {
                 self.stats.invalid += 1;
@@ -1251,6 +1260,11 @@ impl Conntrack {
             _ => None,
         }
     }
+}
+
+/// Where a datagram's bytes are and how many, to know a [`Prefetched`] made of it.
+fn bytes_of(d: &Datagram<'_>) -> (usize, usize) {
+    (d.bytes.as_ptr() as usize, d.bytes.len())
 }
 
 fn transport_checksum_ok(d: &Datagram<'_>) -> bool {

@@ -49,23 +49,27 @@ impl Tracker {
     pub fn batch(&mut self, frames: &[&[u8]], l2: usize, now: u64) -> usize {
         const N: usize = 32;
         let mut tracked = 0;
+        // One buffer for every batch of the call: made once, filled in place.
+        let mut parsed: Vec<(Datagram<'_>, Option<Prefetched>)> = Vec::with_capacity(N);
         for (k, chunk) in frames.chunks(N).enumerate() {
             // The next batch's headers asked for, as a receive ring has them by now.
             for f in frames.iter().skip((k + 1) * N).take(N) {
                 ctrack_conntrack::table::prefetch_bytes(f);
             }
-            let mut parsed: [Option<(Datagram<'_>, Option<Prefetched>)>; N] = [None; N];
-            for (slot, f) in parsed.iter_mut().zip(chunk) {
-                if let Some(d) = f.get(l2..).and_then(|ip| Datagram::parse(ip).ok()) {
-                    *slot = Some((d, self.ct.prefetch(&d)));
+            parsed.clear();
+            for f in chunk {
+                let Some(ip) = f.get(l2..) else { continue };
+                if let Ok(d) = Datagram::parse(ip) {
+                    let p = self.ct.prefetch(&d);
+                    parsed.push((d, p));
                 }
             }
-            for (_, p) in parsed.iter_mut().flatten() {
+            for (_, p) in parsed.iter_mut() {
                 if let Some(p) = p {
                     self.ct.prefetch_entry(p);
                 }
             }
-            for (d, p) in parsed.iter().take(chunk.len()).flatten() {
+            for (d, p) in &parsed {
                 let r = match p {
                     Some(p) => self.ct.conntrack_in_prefetched(d, Hook::PreRouting, now, p),
                     None => self.ct.conntrack_in(d, Hook::PreRouting, now),
@@ -422,6 +426,22 @@ mod tests {
             t.ct.table().iter_listing().map(|(_, c)| *c).collect()
         };
         assert_eq!(list(&one), list(&batched));
+    }
+
+    #[test]
+    fn a_prefetch_given_with_another_datagram_tracks_that_datagram() {
+        let pkts = udp_flows(2, 1);
+        let a = Datagram::parse(&pkts[0]).expect("a datagram");
+        let b = Datagram::parse(&pkts[1]).expect("a datagram");
+        let mut t = Tracker::new(Settings::default(), 1);
+        let p = t.ct.prefetch(&a).expect("a tuple");
+        let r = t.ct.conntrack_in_prefetched(&b, Hook::PreRouting, 7, &p);
+        t.ct.confirm(&r, 7);
+        let tuples: Vec<_> = t.ct.table().iter().map(|(_, c)| c.original).collect();
+        assert_eq!(
+            tuples,
+            vec![ctrack_packet::Tuple::from_datagram(&b).expect("a tuple")]
+        );
     }
 
     #[test]

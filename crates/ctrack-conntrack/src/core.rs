@@ -108,9 +108,17 @@ pub struct Event {
 /// Entries the index is sized for up front, at the most.
 const PRESIZED_ENTRIES: u32 = 65_536;
 
-/// A packet's tuple and hash, from the first pass over a batch.
+/// A packet's tuple and hash, from the first pass over a batch. It borrows the datagram's
+/// bytes, so that they cannot change while it is kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Prefetched {
+pub struct Prefetched<'a> {
+    hint: Hint,
+    bytes: std::marker::PhantomData<&'a [u8]>,
+}
+
+/// What a [`Prefetched`] carries to the last stage of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Hint {
     tuple: Tuple,
     /// Where the datagram's bytes are and how many: the tuple serves that datagram only.
     bytes: (usize, usize),
@@ -148,7 +156,7 @@ pub struct Conntrack {
     helper_data: ExtStore<HelperData>,
     /// Counters and start times, of connections made with accounting or timestamps on.
     extras: ExtStore<Extras>,
-    hint: Option<Prefetched>,
+    hint: Option<Hint>,
     affinity: Option<(crate::shard::Dealer, u32)>,
     next_id: u32,
     events: Vec<Event>,
@@ -354,22 +362,26 @@ impl Conntrack {
     /// First stage of a batched lookup: the packet's tuple and its hash (in zone 0, as
     /// without a `CT --zone` template), its index slot asked for ahead of time. `None` when
     /// the packet has no tuple.
-    pub fn prefetch(&self, d: &Datagram<'_>) -> Option<Prefetched> {
+    pub fn prefetch<'a>(&self, d: &Datagram<'a>) -> Option<Prefetched<'a>> {
         let tuple = Tuple::from_datagram(d).ok()?;
         let hash = self.table.hash(&tuple, 0);
         self.table.prefetch_slot(hash);
         Some(Prefetched {
-            tuple,
-            bytes: bytes_of(d),
-            hash,
-            inverse: None,
+            hint: Hint {
+                tuple,
+                bytes: bytes_of(d),
+                hash,
+                inverse: None,
+            },
+            bytes: std::marker::PhantomData,
         })
     }
 
     /// Second stage: the entry that slot names asked for; when there is none, the packet
     /// most likely makes a new connection, and the slot its reply tuple will take is asked
     /// for instead (its hash kept for the insert).
-    pub fn prefetch_entry(&self, p: &mut Prefetched) {
+    pub fn prefetch_entry(&self, p: &mut Prefetched<'_>) {
+        let p = &mut p.hint;
         if !self.table.prefetch_entry(p.hash) {
             if let Some(inverse) = p.tuple.invert() {
                 let h = self.table.hash(&inverse, 0);
@@ -387,9 +399,9 @@ impl Conntrack {
         d: &Datagram<'_>,
         hook: Hook,
         now: u64,
-        p: &Prefetched,
+        p: &Prefetched<'_>,
     ) -> InResult {
-        self.hint = Some(*p);
+        self.hint = Some(p.hint);
         let r = self.conntrack_in_with(d, hook, now, None);
         self.hint = None;
         r
@@ -1262,7 +1274,7 @@ impl Conntrack {
     }
 }
 
-/// Where a datagram's bytes are and how many, to know a [`Prefetched`] made of it.
+/// Where a datagram's bytes are and how many, to know the [`Prefetched`] made of it.
 fn bytes_of(d: &Datagram<'_>) -> (usize, usize) {
     (d.bytes.as_ptr() as usize, d.bytes.len())
 }

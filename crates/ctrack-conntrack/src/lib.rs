@@ -4,7 +4,7 @@
 //! [`Conn`] entries reachable by either direction's [`ctrack_packet::Tuple`], per-protocol
 //! trackers in [`proto`] behind one interface, timeouts in packet time, early drop when
 //! full, events, and the `conntrack -S` counters. [`Settings`] holds the sysctls under their
-//! Linux names, and [`format`] prints what `/proc/net/nf_conntrack`, `conntrack -L`,
+//! Linux names, and [`format`](mod@format) prints what `/proc/net/nf_conntrack`, `conntrack -L`,
 //! `conntrack -E` and `conntrack -S` print.
 //!
 //! The crate is sans-IO: time is always an argument (nanoseconds), nothing reads a clock,

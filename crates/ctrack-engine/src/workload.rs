@@ -50,7 +50,7 @@ impl Tracker {
         const N: usize = 32;
         let mut tracked = 0;
         // One buffer for every batch of the call: made once, filled in place.
-        let mut parsed: Vec<(Datagram<'_>, Option<Prefetched>)> = Vec::with_capacity(N);
+        let mut parsed: Vec<(Datagram<'_>, Option<Prefetched<'_>>)> = Vec::with_capacity(N);
         for (k, chunk) in frames.chunks(N).enumerate() {
             // The next batch's headers asked for, as a receive ring has them by now.
             for f in frames.iter().skip((k + 1) * N).take(N) {

@@ -1,7 +1,7 @@
 //! iptables rulesets: read as iptables reads them, evaluated in the kernel's hooks, printed
 //! back as `iptables-save` prints them.
 //!
-//! [`load`] reads `iptables-save`/`ip6tables-save` output (the `iptables-restore` format)
+//! [`load`](load()) reads `iptables-save`/`ip6tables-save` output (the `iptables-restore` format)
 //! or a shell script of `iptables …` commands into [`FamilyRules`]: tables of chains of
 //! [`Rule`]s, each a [`RuleSpec`] of base options, [`Match`]es and a [`Target`].
 //! [`FamilyRules::save`] prints the canonical form, byte for byte what `iptables-save`

@@ -183,7 +183,7 @@ shuffled(size_t n, uint64_t seed)
         v[i] = i;
     }
     uint64_t x = seed | 1;
-    for (size_t i = n - 1; i >= 1; i--) {
+    for (size_t i = n; i-- > 1;) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;

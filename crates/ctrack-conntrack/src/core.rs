@@ -401,7 +401,8 @@ impl Conntrack {
         now: u64,
         p: &Prefetched<'_>,
     ) -> InResult {
-        self.hint = Some(p.hint);
+        // The hint serves only the datagram it was made of: settled here, once.
+        self.hint = (p.hint.bytes == bytes_of(d)).then_some(p.hint);
         let r = self.conntrack_in_with(d, hook, now, None);
         self.hint = None;
         r
@@ -533,8 +534,8 @@ impl Conntrack {
         }
         // A batch's first pass made this packet's tuple already.
         let tuple = match self.hint {
-            Some(h) if h.bytes == bytes_of(d) => Ok(h.tuple),
-            _ => Tuple::from_datagram(d),
+            Some(h) => Ok(h.tuple),
+            None => Tuple::from_datagram(d),
         };
         let tuple = match tuple {
             Ok(t) => t,
@@ -557,9 +558,13 @@ impl Conntrack {
 
     fn resolve(&mut self, d: &Datagram<'_>, tuple: Tuple, now: u64, may_repeat: bool) -> InResult {
         let zone = self.template.zone;
-        // A hash from the batch's first pass serves only the tuple it was made of.
+        // A hash from the batch's first pass is of this tuple (the hint is taken, so a
+        // repeated lookup hashes afresh), in zone 0.
         let (hash, inverse) = match self.hint.take() {
-            Some(h) if h.tuple == tuple && zone == 0 => (h.hash, h.inverse),
+            Some(h) if zone == 0 => {
+                debug_assert_eq!(h.tuple, tuple, "a hint for another tuple");
+                (h.hash, h.inverse)
+            }
             _ => (self.table.hash(&tuple, zone), None),
         };
         let found = self.table.find_hashed(&tuple, zone, hash);

@@ -123,9 +123,6 @@ struct Hint {
     /// Where the datagram's bytes are and how many: the tuple serves that datagram only.
     bytes: (usize, usize),
     hash: u32,
-    /// The hash of the tuple's inverse, when no slot held `hash`: the index slot a new
-    /// connection's reply will take, asked for as well.
-    inverse: Option<u32>,
 }
 
 /// The connection a packet made, before confirmation puts it in the table: what the entry
@@ -141,8 +138,6 @@ struct Pending {
     extras: Extras,
     /// The hash of its original tuple, from its lookup.
     hash: u32,
-    /// The hash of the original's inverse, when a batch's prefetch made it.
-    inverse: Option<u32>,
 }
 
 /// One network namespace's connection tracking.
@@ -234,8 +229,8 @@ impl Conntrack {
     /// meets) and the connection ids.
     pub fn new(settings: Settings, seed: u64) -> Conntrack {
         // Room in the index for the most entries the table is let hold, up to one a
-        // bucket (the kernel's default ratio) and at most 65,536 (an index of 2 MiB, what
-        // the kernel's default 262,144 buckets take): beyond that it grows with its
+        // bucket (the kernel's default ratio) and at most 65,536 (an index of 1 MiB, half
+        // what the kernel's default 262,144 buckets take): beyond that it grows with its
         // entries, so that a small table stays dense in the cache.
         let expected = match settings.max {
             0 => settings.buckets,
@@ -371,24 +366,16 @@ impl Conntrack {
                 tuple,
                 bytes: bytes_of(d),
                 hash,
-                inverse: None,
             },
             bytes: std::marker::PhantomData,
         })
     }
 
-    /// Second stage: the entry that slot names asked for; when there is none, the packet
-    /// most likely makes a new connection, and the slot its reply tuple will take is asked
-    /// for instead (its hash kept for the insert).
-    pub fn prefetch_entry(&self, p: &mut Prefetched<'_>) {
-        let p = &mut p.hint;
-        if !self.table.prefetch_entry(p.hash) {
-            if let Some(inverse) = p.tuple.invert() {
-                let h = self.table.hash(&inverse, 0);
-                self.table.prefetch_slot(h);
-                p.inverse = Some(h);
-            }
-        }
+    /// Second stage: the entry that slot names asked for. When there is none, the packet
+    /// most likely makes a new connection, whose slot is the one already asked for (the
+    /// reply's too, unless NAT changes it).
+    pub fn prefetch_entry(&self, p: &Prefetched<'_>) {
+        self.table.prefetch_entry(p.hint.hash);
     }
 
     /// Last stage: [`Conntrack::conntrack_in`] of a packet [`Conntrack::prefetch`] saw,
@@ -560,12 +547,12 @@ impl Conntrack {
         let zone = self.template.zone;
         // A hash from the batch's first pass is of this tuple (the hint is taken, so a
         // repeated lookup hashes afresh), in zone 0.
-        let (hash, inverse) = match self.hint.take() {
+        let hash = match self.hint.take() {
             Some(h) if zone == 0 => {
                 debug_assert_eq!(h.tuple, tuple, "a hint for another tuple");
-                (h.hash, h.inverse)
+                h.hash
             }
-            _ => (self.table.hash(&tuple, zone), None),
+            _ => self.table.hash(&tuple, zone),
         };
         let found = self.table.find_hashed(&tuple, zone, hash);
         let (r, dir, ctinfo) = match found {
@@ -629,7 +616,6 @@ impl Conntrack {
                         ..Extras::default()
                     },
                     hash,
-                    inverse,
                 });
                 // A connection a helper announced is RELATED to its master.
                 self.expectations.retain(|e| e.deadline > now);
@@ -867,7 +853,6 @@ impl Conntrack {
                     rare,
                     extras,
                     hash,
-                    inverse,
                 }) = self.pending.take()
                 else {
                     return;
@@ -879,7 +864,7 @@ impl Conntrack {
                 if self.settings.acct || self.settings.timestamp {
                     c.extras = self.extras.add(extras);
                 }
-                let idx = self.table.insert_hashed(c, rare, reply, hash, inverse);
+                let idx = self.table.insert_hashed(c, rare, reply, hash);
                 self.created += 1;
                 self.timers.set_at_most(idx, c.deadline);
                 if self.table.len() > self.peak.0 {

@@ -1,16 +1,20 @@
 //! The hash table: entries in two slabs side by side (what a packet reads and writes, and
-//! the rest), found through an open-addressed index in which each entry has a slot for each
-//! of its tuples, as the kernel hashes `tuplehash[ORIGINAL]` and `tuplehash[REPLY]`. An
-//! entry keeps its original tuple; a reply tuple NAT changed is kept in a store of its own
-//! with the other values few entries have ([`Rare`]), and every other reply is the
-//! original's inverse.
+//! the rest), found through an open-addressed index. An entry keeps its original tuple; a
+//! reply tuple NAT changed is kept in a store of its own with the other values few entries
+//! have ([`Rare`]), and every other reply is the original's inverse.
 //!
-//! An index slot is eight bytes: the tuple's 32-bit keyed hash and the entry's node (entry
-//! index and direction). A lookup reads one slot run of the index, usually one cache line,
-//! compares hashes there and touches only the entry whose hash matches, where chained
+//! The kernel hashes both tuples of a connection (`tuplehash[ORIGINAL]` and
+//! `tuplehash[REPLY]`). Here the hash is symmetric: a tuple and its inverse hash alike, so
+//! one slot serves both directions of a connection whose reply is the original's inverse,
+//! and only a connection NAT translated has a second slot, for its reply tuple. Which
+//! direction a packet is in is told by comparing its tuple with the entry's.
+//!
+//! An index slot is eight bytes: the 32-bit keyed hash and the entry's node (entry index,
+//! and which of its slots). A lookup reads one slot run of the index, usually one cache
+//! line, compares hashes there and touches only the entry whose hash matches, where chained
 //! buckets threaded through the entries read one entry after another. The index starts
-//! sized for the entries it is told to expect at half full, and doubles past three
-//! quarters full; deleting shifts the run back, so there are no tombstones.
+//! sized to hold the entries it is told to expect at most three quarters full, and doubles
+//! past that; deleting shifts the run back, so there are no tombstones.
 //!
 //! The kernel's buckets (`nf_conntrack_buckets`) are kept as a view, not as storage: a
 //! tuple's bucket is its hash scaled like `reciprocal_scale`, and a slot's home is the same
@@ -43,9 +47,9 @@ struct Hot {
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<Hot>() == 128);
 
-/// The rest of an entry, in a slab of its own beside the hot one: the hashes of its tuples
-/// (for its removal and the listing's order) and when it came in (for the newest-first
-/// order of buckets).
+/// The rest of an entry, in a slab of its own beside the hot one: the hashes of its slots
+/// (the original tuple's, and a translated reply's when NAT made one; for its removal and
+/// the listing's order) and when it came in (for the newest-first order of buckets).
 #[derive(Clone, Copy)]
 struct Cold {
     hash: [u32; 2],
@@ -59,8 +63,11 @@ pub struct Table {
     /// The values few entries have, NAT's reply tuples among them.
     rares: ExtStore<Rare>,
     free: Vec<u32>,
-    /// `hash << 32 | (node + 1)`, node being `entry << 1 | direction`; 0 is empty.
+    /// `hash << 32 | (node + 1)`, node being `entry << 1 | slot` (1 for a translated reply's
+    /// slot); 0 is empty.
     index: Array<u64>,
+    /// Slots of `index` in use.
+    nodes: usize,
     /// `64 - log2(index.len())`: a hash's home slot is its top bits.
     shift: u32,
     buckets: usize,
@@ -74,8 +81,11 @@ impl Table {
     /// index sized for `expected` entries (as the kernel allocates its buckets up front):
     /// it grows past them, but every doubling moves every slot once more.
     pub fn new(buckets: u32, expected: u32, seed: u64) -> Table {
-        let slots = (expected as usize)
-            .saturating_mul(4)
+        // The smallest power of two that holds them at three quarters full, one slot an
+        // entry: between three eighths and three quarters full with all of them in.
+        let expected = expected as usize;
+        let slots = expected
+            .saturating_add(expected.div_ceil(3))
             .clamp(MIN_SLOTS, MAX_PRESIZED)
             .next_power_of_two();
         Table {
@@ -84,6 +94,7 @@ impl Table {
             rares: ExtStore::default(),
             free: Vec::new(),
             index: Array::zeroed(slots),
+            nodes: 0,
             shift: 32 - slots.trailing_zeros(),
             buckets: buckets.max(1) as usize,
             len: 0,
@@ -110,31 +121,44 @@ impl Table {
         self.buckets
     }
 
-    /// The keyed hash of a tuple in a zone.
+    /// The keyed hash of a tuple in a zone: the same for the tuple's inverse
+    /// ([`Tuple::invert`]), so that both directions of a connection meet at one slot.
     pub fn hash(&self, t: &Tuple, zone: u16) -> u32 {
-        // One write of the whole key: field-by-field hashing costs a partial-buffer step
-        // per field on the hottest path. An IPv4 tuple hashes only its 4-byte addresses:
-        // 16 bytes are two SipHash blocks where 40 are five.
-        let mut key = [0u8; 40];
-        let n = match t.family {
+        // The two ends, each an address and a port, in a fixed order whichever is the
+        // source. An ICMP query's destination port is its type and code, which its reply
+        // changes: its identifier (the source port) stands for both ends' ports.
+        let (sport, dport) = if t.is_icmp() {
+            (t.src_port, t.src_port)
+        } else {
+            (t.src_port, t.dst_port)
+        };
+        let tail = u64::from(t.proto) | u64::from(t.family.number()) << 8 | u64::from(zone) << 16;
+        let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
+        // Whole 8-byte words: field-by-field hashing costs a partial-buffer step per field
+        // on the hottest path. An IPv4 tuple hashes 16 bytes, two SipHash blocks.
+        match t.family {
             ctrack_packet::Family::V4 => {
-                key[..4].copy_from_slice(&t.src.0[..4]);
-                key[4..8].copy_from_slice(&t.dst.0[..4]);
-                8
+                let end = |a: &ctrack_packet::Addr, port: u16| {
+                    u64::from(u32::from_be_bytes([a.0[0], a.0[1], a.0[2], a.0[3]])) << 16
+                        | u64::from(port)
+                };
+                let (a, b) = (end(&t.src, sport), end(&t.dst, dport));
+                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+                h.write_u64(lo | tail << 48);
+                h.write_u64(hi | tail >> 16 << 48);
             }
             ctrack_packet::Family::V6 => {
-                key[..16].copy_from_slice(&t.src.0);
-                key[16..32].copy_from_slice(&t.dst.0);
-                32
+                let (a, b) = ((&t.src.0, sport), (&t.dst.0, dport));
+                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+                let mut key = [0u8; 40];
+                key[..16].copy_from_slice(lo.0);
+                key[16..32].copy_from_slice(hi.0);
+                key[32..34].copy_from_slice(&lo.1.to_ne_bytes());
+                key[34..36].copy_from_slice(&hi.1.to_ne_bytes());
+                key[36..40].copy_from_slice(&(tail as u32).to_ne_bytes());
+                h.write(&key);
             }
-        };
-        key[n..n + 2].copy_from_slice(&t.src_port.to_ne_bytes());
-        key[n + 2..n + 4].copy_from_slice(&t.dst_port.to_ne_bytes());
-        key[n + 4] = t.proto;
-        key[n + 5] = t.family.number();
-        key[n + 6..n + 8].copy_from_slice(&zone.to_ne_bytes());
-        let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
-        h.write(&key[..n + 8]);
+        }
         h.finish() as u32
     }
 
@@ -163,15 +187,14 @@ impl Table {
     }
 
     /// The same for the entry the index names first for this hash (its slot should be
-    /// cached by now). False when no slot holds the hash: the tuple's connection is not
-    /// in the table, and its packet will most likely make a new one.
-    pub fn prefetch_entry(&self, hash: u32) -> bool {
+    /// cached by now), if a slot holds the hash.
+    pub fn prefetch_entry(&self, hash: u32) {
         let Some(e) = self
             .nodes_with(hash)
             .next()
             .and_then(|n| self.hot.get(node_entry(n)))
         else {
-            return false;
+            return;
         };
         // Both lines of the entry's hot part: a packet's update reads and writes fields all
         // over it.
@@ -179,7 +202,6 @@ impl Table {
         for off in (0..std::mem::size_of::<Hot>()).step_by(64) {
             prefetch_ptr(base.wrapping_add(off));
         }
-        true
     }
 
     /// The nodes whose slots hold `hash`, in the order a probe from its home meets them.
@@ -208,14 +230,18 @@ impl Table {
     /// [`Table::find`] with the tuple's hash already known.
     pub fn find_hashed(&self, t: &Tuple, zone: u16, hash: u32) -> Option<(u32, usize)> {
         self.nodes_with(hash).find_map(|n| {
-            let (i, d) = (node_entry(n), (n & 1) as usize);
+            let i = node_entry(n);
             let c = &self.hot[i].conn;
-            let same = if d == 0 {
-                c.original == *t
+            if c.zone != zone {
+                return None;
+            }
+            // The slot does not say the direction: the original tuple is compared first,
+            // the reply when the original is not it.
+            if c.original == *t {
+                Some((i as u32, 0))
             } else {
-                self.is_reply_of(c, t)
-            };
-            (same && c.zone == zone).then_some((i as u32, d))
+                self.is_reply_of(c, t).then_some((i as u32, 1))
+            }
         })
     }
 
@@ -231,31 +257,30 @@ impl Table {
         self.rares.get(c.rare).and_then(|r| r.nat_reply.as_ref())
     }
 
-    /// Inserts a connection with its reply tuple, with a slot for each tuple. Returns its
-    /// index.
+    /// Inserts a connection with its reply tuple: one slot, or two when the reply is not
+    /// the original's inverse. Returns its index.
     pub fn insert(&mut self, conn: Conn, reply: Tuple) -> u32 {
         let original = self.hash(&conn.original, conn.zone);
-        self.insert_hashed(conn, Rare::default(), reply, original, None)
+        self.insert_hashed(conn, Rare::default(), reply, original)
     }
 
     /// [`Table::insert`] of a connection with its rare values, the original tuple's hash
-    /// known from the lookup that missed, and perhaps the hash of its inverse (from a
-    /// batch's prefetch): that one serves only a reply NAT left the inverse.
+    /// known from the lookup that missed.
     pub fn insert_hashed(
         &mut self,
         mut conn: Conn,
         mut rare: Rare,
         reply: Tuple,
         original: u32,
-        inverse: Option<u32>,
     ) -> u32 {
         debug_assert_eq!(original, self.hash(&conn.original, conn.zone));
         let mirrored = reply.is_inverse_of(&conn.original);
-        let reply_hash = match inverse {
-            Some(h) if mirrored => h,
-            _ => self.hash(&reply, conn.zone),
+        // The inverse hashes as the original does: only a translated reply needs its own.
+        let reply_hash = if mirrored {
+            original
+        } else {
+            self.hash(&reply, conn.zone)
         };
-        debug_assert_eq!(reply_hash, self.hash(&reply, conn.zone));
         let hash = [original, reply_hash];
         rare.nat_reply = (!mirrored).then_some(reply);
         conn.rare = if rare == Rare::default() {
@@ -284,13 +309,15 @@ impl Table {
                 (self.hot.len() - 1) as u32
             }
         };
-        // Two nodes a connection; past three quarters full, runs grow long.
-        if (self.len + 1) * 8 > self.index.len() * 3 {
+        let slots = if mirrored { 1 } else { 2 };
+        // Past three quarters full, runs grow long.
+        if (self.nodes + slots) * 4 > self.index.len() * 3 {
             self.grow();
         }
-        for (d, &h) in hash.iter().enumerate() {
+        for (d, &h) in hash[..slots].iter().enumerate() {
             self.place(h, idx << 1 | d as u32);
         }
+        self.nodes += slots;
         self.len += 1;
         idx
     }
@@ -304,7 +331,7 @@ impl Table {
         self.index[p] = u64::from(hash) << 32 | u64::from(node + 1);
     }
 
-    /// Doubles the index, when three quarters of its slots hold a node.
+    /// Doubles the index, when three quarters of its slots would hold a node.
     fn grow(&mut self) {
         let doubled = Array::zeroed(self.index.len() * 2);
         let old = std::mem::replace(&mut self.index, doubled);
@@ -350,9 +377,15 @@ impl Table {
     /// Removes an entry, returning it, its reply tuple and its rare values.
     pub fn remove(&mut self, idx: u32) -> (Conn, Tuple, Rare) {
         let hash = self.cold[idx as usize].hash;
-        for (d, &h) in hash.iter().enumerate() {
+        let slots = if self.nat_reply(&self.hot[idx as usize].conn).is_some() {
+            2
+        } else {
+            1
+        };
+        for (d, &h) in hash[..slots].iter().enumerate() {
             self.unplace(h, idx << 1 | d as u32);
         }
+        self.nodes -= slots;
         self.free.push(idx);
         self.len -= 1;
         let reply = self.reply(idx);
@@ -411,8 +444,8 @@ impl Table {
             .is_some_and(|s| s.conn.confirmed())
     }
 
-    /// Entries whose nodes are in bucket `b`, newest first as the kernel's chains are (an
-    /// entry appears twice if both its tuples hash here).
+    /// Entries whose nodes are in bucket `b`, newest first as the kernel's chains are (a
+    /// translated entry appears twice if both its slots hash here).
     pub fn bucket_entries(&self, b: usize, out: &mut Vec<u32>) {
         let start = out.len();
         // The hashes of bucket `b` are those from ceil(b * 2^32 / buckets) on.
@@ -534,7 +567,59 @@ mod tests {
         (c, reply)
     }
 
+    fn any_tuple() -> impl Strategy<Value = Tuple> {
+        (
+            any::<bool>(),
+            prop::sample::select(vec![1u8, 6, 17, 47, 58, 132]),
+            any::<[u8; 16]>(),
+            any::<[u8; 16]>(),
+            any::<u16>(),
+            any::<u16>(),
+        )
+            .prop_map(|(v6, proto, a, b, sport, dport)| {
+                let (family, src, dst) = if v6 {
+                    (Family::V6, Addr::v6(a), Addr::v6(b))
+                } else {
+                    let v4 = |x: [u8; 16]| Addr::v4([x[0], x[1], x[2], x[3]]);
+                    (Family::V4, v4(a), v4(b))
+                };
+                // Mostly ICMP queries with replies (echo, timestamp, ...), some without.
+                let dport = match (family, proto) {
+                    (Family::V4, 1) => u16::from([8u8, 13, 15, 17, 3][usize::from(sport % 5)]) << 8,
+                    (Family::V6, 58) => u16::from([128u8, 130, 1][usize::from(sport % 3)]) << 8,
+                    _ => dport,
+                };
+                Tuple {
+                    src,
+                    dst,
+                    src_port: sport,
+                    dst_port: dport,
+                    proto,
+                    family,
+                }
+            })
+    }
+
     proptest! {
+        /// A tuple and its inverse hash alike, in every zone, so that one slot serves both
+        /// directions; the hash still tells ends apart from each other.
+        #[test]
+        fn a_tuple_and_its_inverse_hash_alike(t in any_tuple(), zone in any::<u16>(), seed in any::<u64>()) {
+            let table = Table::new(16, 0, seed);
+            if let Some(inverse) = t.invert() {
+                prop_assert_eq!(table.hash(&t, zone), table.hash(&inverse, zone));
+            }
+            // Another source port is another connection: it hashes elsewhere (a chance
+            // collision of 32 bits aside, which this seed-independent check allows once).
+            let mut other = t;
+            other.src_port = t.src_port.wrapping_add(1);
+            if other != t && !t.is_icmp() {
+                let (a, b) = (table.hash(&t, zone), table.hash(&other, zone));
+                let c = Table::new(16, 0, seed ^ 1);
+                prop_assert!(a != b || c.hash(&t, zone) != c.hash(&other, zone));
+            }
+        }
+
         /// Inserts and removals in any order leave every live tuple found in both
         /// directions, every removed one gone, each bucket holding exactly the entries
         /// whose tuples hash there, newest first, and the listing in bucket order.
@@ -588,7 +673,10 @@ mod tests {
                 table.bucket_entries(b, &mut got);
                 let mut want = Vec::new();
                 for (i, tuples, _) in &newest_first {
-                    for t in tuples {
+                    // One slot an entry, and a second for a translated reply.
+                    let mirrored = tuples[0].invert() == Some(tuples[1]);
+                    let slots = if mirrored { &tuples[..1] } else { &tuples[..] };
+                    for t in slots {
                         if table.bucket_of(t, 0) == b {
                             want.push(*i);
                         }

@@ -47,13 +47,24 @@ struct Hot {
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<Hot>() == 128);
 
-/// The rest of an entry, in a slab of its own beside the hot one: the hashes of its slots
-/// (the original tuple's, and a translated reply's when NAT made one; for its removal and
-/// the listing's order) and when it came in (for the newest-first order of buckets).
+/// The rest of an entry, in a slab of its own beside the hot one: the hash of its slot
+/// (for its removal and the listing's order; a translated reply's slot is hashed again)
+/// and when it came in (for the newest-first order of buckets), in 12 bytes.
 #[derive(Clone, Copy)]
 struct Cold {
-    hash: [u32; 2],
-    born: u64,
+    hash: u32,
+    born: [u32; 2],
+}
+
+impl Cold {
+    fn born(&self) -> u64 {
+        u64::from(self.born[0]) << 32 | u64::from(self.born[1])
+    }
+}
+
+/// The insertion order as a [`Cold`] keeps it.
+fn born_parts(born: u64) -> [u32; 2] {
+    [(born >> 32) as u32, born as u32]
 }
 
 /// The connection table.
@@ -296,15 +307,15 @@ impl Table {
             Some(i) => {
                 self.hot[i as usize].conn = conn;
                 let c = &mut self.cold[i as usize];
-                c.hash = hash;
-                c.born = self.born;
+                c.hash = original;
+                c.born = born_parts(self.born);
                 i
             }
             None => {
                 self.hot.push(Hot { conn });
                 self.cold.push(Cold {
-                    hash,
-                    born: self.born,
+                    hash: original,
+                    born: born_parts(self.born),
                 });
                 (self.hot.len() - 1) as u32
             }
@@ -376,16 +387,13 @@ impl Table {
 
     /// Removes an entry, returning it, its reply tuple and its rare values.
     pub fn remove(&mut self, idx: u32) -> (Conn, Tuple, Rare) {
-        let hash = self.cold[idx as usize].hash;
-        let slots = if self.nat_reply(&self.hot[idx as usize].conn).is_some() {
-            2
-        } else {
-            1
-        };
-        for (d, &h) in hash[..slots].iter().enumerate() {
-            self.unplace(h, idx << 1 | d as u32);
+        self.unplace(self.cold[idx as usize].hash, idx << 1);
+        self.nodes -= 1;
+        let c = &self.hot[idx as usize].conn;
+        if let Some(h) = self.nat_reply(c).map(|reply| self.hash(reply, c.zone)) {
+            self.unplace(h, idx << 1 | 1);
+            self.nodes -= 1;
         }
-        self.nodes -= slots;
         self.free.push(idx);
         self.len -= 1;
         let reply = self.reply(idx);
@@ -471,7 +479,7 @@ impl Table {
             }
             p = (p + 1) & mask;
         }
-        out[start..].sort_by_key(|&i| std::cmp::Reverse(self.cold[i as usize].born));
+        out[start..].sort_by_key(|&i| std::cmp::Reverse(self.cold[i as usize].born()));
     }
 
     /// Every entry once, in no particular order: for counting and searching.
@@ -490,7 +498,7 @@ impl Table {
             .iter()
             .map(|(i, _)| {
                 let c = &self.cold[i as usize];
-                (self.bucket_of_hash(c.hash[0]), std::cmp::Reverse(c.born), i)
+                (self.bucket_of_hash(c.hash), std::cmp::Reverse(c.born()), i)
             })
             .collect();
         order.sort_unstable();

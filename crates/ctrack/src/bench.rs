@@ -386,7 +386,33 @@ fn pipeline_vs_tracker(threads: usize, flows: usize, lookups: u64) -> Vec<Figure
     };
     let (p0, s0) = run(false);
     let (p1, s1) = run(true);
+    // The baseline of the pipeline's cost: tracking alone, on the same packets in the same
+    // order, with the same settings.
+    let (p2, s2) = parallel(threads, |t| {
+        let pkts = workload::udp_flows(flows, 1 + t as u8);
+        let mut tr = Tracker::new(sized(flows), 1);
+        for p in &pkts {
+            tr.packet(p, 0, NOW);
+        }
+        let start = Instant::now();
+        let mut n = 0;
+        while n < lookups {
+            for p in &pkts {
+                std::hint::black_box(tr.packet(p, 0, NOW + 1));
+            }
+            n += flows as u64;
+        }
+        (n, start.elapsed().as_secs_f64())
+    });
     vec![
+        Figure {
+            workload: format!("pipeline-conntrack-alone {flows}"),
+            threads,
+            packets: p2,
+            seconds: s2,
+            bytes_per_conn: None,
+            note: "connection tracking alone on the pipeline's packets: its baseline".into(),
+        },
         Figure {
             workload: format!("pipeline {flows}"),
             threads,

@@ -56,6 +56,28 @@ fn threads_multiply_the_work() {
 }
 
 #[test]
+fn the_pipeline_is_timed_beside_its_baseline() {
+    // The target compares the pipeline with tracking alone on the same packets: the three
+    // come from one run, the baseline first, each with every packet it was given.
+    let lines = bench(&["pipeline", "--count", "20000"]);
+    let names: Vec<&str> = lines
+        .iter()
+        .map(|l| l["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "pipeline-conntrack-alone 10000",
+            "pipeline 10000",
+            "pipeline-10-rules 10000"
+        ]
+    );
+    for l in &lines {
+        assert_eq!(l["packets"], 20000, "{l}");
+    }
+}
+
+#[test]
 fn an_unknown_workload_is_named() {
     let out = ctrack(&["bench", "warp-speed"]);
     assert_eq!(out.status.code(), Some(1));

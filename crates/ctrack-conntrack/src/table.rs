@@ -247,9 +247,12 @@ impl Table {
                 return None;
             }
             // The slot does not say the direction: the original tuple is compared first,
-            // the reply when the original is not it.
+            // the reply when the original is not it. A tuple that is its own inverse (the
+            // same address and port at both ends) is a reply: the kernel puts the reply
+            // tuple at the head of the chain after the original, so its lookup meets that.
             if c.original == *t {
-                Some((i as u32, 0))
+                let both = t.src == t.dst && self.is_reply_of(c, t);
+                Some((i as u32, usize::from(both)))
             } else {
                 self.is_reply_of(c, t).then_some((i as u32, 1))
             }

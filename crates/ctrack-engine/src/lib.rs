@@ -724,11 +724,28 @@ impl Engine {
                 }
                 Ok(Fate::Forwarded)
             } else {
-                m.oif = self.host.route_ref(cur.dst, cur.family);
+                // A packet to one of the host's own addresses is routed out by loopback.
+                let to_self = self.host.is_local(cur.dst, cur.family);
+                m.oif = if to_self {
+                    IfRef::Lo
+                } else {
+                    self.host.route_ref(cur.dst, cur.family)
+                };
                 run!(&cur, Hook::LocalOut, &[Filter, Security]);
                 run!(&cur, Hook::PostRouting, &[Mangle]);
                 run!(&cur, Hook::PostRouting, self.nat_tables(&m, Manip::Src));
                 self.bind(&mut m, Manip::Src, &cur, Hook::PostRouting);
+                if to_self {
+                    // It comes back in on lo. Conntrack lets a packet it saw at OUTPUT pass
+                    // ("previously seen (loopback)"), and so do raw's NOTRACK and CT, but
+                    // the tables hook it again; both translations are bound by now.
+                    let (state, template) = (m.state, m.template);
+                    (m.iif, m.oif) = (IfRef::Lo, IfRef::None);
+                    run!(&cur, Hook::PreRouting, &[Raw, Mangle]);
+                    (m.state, m.template) = (state, template);
+                    run!(&cur, Hook::LocalIn, &[Mangle, Filter, Security]);
+                    break 'hooks Ok(Fate::Delivered);
+                }
                 if emit {
                     out.leaving = Some(self.source_translated(&m, cur.bytes.to_vec(), reply));
                 }

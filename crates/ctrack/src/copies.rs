@@ -5,7 +5,8 @@
 //! pipeline. The copy is recognised by content: the same transport bytes after the ports,
 //! the same IP identification and length, seen coming in a moment before. What leaves
 //! without such a twin was made by the host itself, whatever its source address (a REJECT's
-//! reset carries the address it answers for).
+//! reset carries the address it answers for). The same matching tells a packet the host
+//! sent itself, coming in on loopback, from its outgoing copy when the capture has both.
 
 use ctrack_packet::{proto, Datagram, Family};
 use std::collections::{HashMap, VecDeque};
@@ -56,15 +57,16 @@ fn signature(d: &Datagram<'_>) -> u64 {
 }
 
 impl ForwardedCopies {
-    /// An incoming packet that the host forwards.
-    pub fn incoming(&mut self, d: &Datagram<'_>, now: u64) {
+    /// A packet whose copy may be captured again: an incoming one the host forwards, or
+    /// one the host sends itself over loopback.
+    pub fn expect_copy(&mut self, d: &Datagram<'_>, now: u64) {
         self.expire(now);
         let s = signature(d);
         *self.pending.entry(s).or_default() += 1;
         self.order.push_back((now, s));
     }
 
-    /// True when an outgoing packet is the copy of one that came in.
+    /// True when a packet is the copy of one [`ForwardedCopies::expect_copy`] was given.
     pub fn is_copy(&mut self, d: &Datagram<'_>, now: u64) -> bool {
         self.expire(now);
         let s = signature(d);

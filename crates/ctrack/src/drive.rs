@@ -107,6 +107,8 @@ pub fn drive(
     let if_macs = learn_if_macs(caps);
     let mut gso = Coalescer::default();
     let mut copies = ForwardedCopies::default();
+    // The host's packets to itself, sent: their looped-back copy may follow.
+    let mut looped = ForwardedCopies::default();
     let mut ready = Vec::new();
     let mut zero_at = opts.zero_at;
     for (n, mut frame) in merge(caps).enumerate() {
@@ -154,18 +156,27 @@ pub fn drive(
                 }
                 // Sent by the host: from its own address, or in another's name (a
                 // REJECT's reset, say).
+                if let Some(d) = header.filter(|_| is_local(src) && is_local(dst)) {
+                    looped.expect_copy(&d, frame.time);
+                }
                 Entry::Host
             }
             Some(Direction::Incoming) if is_local(src) && is_local(dst) => {
-                // Looped back: conntrack saw it at OUTPUT already.
-                skipped.loopback_copies += 1;
-                continue;
+                if header.is_some_and(|d| looped.is_copy(&d, frame.time)) {
+                    // Looped back: conntrack saw it at OUTPUT already.
+                    skipped.loopback_copies += 1;
+                    continue;
+                }
+                // A packet the host sent itself, captured only as it came in on `lo`
+                // (packet sockets are not shown loopback's outgoing copies on every
+                // kernel): conntrack met it at OUTPUT.
+                Entry::Host
             }
             Some(Direction::Incoming) => {
                 // Even one addressed to the host may leave again: to a NAT address, it is
                 // translated back and forwarded.
                 if let Some(d) = header {
-                    copies.incoming(&d, frame.time);
+                    copies.expect_copy(&d, frame.time);
                 }
                 Entry::Wire
             }
@@ -188,7 +199,7 @@ pub fn drive(
             if let Some(rewritten) = feed(engine, n, frame.time, ip, entry, mac)? {
                 // Its outgoing copy is the rewritten packet.
                 if let Ok(d) = Datagram::parse(&rewritten) {
-                    copies.incoming(&d, frame.time);
+                    copies.expect_copy(&d, frame.time);
                 }
             }
         }

@@ -44,13 +44,7 @@ impl Dealer {
 
     /// The worker of a connection with this tuple in either direction.
     pub fn worker_of_tuple(&self, t: &Tuple) -> u32 {
-        // An ICMP query's tuple has the identifier as its source port and the type and
-        // code as its destination port; the reply's type differs, its identifier not.
-        let (sp, dp) = if t.is_icmp() {
-            (t.src_port, t.src_port)
-        } else {
-            (t.src_port, t.dst_port)
-        };
+        let (sp, dp) = t.end_ports();
         self.deal(t.src, sp, t.dst, dp, t.proto)
     }
 

@@ -136,13 +136,8 @@ impl Table {
     /// ([`Tuple::invert`]), so that both directions of a connection meet at one slot.
     pub fn hash(&self, t: &Tuple, zone: u16) -> u32 {
         // The two ends, each an address and a port, in a fixed order whichever is the
-        // source. An ICMP query's destination port is its type and code, which its reply
-        // changes: its identifier (the source port) stands for both ends' ports.
-        let (sport, dport) = if t.is_icmp() {
-            (t.src_port, t.src_port)
-        } else {
-            (t.src_port, t.dst_port)
-        };
+        // source.
+        let (sport, dport) = t.end_ports();
         let tail = u64::from(t.proto) | u64::from(t.family.number()) << 8 | u64::from(zone) << 16;
         let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
         // Whole 8-byte words: field-by-field hashing costs a partial-buffer step per field
@@ -290,12 +285,7 @@ impl Table {
         debug_assert_eq!(original, self.hash(&conn.original, conn.zone));
         let mirrored = reply.is_inverse_of(&conn.original);
         // The inverse hashes as the original does: only a translated reply needs its own.
-        let reply_hash = if mirrored {
-            original
-        } else {
-            self.hash(&reply, conn.zone)
-        };
-        let hash = [original, reply_hash];
+        let reply_hash = (!mirrored).then(|| self.hash(&reply, conn.zone));
         rare.nat_reply = (!mirrored).then_some(reply);
         conn.rare = if rare == Rare::default() {
             Conn::NO_RARE
@@ -323,13 +313,14 @@ impl Table {
                 (self.hot.len() - 1) as u32
             }
         };
-        let slots = if mirrored { 1 } else { 2 };
+        let slots = 1 + usize::from(reply_hash.is_some());
         // Past three quarters full, runs grow long.
         if (self.nodes + slots) * 4 > self.index.len() * 3 {
             self.grow();
         }
-        for (d, &h) in hash[..slots].iter().enumerate() {
-            self.place(h, idx << 1 | d as u32);
+        self.place(original, idx << 1);
+        if let Some(h) = reply_hash {
+            self.place(h, idx << 1 | 1);
         }
         self.nodes += slots;
         self.len += 1;

@@ -64,7 +64,7 @@ impl Tracker {
                     parsed.push((d, p));
                 }
             }
-            for (_, p) in parsed.iter_mut() {
+            for (_, p) in &parsed {
                 if let Some(p) = p {
                     self.ct.prefetch_entry(p);
                 }

@@ -157,6 +157,17 @@ impl Tuple {
         self.dst_port as u8
     }
 
+    /// The source and destination ports as a hash of either direction takes them: an ICMP
+    /// query's destination port is its type and code, which its reply changes, so its
+    /// identifier (the source port) stands for both.
+    pub fn end_ports(&self) -> (u16, u16) {
+        if self.is_icmp() {
+            (self.src_port, self.src_port)
+        } else {
+            (self.src_port, self.dst_port)
+        }
+    }
+
     /// True for ICMP or ICMPv6 in their own family.
     pub fn is_icmp(&self) -> bool {
         matches!(

@@ -104,6 +104,18 @@ fn on_threads<T: Send, W: Fn(usize) -> T + Sync>(threads: usize, work: W) -> Vec
     })
 }
 
+/// Whole passes over `pkts`, `each` given every packet, until at least `count` packets have
+/// gone through: how many did, and the seconds they took.
+fn timed_passes<P>(pkts: &[P], count: u64, mut each: impl FnMut(&P)) -> (u64, f64) {
+    let start = Instant::now();
+    let mut n = 0;
+    while n < count && !pkts.is_empty() {
+        pkts.iter().for_each(&mut each);
+        n += pkts.len() as u64;
+    }
+    (n, start.elapsed().as_secs_f64())
+}
+
 /// Settings for `n` connections: buckets the next power of two, room for all.
 fn sized(n: usize) -> Settings {
     let buckets = (n.max(1024) as u32).next_power_of_two();
@@ -122,15 +134,9 @@ fn ovs_single(threads: usize, count: u64) -> Figure {
         let frame = workload::ovs_frame(1 + t as u16);
         let batch = [frame; 32];
         tr.packet(&frame, 14, NOW);
-        let start = Instant::now();
-        let mut n = 0;
-        while n < count {
-            for f in &batch {
-                std::hint::black_box(tr.packet(f, 14, NOW));
-            }
-            n += 32;
-        }
-        (n, start.elapsed().as_secs_f64())
+        timed_passes(&batch, count, |f| {
+            std::hint::black_box(tr.packet(f, 14, NOW));
+        })
     });
     Figure {
         workload: "ovs-single".into(),
@@ -256,22 +262,20 @@ fn many_flows(
         let insert = start.elapsed().as_secs_f64();
         let ring = workload::Ring::new(pkts, &idx);
         let order = ring.frames();
-        let start = Instant::now();
-        let mut n = 0u64;
-        if batched {
+        let (n, seconds) = if batched {
+            let start = Instant::now();
+            let mut n = 0u64;
             while n < lookups {
                 std::hint::black_box(tr.batch(&order, 0, NOW + 1));
                 n += flows as u64;
             }
+            (n, start.elapsed().as_secs_f64())
         } else {
-            while n < lookups {
-                for p in &order {
-                    std::hint::black_box(tr.packet(p, 0, NOW + 1));
-                }
-                n += flows as u64;
-            }
-        }
-        (flows as u64, insert, n, start.elapsed().as_secs_f64())
+            timed_passes(&order, lookups, |p| {
+                std::hint::black_box(tr.packet(p, 0, NOW + 1));
+            })
+        };
+        (flows as u64, insert, n, seconds)
     });
     let ins: u64 = results.iter().map(|r| r.0).sum();
     let ins_t = results.iter().map(|r| r.1).fold(0.0, f64::max);
@@ -373,15 +377,9 @@ fn pipeline_vs_tracker(threads: usize, flows: usize, lookups: u64) -> Vec<Figure
                 Engine::new(sized(flows), ctrack_engine::Host::default(), 1)
             };
             workload::run_pipeline(&mut e, &pkts, NOW);
-            let start = Instant::now();
-            let mut n = 0;
-            while n < lookups {
-                for p in &pkts {
-                    std::hint::black_box(e.process(p, Entry::Wire, NOW + 1));
-                }
-                n += flows as u64;
-            }
-            (n, start.elapsed().as_secs_f64())
+            timed_passes(&pkts, lookups, |p| {
+                std::hint::black_box(e.process(p, Entry::Wire, NOW + 1));
+            })
         })
     };
     let (p0, s0) = run(false);
@@ -394,15 +392,9 @@ fn pipeline_vs_tracker(threads: usize, flows: usize, lookups: u64) -> Vec<Figure
         for p in &pkts {
             tr.packet(p, 0, NOW);
         }
-        let start = Instant::now();
-        let mut n = 0;
-        while n < lookups {
-            for p in &pkts {
-                std::hint::black_box(tr.packet(p, 0, NOW + 1));
-            }
-            n += flows as u64;
-        }
-        (n, start.elapsed().as_secs_f64())
+        timed_passes(&pkts, lookups, |p| {
+            std::hint::black_box(tr.packet(p, 0, NOW + 1));
+        })
     });
     vec![
         Figure {

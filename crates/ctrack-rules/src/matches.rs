@@ -1326,6 +1326,7 @@ impl Match {
     }
 
     /// Evaluates the match (`&mut` for the limit bucket and recent lists).
+    #[inline(never)]
     pub fn eval(&mut self, p: &PacketCtx<'_, '_>, recent: &mut crate::eval::RecentTables) -> bool {
         let d = p.packet;
         match self {

@@ -312,7 +312,17 @@ const TABLES: usize = 5;
 const HOOKS: usize = 5;
 
 /// (table, chain) indexes in the ruleset, by family (IPv4, IPv6), hook and table.
-type ChainIndex = [[[Option<(usize, usize)>; TABLES]; HOOKS]; 2];
+type ChainIndex = [[[Option<Located>; TABLES]; HOOKS]; 2];
+
+/// A built-in chain, located once: the engine's ruleset does not change shape, only its
+/// counters.
+#[derive(Clone, Copy)]
+struct Located {
+    /// (table, chain) indexes in the ruleset.
+    at: (usize, usize),
+    /// It has no rules: its policy decides, without a walk.
+    empty: bool,
+}
 
 /// Where each built-in chain of each table is in `rules`, by family, hook and table.
 fn locate_chains(rules: &Ruleset) -> ChainIndex {
@@ -330,7 +340,11 @@ fn locate_chains(rules: &Ruleset) -> ChainIndex {
             Hook::PostRouting,
         ] {
             for table in [Raw, Mangle, Nat, Filter, Security] {
-                at[f][hook as usize][table as usize] = fr.locate(table.name(), hook.name());
+                at[f][hook as usize][table as usize] =
+                    fr.locate(table.name(), hook.name()).map(|at| Located {
+                        at,
+                        empty: fr.tables[at.0].chains[at.1].rules.is_empty(),
+                    });
             }
         }
     }
@@ -552,7 +566,8 @@ impl Engine {
     ) -> Result<(), DropReason> {
         let family = usize::from(d.family == Family::V6);
         for &table in tables {
-            let Some(at) = self.chains[family][hook as usize][table as usize] else {
+            let Some(Located { at, empty }) = self.chains[family][hook as usize][table as usize]
+            else {
                 continue;
             };
             let Engine {
@@ -561,37 +576,48 @@ impl Engine {
                 rules,
                 ..
             } = self;
-            let conn = m.ct.and_then(|r| conntrack.conn(r));
-            let mut ctx = PacketCtx {
-                packet: d,
-                iif: host.name(m.iif),
-                oif: host.name(m.oif),
-                state: m.state,
-                conn,
-                tracker: Some(&*conntrack),
-                ct: m.ct,
-                // Only connections made with accounting on have counters to read.
-                counters: match m.ct {
-                    Some(r) if conntrack.settings().acct => conntrack.extras(r).counters,
-                    _ => Default::default(),
-                },
-                mark: m.mark,
-                ct_mark: conn.map_or(0, |c| c.mark),
-                now,
-                host,
-                mac_header: m.mac,
-            };
             let mut fx = Effects::default();
-            let decision = rules.evaluate_at(at, &mut ctx, &mut fx);
+            let policy = if empty {
+                rules.policy_of_empty(d.family, at, u64::from(d.len()))
+            } else {
+                None
+            };
+            let decision = match policy {
+                Some(policy) => policy,
+                None => {
+                    let conn = m.ct.and_then(|r| conntrack.conn(r));
+                    let mut ctx = PacketCtx {
+                        packet: d,
+                        iif: host.name(m.iif),
+                        oif: host.name(m.oif),
+                        state: m.state,
+                        conn,
+                        tracker: Some(&*conntrack),
+                        ct: m.ct,
+                        // Only connections made with accounting on have counters to read.
+                        counters: match m.ct {
+                            Some(r) if conntrack.settings().acct => conntrack.extras(r).counters,
+                            _ => Default::default(),
+                        },
+                        mark: m.mark,
+                        ct_mark: conn.map_or(0, |c| c.mark),
+                        now,
+                        host,
+                        mac_header: m.mac,
+                    };
+                    let decision = rules.evaluate_at(at, &mut ctx, &mut fx);
+                    m.mark = ctx.mark;
+                    let ct_mark = ctx.ct_mark;
+                    if fx.ct_mark_changed {
+                        if let Some(c) = m.ct.and_then(|r| conntrack.conn_mut(r)) {
+                            c.mark = ct_mark;
+                        }
+                    }
+                    decision
+                }
+            };
             if let Some((c, r)) = fx.last_rule {
                 m.rule = Some((hook, table, c, r));
-            }
-            m.mark = ctx.mark;
-            let ct_mark = ctx.ct_mark;
-            if fx.ct_mark_changed {
-                if let Some(c) = m.ct.and_then(|r| self.conntrack.conn_mut(r)) {
-                    c.mark = ct_mark;
-                }
             }
             if fx.notrack && table == Table::Raw {
                 m.state = PacketState::Untracked;

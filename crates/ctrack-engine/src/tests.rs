@@ -516,3 +516,87 @@ fn jumps_gotos_and_returns_walk_chains_as_ipt_do_table_and_leave_nothing_behind(
     .collect();
     assert_eq!(fates, [true, true, false, false, true]);
 }
+
+/// Built-in chains without rules decide by their policy without a walk: the same fates,
+/// drop reasons and policy counters as the same chains holding a rule no packet matches.
+#[test]
+fn an_empty_chain_decides_and_counts_as_a_walked_one() {
+    let tables = |rule: &str| {
+        let mut text = String::new();
+        for (table, chains) in [
+            ("raw", &["PREROUTING", "OUTPUT"][..]),
+            (
+                "mangle",
+                &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"][..],
+            ),
+            ("filter", &["INPUT", "FORWARD", "OUTPUT"][..]),
+        ] {
+            text.push_str(&format!("*{table}\n"));
+            for c in chains {
+                let policy = if *c == "FORWARD" && table == "filter" {
+                    "DROP"
+                } else {
+                    "ACCEPT"
+                };
+                text.push_str(&format!(":{c} {policy} [0:0]\n"));
+            }
+            for c in chains {
+                if !rule.is_empty() {
+                    text.push_str(&format!("-A {c} {rule}\n"));
+                }
+            }
+            text.push_str("COMMIT\n");
+        }
+        let mut rs = ctrack_rules::Ruleset::default();
+        rs.add(ctrack_rules::load(&text, "empty.rules").expect("valid"));
+        Engine::with_rules(
+            Settings::default(),
+            Host::new(vec![(Addr::v4(S), Family::V4)]),
+            1,
+            rs,
+        )
+    };
+    let run = |e: &mut Engine| -> Vec<Fate> {
+        [
+            udp(C, S, 5000, 53, b"to the host"),
+            udp(C, [10, 0, 3, 3], 5000, 53, b"through it"),
+            tcp(S, C, 80, 40000, 0x02, 1, 0),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let entry = if i == 2 { Entry::Host } else { Entry::Wire };
+            e.process(p, entry, i as u64 * SEC).fate
+        })
+        .collect()
+    };
+    let (mut empty, mut walked) = (tables(""), tables("-p icmp -j DROP"));
+    let fates = run(&mut empty);
+    assert_eq!(fates, run(&mut walked));
+    assert!(matches!(
+        fates[1],
+        Fate::Dropped(DropReason::Rule { rule: None, .. })
+    ));
+    assert_eq!(fates[0], Fate::Delivered);
+    let policies = |e: &Engine| -> Vec<(String, String, u64, u64)> {
+        let v4 = e.rules().v4.as_ref().expect("IPv4 rules");
+        v4.tables
+            .iter()
+            .flat_map(|t| {
+                t.chains.iter().map(|c| {
+                    (
+                        t.name.clone(),
+                        c.name.clone(),
+                        c.counters.packets,
+                        c.counters.bytes,
+                    )
+                })
+            })
+            .collect()
+    };
+    assert_eq!(policies(&empty), policies(&walked));
+    // Every packet passed raw and mangle at the hook it entered by; the counters moved.
+    assert!(policies(&empty)
+        .iter()
+        .any(|(t, c, p, b)| t == "raw" && c == "PREROUTING" && *p == 2 && *b > 0));
+}

@@ -130,6 +130,30 @@ impl Ruleset {
             })
     }
 
+    /// The decision of a built-in chain, located by [`FamilyRules::locate`], that has no
+    /// rules: its policy, counted for a packet of `len` bytes as a walk would count it.
+    /// `None` when the chain has rules, which [`Ruleset::evaluate_at`] walks.
+    ///
+    /// Most tables a host loads hold empty built-in chains (iptables lists every one of a
+    /// table it has touched); deciding those without a packet context keeps them nearly
+    /// free.
+    pub fn policy_of_empty(
+        &mut self,
+        family: Family,
+        (table, chain): (usize, usize),
+        len: u64,
+    ) -> Option<Decision> {
+        let rules = match family {
+            Family::V4 => self.v4.as_mut(),
+            Family::V6 => self.v6.as_mut(),
+        }?;
+        let ch = &mut rules.tables.get_mut(table)?.chains[chain];
+        if !ch.rules.is_empty() {
+            return None;
+        }
+        Some(ch.policy_decision(chain, len))
+    }
+
     /// Evaluates a built-in chain, located by [`FamilyRules::locate`], on the packet's
     /// family's rules. A family with no rules accepts.
     pub fn evaluate_at(
@@ -236,18 +260,7 @@ impl FamilyRules {
             let Some(skipped) = hit else {
                 // End of a chain: return to the caller, or the policy of the built-in chain.
                 let Some(back) = jumps.pop() else {
-                    let ch = &mut t.chains[c];
-                    ch.counters.packets += 1;
-                    ch.counters.bytes += len;
-                    return if ch.policy.unwrap_or(true) {
-                        Decision::Accept
-                    } else {
-                        Decision::Drop {
-                            chain: c,
-                            rule: None,
-                            reject: None,
-                        }
-                    };
+                    return t.chains[c].policy_decision(c, len);
                 };
                 (c, r) = back;
                 continue;
@@ -369,6 +382,24 @@ impl FamilyRules {
                     }
                     r += 1;
                 }
+            }
+        }
+    }
+}
+
+impl crate::model::Chain {
+    /// The end of a built-in chain, the chain at index `at` of its table: its policy,
+    /// counted for a packet of `len` bytes.
+    fn policy_decision(&mut self, at: usize, len: u64) -> Decision {
+        self.counters.packets += 1;
+        self.counters.bytes += len;
+        if self.policy.unwrap_or(true) {
+            Decision::Accept
+        } else {
+            Decision::Drop {
+                chain: at,
+                rule: None,
+                reject: None,
             }
         }
     }

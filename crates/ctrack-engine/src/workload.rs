@@ -355,6 +355,30 @@ pub fn linear_ruleset(n: usize) -> ctrack_rules::Ruleset {
     rs
 }
 
+/// [`linear_ruleset`] beside the raw, mangle and nat tables with their built-in chains
+/// empty, policy ACCEPT: what a host holds once something has touched every table
+/// (`iptables-save` then lists them all).
+pub fn linear_ruleset_all_tables(n: usize) -> ctrack_rules::Ruleset {
+    let mut rs = linear_ruleset(n);
+    let mut text = String::new();
+    for (table, chains) in [
+        ("raw", &["PREROUTING", "OUTPUT"][..]),
+        (
+            "mangle",
+            &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"][..],
+        ),
+        ("nat", &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"][..]),
+    ] {
+        text.push_str(&format!("*{table}\n"));
+        for c in chains {
+            text.push_str(&format!(":{c} ACCEPT [0:0]\n"));
+        }
+        text.push_str("COMMIT\n");
+    }
+    rs.add(ctrack_rules::load(&text, "bench-tables.rules").expect("the empty tables are valid"));
+    rs
+}
+
 /// Every packet of `pkts` through the pipeline at `now`; returns how many were accepted.
 pub fn run_pipeline(e: &mut Engine, pkts: &[Vec<u8>], now: u64) -> usize {
     pkts.iter()

@@ -363,18 +363,14 @@ fn syn_flood(threads: usize, syns: usize) -> Figure {
 }
 
 fn pipeline_vs_tracker(threads: usize, flows: usize, lookups: u64) -> Vec<Figure> {
-    let run = |rules: bool| {
+    let run = |rules: Option<fn(usize) -> ctrack_rules::Ruleset>| {
         parallel(threads, |t| {
             let pkts = workload::udp_flows(flows, 1 + t as u8);
-            let mut e = if rules {
-                Engine::with_rules(
-                    sized(flows),
-                    ctrack_engine::Host::default(),
-                    1,
-                    workload::linear_ruleset(9),
-                )
-            } else {
-                Engine::new(sized(flows), ctrack_engine::Host::default(), 1)
+            let mut e = match rules {
+                Some(rules) => {
+                    Engine::with_rules(sized(flows), ctrack_engine::Host::default(), 1, rules(9))
+                }
+                None => Engine::new(sized(flows), ctrack_engine::Host::default(), 1),
             };
             workload::run_pipeline(&mut e, &pkts, NOW);
             timed_passes(&pkts, lookups, |p| {
@@ -382,8 +378,9 @@ fn pipeline_vs_tracker(threads: usize, flows: usize, lookups: u64) -> Vec<Figure
             })
         })
     };
-    let (p0, s0) = run(false);
-    let (p1, s1) = run(true);
+    let (p0, s0) = run(None);
+    let (p1, s1) = run(Some(workload::linear_ruleset));
+    let (p3, s3) = run(Some(workload::linear_ruleset_all_tables));
     // The baseline of the pipeline's cost: tracking alone, on the same packets in the same
     // order, with the same settings.
     let (p2, s2) = parallel(threads, |t| {
@@ -421,6 +418,14 @@ fn pipeline_vs_tracker(threads: usize, flows: usize, lookups: u64) -> Vec<Figure
             bytes_per_conn: None,
             note: "the whole pipeline, FORWARD of 9 non-matching rules and a --ctstate ACCEPT"
                 .into(),
+        },
+        Figure {
+            workload: format!("pipeline-10-rules-all-tables {flows}"),
+            threads,
+            packets: p3,
+            seconds: s3,
+            bytes_per_conn: None,
+            note: "the same beside empty raw, mangle and nat tables".into(),
         },
     ]
 }

@@ -1,0 +1,100 @@
+//! One pipeline workload of `ctrack bench pipeline`, run for a given number of packets and
+//! nothing else, so that an instruction counter sees only it: run it under
+//! `valgrind --tool=callgrind` at two counts and divide the difference by the difference
+//! of the counts (BENCHMARKS.md gives the figures).
+//!
+//! ```sh
+//! cargo build --release -p ctrack-engine --example pipeline_instructions
+//! valgrind --tool=callgrind target/release/examples/pipeline_instructions rules 200000
+//! ```
+//!
+//! Workloads: `alone` (connection tracking alone), `empty` (the pipeline, no ruleset),
+//! `rules` (FORWARD of 9 non-matching rules and a `--ctstate` ACCEPT), `all-tables` (the
+//! same beside empty raw, mangle and nat tables), `jumps` (FORWARD jumping to three user
+//! chains that return, among ten, as Docker's and ufw's chains are).
+
+use ctrack_conntrack::Settings;
+use ctrack_engine::{workload, Engine, Entry, Host};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (Some(workload), Some(count)) = (args.next(), args.next().and_then(|n| n.parse().ok()))
+    else {
+        eprintln!("usage: pipeline_instructions alone|empty|rules|all-tables|jumps PACKETS");
+        std::process::exit(2);
+    };
+    let count: usize = count;
+    // As `ctrack bench pipeline`: 10,000 established flows, room for all of them.
+    let pkts = workload::udp_flows(10_000, 1);
+    let settings = Settings {
+        buckets: 16_384,
+        max: 32_768,
+        ..Settings::default()
+    };
+    let now = 1_000_000_000;
+    if workload == "alone" {
+        let mut tracker = workload::Tracker::new(settings, 1);
+        for p in &pkts {
+            tracker.packet(p, 0, now);
+        }
+        for p in pkts.iter().cycle().take(count) {
+            std::hint::black_box(tracker.packet(p, 0, now + 1));
+        }
+        return;
+    }
+    let rules = match workload.as_str() {
+        "empty" => None,
+        "rules" => Some(workload::linear_ruleset(9)),
+        "all-tables" => Some(workload::linear_ruleset_all_tables(9)),
+        "jumps" => Some(jumps()),
+        other => {
+            eprintln!("unknown workload `{other}`");
+            std::process::exit(2);
+        }
+    };
+    let mut engine = match rules {
+        Some(rules) => Engine::with_rules(settings, Host::default(), 1, rules),
+        None => Engine::new(settings, Host::default(), 1),
+    };
+    workload::run_pipeline(&mut engine, &pkts, now);
+    for p in pkts.iter().cycle().take(count) {
+        std::hint::black_box(engine.process(p, Entry::Wire, now + 1));
+    }
+}
+
+/// FORWARD jumps to three of ten user chains, each of which returns at once, then accepts
+/// by state.
+fn jumps() -> ctrack_rules::Ruleset {
+    let chains = [
+        "DOCKER",
+        "DOCKER-ISOLATION-STAGE-1",
+        "DOCKER-ISOLATION-STAGE-2",
+        "DOCKER-USER",
+        "ufw-after-forward",
+        "ufw-before-forward",
+        "ufw-reject-forward",
+        "ufw-skip-to-policy-forward",
+        "ufw-track-forward",
+        "ufw-user-forward",
+    ];
+    let mut text =
+        String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+    for c in chains {
+        text.push_str(&format!(":{c} - [0:0]\n"));
+    }
+    for c in [
+        "DOCKER-USER",
+        "DOCKER-ISOLATION-STAGE-1",
+        "ufw-before-forward",
+    ] {
+        text.push_str(&format!("-A FORWARD -j {c}\n"));
+    }
+    text.push_str("-A FORWARD -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT\n");
+    for c in chains {
+        text.push_str(&format!("-A {c} -j RETURN\n"));
+    }
+    text.push_str("COMMIT\n");
+    let mut rs = ctrack_rules::Ruleset::default();
+    rs.add(ctrack_rules::load(&text, "jumps.rules").expect("the jump ruleset is valid"));
+    rs
+}

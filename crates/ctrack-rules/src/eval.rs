@@ -147,7 +147,7 @@ impl Ruleset {
             Family::V4 => self.v4.as_mut(),
             Family::V6 => self.v6.as_mut(),
         }?;
-        let ch = &mut rules.tables.get_mut(table)?.chains[chain];
+        let ch = rules.tables.get_mut(table)?.chains.get_mut(chain)?;
         if !ch.rules.is_empty() {
             return None;
         }

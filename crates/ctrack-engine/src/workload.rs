@@ -356,8 +356,8 @@ pub fn linear_ruleset(n: usize) -> ctrack_rules::Ruleset {
 }
 
 /// [`linear_ruleset`] beside the raw, mangle and nat tables with their built-in chains
-/// empty, policy ACCEPT: what a host holds once something has touched every table
-/// (`iptables-save` then lists them all).
+/// empty, policy ACCEPT: a ruleset saved from a host with those tables loaded, where only
+/// the filter table has rules.
 pub fn linear_ruleset_all_tables(n: usize) -> ctrack_rules::Ruleset {
     let mut rs = linear_ruleset(n);
     let mut text = String::new();

@@ -134,9 +134,9 @@ impl Ruleset {
     /// rules: its policy, counted for a packet of `len` bytes as a walk would count it.
     /// `None` when the chain has rules, which [`Ruleset::evaluate_at`] walks.
     ///
-    /// Most tables a host loads hold empty built-in chains (iptables lists every one of a
-    /// table it has touched); deciding those without a packet context keeps them nearly
-    /// free.
+    /// A saved ruleset lists every built-in chain of each table it holds, with its policy,
+    /// and most of them have no rules; deciding those without a packet context keeps them
+    /// nearly free.
     pub fn policy_of_empty(
         &mut self,
         family: Family,

@@ -11,9 +11,8 @@
 //! Workloads: `alone` (connection tracking alone), `empty` (the pipeline, no ruleset),
 //! `rules` (FORWARD of 9 non-matching rules and a `--ctstate` ACCEPT), `all-tables` (the
 //! same beside empty raw, mangle and nat tables), `jumps` (FORWARD jumping to three user
-//! chains that return, among ten, as Docker's and ufw's chains are).
+//! chains that return, among ten named as Docker's and ufw's are).
 
-use ctrack_conntrack::Settings;
 use ctrack_engine::{workload, Engine, Entry, Host};
 
 fn main() {
@@ -26,11 +25,7 @@ fn main() {
     let count: usize = count;
     // As `ctrack bench pipeline`: 10,000 established flows, room for all of them.
     let pkts = workload::udp_flows(10_000, 1);
-    let settings = Settings {
-        buckets: 16_384,
-        max: 32_768,
-        ..Settings::default()
-    };
+    let settings = workload::sized(pkts.len());
     let now = 1_000_000_000;
     if workload == "alone" {
         let mut tracker = workload::Tracker::new(settings, 1);
@@ -62,8 +57,8 @@ fn main() {
     }
 }
 
-/// FORWARD jumps to three of ten user chains, each of which returns at once, then accepts
-/// by state.
+/// FORWARD jumps to three of ten user chains (named as Docker's and ufw's are), each of
+/// which returns at once, then accepts by state.
 fn jumps() -> ctrack_rules::Ruleset {
     let chains = [
         "DOCKER",

@@ -570,51 +570,15 @@ impl Engine {
             else {
                 continue;
             };
-            let Engine {
-                conntrack,
-                host,
-                rules,
-                ..
-            } = self;
             let mut fx = Effects::default();
             let policy = if empty {
-                rules.policy_of_empty(d.family, at, u64::from(d.len()))
+                self.rules.policy_of_empty(d.family, at, u64::from(d.len()))
             } else {
                 None
             };
             let decision = match policy {
                 Some(policy) => policy,
-                None => {
-                    let conn = m.ct.and_then(|r| conntrack.conn(r));
-                    let mut ctx = PacketCtx {
-                        packet: d,
-                        iif: host.name(m.iif),
-                        oif: host.name(m.oif),
-                        state: m.state,
-                        conn,
-                        tracker: Some(&*conntrack),
-                        ct: m.ct,
-                        // Only connections made with accounting on have counters to read.
-                        counters: match m.ct {
-                            Some(r) if conntrack.settings().acct => conntrack.extras(r).counters,
-                            _ => Default::default(),
-                        },
-                        mark: m.mark,
-                        ct_mark: conn.map_or(0, |c| c.mark),
-                        now,
-                        host,
-                        mac_header: m.mac,
-                    };
-                    let decision = rules.evaluate_at(at, &mut ctx, &mut fx);
-                    m.mark = ctx.mark;
-                    let ct_mark = ctx.ct_mark;
-                    if fx.ct_mark_changed {
-                        if let Some(c) = m.ct.and_then(|r| conntrack.conn_mut(r)) {
-                            c.mark = ct_mark;
-                        }
-                    }
-                    decision
-                }
+                None => self.walk_chain(d, at, m, now, &mut fx),
             };
             if let Some((c, r)) = fx.last_rule {
                 m.rule = Some((hook, table, c, r));
@@ -644,6 +608,53 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Walks a located chain that has rules, in a packet context made of what the hooks so
+    /// far settled; the packet's and the connection's marks the rules set are kept.
+    fn walk_chain(
+        &mut self,
+        d: &Datagram<'_>,
+        at: (usize, usize),
+        m: &mut Meta,
+        now: u64,
+        fx: &mut Effects,
+    ) -> Decision {
+        let Engine {
+            conntrack,
+            host,
+            rules,
+            ..
+        } = self;
+        let conn = m.ct.and_then(|r| conntrack.conn(r));
+        let mut ctx = PacketCtx {
+            packet: d,
+            iif: host.name(m.iif),
+            oif: host.name(m.oif),
+            state: m.state,
+            conn,
+            tracker: Some(&*conntrack),
+            ct: m.ct,
+            // Only connections made with accounting on have counters to read.
+            counters: match m.ct {
+                Some(r) if conntrack.settings().acct => conntrack.extras(r).counters,
+                _ => Default::default(),
+            },
+            mark: m.mark,
+            ct_mark: conn.map_or(0, |c| c.mark),
+            now,
+            host,
+            mac_header: m.mac,
+        };
+        let decision = rules.evaluate_at(at, &mut ctx, fx);
+        m.mark = ctx.mark;
+        let ct_mark = ctx.ct_mark;
+        if fx.ct_mark_changed {
+            if let Some(c) = m.ct.and_then(|r| conntrack.conn_mut(r)) {
+                c.mark = ct_mark;
+            }
+        }
+        decision
     }
 
     fn run_hooks(&mut self, d: &Datagram<'_>, entry: Hook, now: u64, mut out: Outcome) -> Outcome {

@@ -360,23 +360,25 @@ pub fn linear_ruleset(n: usize) -> ctrack_rules::Ruleset {
 /// the filter table has rules.
 pub fn linear_ruleset_all_tables(n: usize) -> ctrack_rules::Ruleset {
     let mut rs = linear_ruleset(n);
-    let mut text = String::new();
-    for (table, chains) in [
-        ("raw", &["PREROUTING", "OUTPUT"][..]),
-        (
-            "mangle",
-            &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"][..],
-        ),
-        ("nat", &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"][..]),
-    ] {
-        text.push_str(&format!("*{table}\n"));
-        for c in chains {
-            text.push_str(&format!(":{c} ACCEPT [0:0]\n"));
-        }
-        text.push_str("COMMIT\n");
-    }
-    rs.add(ctrack_rules::load(&text, "bench-tables.rules").expect("the empty tables are valid"));
+    rs.add(ctrack_rules::model::FamilyRules {
+        family: Family::V4,
+        tables: ["raw", "mangle", "nat"]
+            .into_iter()
+            .map(|t| ctrack_rules::model::Table::new(t).expect("a built-in table"))
+            .collect(),
+    });
     rs
+}
+
+/// Settings for `n` connections: buckets the next power of two (1,024 at the least), room
+/// for all of them.
+pub fn sized(n: usize) -> Settings {
+    let buckets = (n.max(1024) as u32).next_power_of_two();
+    Settings {
+        buckets,
+        max: buckets.saturating_mul(2),
+        ..Settings::default()
+    }
 }
 
 /// Every packet of `pkts` through the pipeline at `now`; returns how many were accepted.

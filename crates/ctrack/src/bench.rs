@@ -11,7 +11,7 @@ use crate::cli::BenchArgs;
 use anyhow::{Context, Result};
 use ctrack_conntrack::shard::Dealer;
 use ctrack_conntrack::Settings;
-use ctrack_engine::workload::{self, Tracker};
+use ctrack_engine::workload::{self, sized, Tracker};
 use ctrack_engine::{Engine, Entry};
 use ctrack_packet::{Datagram, Family};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -114,16 +114,6 @@ fn timed_passes<P>(pkts: &[P], count: u64, mut each: impl FnMut(&P)) -> (u64, f6
         n += pkts.len() as u64;
     }
     (n, start.elapsed().as_secs_f64())
-}
-
-/// Settings for `n` connections: buckets the next power of two, room for all.
-fn sized(n: usize) -> Settings {
-    let buckets = (n.max(1024) as u32).next_power_of_two();
-    Settings {
-        buckets,
-        max: buckets.saturating_mul(2),
-        ..Settings::default()
-    }
 }
 
 const NOW: u64 = 1_000_000_000;

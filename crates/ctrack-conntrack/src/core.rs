@@ -376,6 +376,46 @@ impl Conntrack {
         })
     }
 
+    /// [`Conntrack::prefetch`] of each datagram of a batch, into `out` (cleared first), one
+    /// for each datagram in order. The same tuples and hashes; four IPv4 tuples are hashed
+    /// at once.
+    pub fn prefetch_batch<'a>(&self, ds: &[Datagram<'a>], out: &mut Vec<Option<Prefetched<'a>>>) {
+        out.clear();
+        out.extend(ds.iter().map(|d| {
+            let tuple = Tuple::from_datagram(d).ok()?;
+            Some(Prefetched {
+                hint: Hint {
+                    tuple,
+                    bytes: bytes_of(d),
+                    hash: 0,
+                },
+                bytes: std::marker::PhantomData,
+            })
+        }));
+        let mut four = out.iter_mut().flatten();
+        loop {
+            match [four.next(), four.next(), four.next(), four.next()] {
+                [Some(a), Some(b), Some(c), Some(d)] => {
+                    let h = self.table.hash4(
+                        [&a.hint.tuple, &b.hint.tuple, &c.hint.tuple, &d.hint.tuple],
+                        0,
+                    );
+                    for (p, h) in [a, b, c, d].into_iter().zip(h) {
+                        p.hint.hash = h;
+                        self.table.prefetch_slot(h);
+                    }
+                }
+                rest => {
+                    for p in rest.into_iter().flatten() {
+                        p.hint.hash = self.table.hash(&p.hint.tuple, 0);
+                        self.table.prefetch_slot(p.hint.hash);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
     /// Second stage: the entry that slot names asked for. When there is none, the packet
     /// most likely makes a new connection, whose slot is the one already asked for (the
     /// reply's too, unless NAT changes it).

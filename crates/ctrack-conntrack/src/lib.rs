@@ -21,6 +21,7 @@ pub mod proto;
 pub mod seqadj;
 pub mod settings;
 pub mod shard;
+mod siphash;
 pub mod stats;
 pub mod status;
 pub mod table;

@@ -117,7 +117,7 @@ impl Table {
             len: 0,
             born: 0,
             key,
-            keyed: sip_keyed(key),
+            keyed: crate::siphash::keyed(key),
         }
     }
 
@@ -139,36 +139,33 @@ impl Table {
     /// The keyed hash of a tuple in a zone: the same for the tuple's inverse
     /// ([`Tuple::invert`]), so that both directions of a connection meet at one slot.
     pub fn hash(&self, t: &Tuple, zone: u16) -> u32 {
-        // The two ends, each an address and a port, in a fixed order whichever is the
-        // source.
+        if let Some([m0, m1]) = v4_words(t, zone) {
+            // Hashed without the streaming interface's buffering: its per-write bookkeeping
+            // cost as much as the rounds on the hottest path.
+            return crate::siphash::two_words(&self.keyed, m0, m1) as u32;
+        }
         let (sport, dport) = t.end_ports();
-        let tail = u64::from(t.proto) | u64::from(t.family.number()) << 8 | u64::from(zone) << 16;
-        // An IPv4 tuple is two 8-byte words, two SipHash blocks, hashed without the
-        // streaming interface's buffering (its per-write bookkeeping cost as much as the
-        // rounds on the hottest path).
-        match t.family {
-            ctrack_packet::Family::V4 => {
-                let end = |a: &ctrack_packet::Addr, port: u16| {
-                    u64::from(u32::from_be_bytes([a.0[0], a.0[1], a.0[2], a.0[3]])) << 16
-                        | u64::from(port)
-                };
-                let (a, b) = (end(&t.src, sport), end(&t.dst, dport));
-                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-                sip13_two_words(&self.keyed, lo | tail << 48, hi | tail >> 16 << 48) as u32
+        let (a, b) = ((&t.src.0, sport), (&t.dst.0, dport));
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let mut key = [0u8; 40];
+        key[..16].copy_from_slice(lo.0);
+        key[16..32].copy_from_slice(hi.0);
+        key[32..34].copy_from_slice(&lo.1.to_ne_bytes());
+        key[34..36].copy_from_slice(&hi.1.to_ne_bytes());
+        key[36..40].copy_from_slice(&key_tail(t, zone).to_ne_bytes());
+        let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
+        h.write(&key);
+        h.finish() as u32
+    }
+
+    /// [`Table::hash`] of four tuples in a zone, as a batch's first pass asks: four IPv4
+    /// tuples are hashed at once.
+    pub fn hash4(&self, t: [&Tuple; 4], zone: u16) -> [u32; 4] {
+        match t.map(|t| v4_words(t, zone)) {
+            [Some(a), Some(b), Some(c), Some(d)] => {
+                crate::siphash::two_words_x4(&self.keyed, [a, b, c, d]).map(|h| h as u32)
             }
-            ctrack_packet::Family::V6 => {
-                let (a, b) = ((&t.src.0, sport), (&t.dst.0, dport));
-                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-                let mut key = [0u8; 40];
-                key[..16].copy_from_slice(lo.0);
-                key[16..32].copy_from_slice(hi.0);
-                key[32..34].copy_from_slice(&lo.1.to_ne_bytes());
-                key[34..36].copy_from_slice(&hi.1.to_ne_bytes());
-                key[36..40].copy_from_slice(&(tail as u32).to_ne_bytes());
-                let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
-                h.write(&key);
-                h.finish() as u32
-            }
+            _ => t.map(|t| self.hash(t, zone)),
         }
     }
 
@@ -511,6 +508,28 @@ fn node_entry(node: u32) -> usize {
     (node >> 1) as usize
 }
 
+/// What a tuple's key ends with, beside its two ends: protocol, family and zone.
+fn key_tail(t: &Tuple, zone: u16) -> u32 {
+    u32::from(t.proto) | u32::from(t.family.number()) << 8 | u32::from(zone) << 16
+}
+
+/// An IPv4 tuple's key as two 8-byte words: its two ends, each an address and a port, in
+/// a fixed order whichever is the source, and the [`key_tail`]. `None` for IPv6.
+#[inline]
+fn v4_words(t: &Tuple, zone: u16) -> Option<[u64; 2]> {
+    if t.family != ctrack_packet::Family::V4 {
+        return None;
+    }
+    let (sport, dport) = t.end_ports();
+    let end = |a: &ctrack_packet::Addr, port: u16| {
+        u64::from(u32::from_be_bytes([a.0[0], a.0[1], a.0[2], a.0[3]])) << 16 | u64::from(port)
+    };
+    let (a, b) = (end(&t.src, sport), end(&t.dst, dport));
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let tail = u64::from(key_tail(t, zone));
+    Some([lo | tail << 48, hi | tail >> 16 << 48])
+}
+
 /// A prefetch hint for the first cache line of `bytes` (a packet's headers).
 #[inline]
 pub fn prefetch_bytes(bytes: &[u8]) {
@@ -534,50 +553,6 @@ fn prefetch_ptr(p: *const u8) {
 #[inline]
 fn prefetch<T>(p: &T) {
     prefetch_ptr((p as *const T).cast::<u8>());
-}
-
-/// SipHash's four state words once the key `(k0, k1)` is taken in.
-fn sip_keyed((k0, k1): (u64, u64)) -> [u64; 4] {
-    [
-        k0 ^ 0x736f_6d65_7073_6575,
-        k1 ^ 0x646f_7261_6e64_6f6d,
-        k0 ^ 0x6c79_6765_6e65_7261,
-        k1 ^ 0x7465_6462_7974_6573,
-    ]
-}
-
-/// SipHash-1-3 of a 16-byte message given as two little-endian words, from the keyed
-/// state [`sip_keyed`] makes: the same value as `siphasher`'s `SipHasher13` fed the two
-/// words (a test holds them to it), with the message's length fixed so that nothing is
-/// buffered.
-#[inline]
-fn sip13_two_words(keyed: &[u64; 4], m0: u64, m1: u64) -> u64 {
-    let mut v = *keyed;
-    // The two words, then the final block: the length (16) in its top byte and no tail.
-    for m in [m0, m1, 16 << 56] {
-        v[3] ^= m;
-        sip_round(&mut v);
-        v[0] ^= m;
-    }
-    v[2] ^= 0xff;
-    for _ in 0..3 {
-        sip_round(&mut v);
-    }
-    v[0] ^ v[1] ^ v[2] ^ v[3]
-}
-
-#[inline(always)]
-fn sip_round(v: &mut [u64; 4]) {
-    v[0] = v[0].wrapping_add(v[1]);
-    v[1] = v[1].rotate_left(13) ^ v[0];
-    v[0] = v[0].rotate_left(32);
-    v[2] = v[2].wrapping_add(v[3]);
-    v[3] = v[3].rotate_left(16) ^ v[2];
-    v[0] = v[0].wrapping_add(v[3]);
-    v[3] = v[3].rotate_left(21) ^ v[0];
-    v[2] = v[2].wrapping_add(v[1]);
-    v[1] = v[1].rotate_left(17) ^ v[2];
-    v[2] = v[2].rotate_left(32);
 }
 
 #[cfg(test)]
@@ -651,13 +626,13 @@ mod tests {
     }
 
     proptest! {
-        /// The two-word SipHash-1-3 is the crate's, for any key and words.
+        /// Four tuples hashed at once hash as each does alone, whatever their families:
+        /// four IPv4 tuples go through the four-lane hash, any IPv6 one sends all four
+        /// through the one-at-a-time hash.
         #[test]
-        fn two_word_siphash_is_siphash13(k0 in any::<u64>(), k1 in any::<u64>(), m0 in any::<u64>(), m1 in any::<u64>()) {
-            let mut h = SipHasher13::new_with_keys(k0, k1);
-            h.write_u64(m0);
-            h.write_u64(m1);
-            prop_assert_eq!(sip13_two_words(&sip_keyed((k0, k1)), m0, m1), h.finish());
+        fn four_tuples_hash_as_each_alone(t in prop::array::uniform4(any_tuple()), zone in any::<u16>(), seed in any::<u64>()) {
+            let table = Table::new(16, 0, seed);
+            prop_assert_eq!(table.hash4([&t[0], &t[1], &t[2], &t[3]], zone), t.map(|t| table.hash(&t, zone)));
         }
 
         /// A tuple and its inverse hash alike, in every zone, so that one slot serves both

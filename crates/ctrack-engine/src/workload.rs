@@ -49,27 +49,25 @@ impl Tracker {
     pub fn batch(&mut self, frames: &[&[u8]], l2: usize, now: u64) -> usize {
         const N: usize = 32;
         let mut tracked = 0;
-        // One buffer for every batch of the call: made once, filled in place.
-        let mut parsed: Vec<(Datagram<'_>, Option<Prefetched<'_>>)> = Vec::with_capacity(N);
+        // Buffers for every batch of the call: made once, filled in place.
+        let mut datagrams: Vec<Datagram<'_>> = Vec::with_capacity(N);
+        let mut prefetched: Vec<Option<Prefetched<'_>>> = Vec::with_capacity(N);
         for (k, chunk) in frames.chunks(N).enumerate() {
             // The next batch's headers asked for, as a receive ring has them by now.
             for f in frames.iter().skip((k + 1) * N).take(N) {
                 ctrack_conntrack::table::prefetch_bytes(f);
             }
-            parsed.clear();
-            for f in chunk {
-                let Some(ip) = f.get(l2..) else { continue };
-                if let Ok(d) = Datagram::parse(ip) {
-                    let p = self.ct.prefetch(&d);
-                    parsed.push((d, p));
-                }
+            datagrams.clear();
+            datagrams.extend(
+                chunk
+                    .iter()
+                    .filter_map(|f| Datagram::parse(f.get(l2..)?).ok()),
+            );
+            self.ct.prefetch_batch(&datagrams, &mut prefetched);
+            for p in prefetched.iter().flatten() {
+                self.ct.prefetch_entry(p);
             }
-            for (_, p) in &parsed {
-                if let Some(p) = p {
-                    self.ct.prefetch_entry(p);
-                }
-            }
-            for (d, p) in &parsed {
+            for (d, p) in datagrams.iter().zip(&prefetched) {
                 let r = match p {
                     Some(p) => self.ct.conntrack_in_prefetched(d, Hook::PreRouting, now, p),
                     None => self.ct.conntrack_in(d, Hook::PreRouting, now),
@@ -439,7 +437,15 @@ mod tests {
 
     #[test]
     fn a_batch_tracks_as_one_packet_after_another_does() {
-        let pkts = tcp_connections(20, 3);
+        // IPv4 connections with IPv6 handshakes and datagrams without a tuple among them,
+        // so that a batch's hashing meets groups of four IPv4 tuples, groups with IPv6, and
+        // packets it cannot hash.
+        let mut pkts = tcp_connections(20, 3);
+        for i in 0..7 {
+            let at = 5 + i * 9;
+            pkts.splice(at..at, tcp_handshake(i, 9, Family::V6));
+            pkts.insert(at + 2, ipv4([10, 9, 0, 1], [10, 9, 0, 2], 6, &[0; 4]));
+        }
         let frames: Vec<&[u8]> = pkts.iter().map(|p| &p[..]).collect();
         let mut one = Tracker::new(Settings::default(), 5);
         let mut batched = Tracker::new(Settings::default(), 5);

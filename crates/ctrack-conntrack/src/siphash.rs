@@ -1,0 +1,186 @@
+//! SipHash-1-3 of the table's IPv4 keys: two 8-byte words, from a state keyed once.
+//!
+//! Every value here is `siphasher`'s `SipHasher13` of the same key and words (the tests hold
+//! them to it); only the way to it differs. The message's length is fixed, so nothing is
+//! buffered, and a batch's keys are hashed four at a time in the lanes of AVX2 registers
+//! where the CPU has them: SipHash's rounds are additions, rotations and XORs of 64-bit
+//! words, which four lanes do as cheaply as one.
+
+/// SipHash's four state words once the key `(k0, k1)` is taken in.
+pub(crate) fn keyed((k0, k1): (u64, u64)) -> [u64; 4] {
+    [
+        k0 ^ 0x736f_6d65_7073_6575,
+        k1 ^ 0x646f_7261_6e64_6f6d,
+        k0 ^ 0x6c79_6765_6e65_7261,
+        k1 ^ 0x7465_6462_7974_6573,
+    ]
+}
+
+/// The last block of a 16-byte message: its length in the top byte, and no tail.
+const LENGTH_BLOCK: u64 = 16 << 56;
+
+/// SipHash-1-3 of a 16-byte message given as two little-endian words, from the state
+/// [`keyed`] makes.
+#[inline]
+pub(crate) fn two_words(keyed: &[u64; 4], m0: u64, m1: u64) -> u64 {
+    let mut v = *keyed;
+    for m in [m0, m1, LENGTH_BLOCK] {
+        v[3] ^= m;
+        round(&mut v);
+        v[0] ^= m;
+    }
+    v[2] ^= 0xff;
+    for _ in 0..3 {
+        round(&mut v);
+    }
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
+#[inline(always)]
+fn round(v: &mut [u64; 4]) {
+    v[0] = v[0].wrapping_add(v[1]);
+    v[1] = v[1].rotate_left(13) ^ v[0];
+    v[0] = v[0].rotate_left(32);
+    v[2] = v[2].wrapping_add(v[3]);
+    v[3] = v[3].rotate_left(16) ^ v[2];
+    v[0] = v[0].wrapping_add(v[3]);
+    v[3] = v[3].rotate_left(21) ^ v[0];
+    v[2] = v[2].wrapping_add(v[1]);
+    v[1] = v[1].rotate_left(17) ^ v[2];
+    v[2] = v[2].rotate_left(32);
+}
+
+/// [`two_words`] of four messages, each `[m0, m1]`.
+#[inline]
+pub(crate) fn two_words_x4(keyed: &[u64; 4], words: [[u64; 2]; 4]) -> [u64; 4] {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just now.
+        return unsafe { avx2::two_words_x4(keyed, words) };
+    }
+    words.map(|[m0, m1]| two_words(keyed, m0, m1))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::{
+        __m256i, _mm256_add_epi64, _mm256_or_si256, _mm256_set1_epi64x, _mm256_set_epi64x,
+        _mm256_setr_epi8, _mm256_shuffle_epi32, _mm256_shuffle_epi8, _mm256_slli_epi64,
+        _mm256_srli_epi64, _mm256_storeu_si256, _mm256_xor_si256,
+    };
+
+    /// Rotates each lane left by `L` bits (`R` is `64 - L`: a const generic cannot be
+    /// computed from another here).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn rotl<const L: i32, const R: i32>(x: __m256i) -> __m256i {
+        _mm256_or_si256(_mm256_slli_epi64::<L>(x), _mm256_srli_epi64::<R>(x))
+    }
+
+    /// Rotates each lane by 32 bits: its two halves swapped, one instruction.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn rotl32(x: __m256i) -> __m256i {
+        _mm256_shuffle_epi32::<0b10_11_00_01>(x)
+    }
+
+    /// Rotates each lane left by 16 bits: a byte shuffle, one instruction.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn rotl16(x: __m256i) -> __m256i {
+        let order = _mm256_setr_epi8(
+            6, 7, 0, 1, 2, 3, 4, 5, 14, 15, 8, 9, 10, 11, 12, 13, 6, 7, 0, 1, 2, 3, 4, 5, 14, 15,
+            8, 9, 10, 11, 12, 13,
+        );
+        _mm256_shuffle_epi8(x, order)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn round(v: &mut [__m256i; 4]) {
+        v[0] = _mm256_add_epi64(v[0], v[1]);
+        v[1] = _mm256_xor_si256(rotl::<13, 51>(v[1]), v[0]);
+        v[0] = rotl32(v[0]);
+        v[2] = _mm256_add_epi64(v[2], v[3]);
+        v[3] = _mm256_xor_si256(rotl16(v[3]), v[2]);
+        v[0] = _mm256_add_epi64(v[0], v[3]);
+        v[3] = _mm256_xor_si256(rotl::<21, 43>(v[3]), v[0]);
+        v[2] = _mm256_add_epi64(v[2], v[1]);
+        v[1] = _mm256_xor_si256(rotl::<17, 47>(v[1]), v[2]);
+        v[2] = rotl32(v[2]);
+    }
+
+    /// [`super::two_words`] of four messages at once, one in each 64-bit lane.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn two_words_x4(keyed: &[u64; 4], words: [[u64; 2]; 4]) -> [u64; 4] {
+        let lanes = |f: fn(&[u64; 2]) -> u64| {
+            // Lane 0 is the first message: `set` takes its arguments from the top lane down.
+            _mm256_set_epi64x(
+                f(&words[3]) as i64,
+                f(&words[2]) as i64,
+                f(&words[1]) as i64,
+                f(&words[0]) as i64,
+            )
+        };
+        let mut v = keyed.map(|k| _mm256_set1_epi64x(k as i64));
+        for m in [
+            lanes(|w| w[0]),
+            lanes(|w| w[1]),
+            _mm256_set1_epi64x(super::LENGTH_BLOCK as i64),
+        ] {
+            v[3] = _mm256_xor_si256(v[3], m);
+            round(&mut v);
+            v[0] = _mm256_xor_si256(v[0], m);
+        }
+        v[2] = _mm256_xor_si256(v[2], _mm256_set1_epi64x(0xff));
+        for _ in 0..3 {
+            round(&mut v);
+        }
+        let h = _mm256_xor_si256(_mm256_xor_si256(v[0], v[1]), _mm256_xor_si256(v[2], v[3]));
+        let mut out = [0u64; 4];
+        // SAFETY: `out` is 32 bytes, what an unaligned store writes.
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast::<__m256i>(), h) };
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use siphasher::sip::SipHasher13;
+    use std::hash::Hasher;
+
+    fn crate_siphash13(k0: u64, k1: u64, m0: u64, m1: u64) -> u64 {
+        let mut h = SipHasher13::new_with_keys(k0, k1);
+        h.write_u64(m0);
+        h.write_u64(m1);
+        h.finish()
+    }
+
+    proptest! {
+        /// The two-word SipHash-1-3 is the crate's, for any key and words.
+        #[test]
+        fn two_words_is_siphash13(k0 in any::<u64>(), k1 in any::<u64>(), m0 in any::<u64>(), m1 in any::<u64>()) {
+            prop_assert_eq!(two_words(&keyed((k0, k1)), m0, m1), crate_siphash13(k0, k1, m0, m1));
+        }
+
+        /// Four at once, each lane is the crate's SipHash-1-3 of its own words, in order.
+        #[test]
+        fn four_lanes_are_siphash13(k0 in any::<u64>(), k1 in any::<u64>(), words in any::<[[u64; 2]; 4]>()) {
+            let want = words.map(|[m0, m1]| crate_siphash13(k0, k1, m0, m1));
+            prop_assert_eq!(two_words_x4(&keyed((k0, k1)), words), want);
+        }
+    }
+
+    /// The lanes' path is the one under test above wherever CI runs: a machine without
+    /// AVX2 would test only the scalar fallback, and should say so rather than pass.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn this_machine_tests_the_avx2_lanes() {
+        assert!(
+            std::arch::is_x86_feature_detected!("avx2"),
+            "no AVX2 here: four_lanes_are_siphash13 tested only the scalar fallback"
+        );
+    }
+}

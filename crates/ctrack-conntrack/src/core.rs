@@ -889,49 +889,64 @@ impl Conntrack {
 
     /// `nf_conntrack_confirm`: a surviving packet's new connection enters the table, and the
     /// events its packet caused are delivered.
+    #[inline]
     pub fn confirm(&mut self, r: &InResult, now: u64) {
         match r.ct {
-            Some(CtRef::Unconfirmed) => {
-                let Some(Pending {
-                    conn: mut c,
-                    reply,
-                    rare,
-                    extras,
-                    hash,
-                }) = self.pending.take()
-                else {
+            Some(CtRef::Unconfirmed) => self.confirm_new(now),
+            Some(CtRef::Confirmed(idx)) => {
+                // Most packets are of a confirmed connection and make no event: this is
+                // inlined into the caller, the new connection's work is not.
+                let Some(c) = self.table.get_live_mut(idx) else {
                     return;
                 };
-                c.status |= ips::CONFIRMED;
-                c.deadline += now;
-                let bits = c.events | ipct::NEW;
-                c.events = 0;
-                if self.settings.acct || self.settings.timestamp {
-                    c.extras = self.extras.add(extras);
-                }
-                let idx = self.table.insert_hashed(c, rare, reply, hash);
-                self.created += 1;
-                self.timers.set_at_most(idx, c.deadline);
-                if self.table.len() > self.peak.0 {
-                    self.peak = (self.table.len(), now);
-                }
-                self.emit(now, EventKind::New, (c, reply), extras, bits);
-            }
-            Some(CtRef::Confirmed(idx)) if self.table.is_live(idx) => {
-                let c = self.table.get_mut(idx);
                 let ev = std::mem::take(&mut c.events);
                 // Only state and status changes make an UPDATE; most packets make none, and
                 // the entry is copied only for one.
                 if ev & (ipct::PROTOINFO | ipct::ASSURED | ipct::REPLY | ipct::MARK | ipct::HELPER)
                     != 0
                 {
-                    let snapshot = (*c, self.table.reply(idx));
-                    let extras = self.extras(CtRef::Confirmed(idx));
-                    self.emit(now, EventKind::Update, snapshot, extras, ev);
+                    self.emit_update(idx, now, ev);
                 }
             }
-            _ => {}
+            None => {}
         }
+    }
+
+    /// Confirmation of the pending connection: it enters the table.
+    #[inline(never)]
+    fn confirm_new(&mut self, now: u64) {
+        let Some(Pending {
+            conn: mut c,
+            reply,
+            rare,
+            extras,
+            hash,
+        }) = self.pending.take()
+        else {
+            return;
+        };
+        c.status |= ips::CONFIRMED;
+        c.deadline += now;
+        let bits = c.events | ipct::NEW;
+        c.events = 0;
+        if self.settings.acct || self.settings.timestamp {
+            c.extras = self.extras.add(extras);
+        }
+        let idx = self.table.insert_hashed(c, rare, reply, hash);
+        self.created += 1;
+        self.timers.set_at_most(idx, c.deadline);
+        if self.table.len() > self.peak.0 {
+            self.peak = (self.table.len(), now);
+        }
+        self.emit(now, EventKind::New, (c, reply), extras, bits);
+    }
+
+    /// The UPDATE event of a confirmed connection whose state or status changed.
+    #[inline(never)]
+    fn emit_update(&mut self, idx: u32, now: u64, ev: u16) {
+        let snapshot = (*self.table.get(idx), self.table.reply(idx));
+        let extras = self.extras(CtRef::Confirmed(idx));
+        self.emit(now, EventKind::Update, snapshot, extras, ev);
     }
 
     /// Sets up the NAT binding of the new connection (`nf_nat_setup_info`): its reply tuple

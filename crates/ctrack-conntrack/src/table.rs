@@ -440,6 +440,15 @@ impl Table {
         &mut self.hot[idx as usize].conn
     }
 
+    /// The live entry at an index, mutably; `None` when the index holds none.
+    #[inline]
+    pub fn get_live_mut(&mut self, idx: u32) -> Option<&mut Conn> {
+        self.hot
+            .get_mut(idx as usize)
+            .map(|s| &mut s.conn)
+            .filter(|c| c.confirmed())
+    }
+
     /// True when the index holds a live entry.
     pub fn is_live(&self, idx: u32) -> bool {
         self.hot

@@ -116,6 +116,20 @@ pub struct Prefetched<'a> {
     bytes: std::marker::PhantomData<&'a [u8]>,
 }
 
+impl<'a> Prefetched<'a> {
+    /// The datagram's tuple, its hash not yet made; `None` when it has no tuple.
+    fn unhashed(d: &Datagram<'a>) -> Option<Prefetched<'a>> {
+        Some(Prefetched {
+            hint: Hint {
+                tuple: Tuple::from_datagram(d).ok()?,
+                bytes: bytes_of(d),
+                hash: 0,
+            },
+            bytes: std::marker::PhantomData,
+        })
+    }
+}
+
 /// What a [`Prefetched`] carries to the last stage of a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Hint {
@@ -323,7 +337,7 @@ impl Conntrack {
     /// A connection by reference (the pending one for `Unconfirmed`).
     pub fn conn(&self, r: CtRef) -> Option<&Conn> {
         match r {
-            CtRef::Confirmed(i) => self.table.is_live(i).then(|| self.table.get(i)),
+            CtRef::Confirmed(i) => self.table.get_live(i),
             CtRef::Unconfirmed => self.pending.as_ref().map(|p| &p.conn),
         }
     }
@@ -331,7 +345,7 @@ impl Conntrack {
     /// A connection by reference, mutably (for marks set by rules).
     pub fn conn_mut(&mut self, r: CtRef) -> Option<&mut Conn> {
         match r {
-            CtRef::Confirmed(i) => self.table.is_live(i).then(|| self.table.get_mut(i)),
+            CtRef::Confirmed(i) => self.table.get_live_mut(i),
             CtRef::Unconfirmed => self.pending.as_mut().map(|p| &mut p.conn),
         }
     }
@@ -363,17 +377,10 @@ impl Conntrack {
     /// without a `CT --zone` template), its index slot asked for ahead of time. `None` when
     /// the packet has no tuple.
     pub fn prefetch<'a>(&self, d: &Datagram<'a>) -> Option<Prefetched<'a>> {
-        let tuple = Tuple::from_datagram(d).ok()?;
-        let hash = self.table.hash(&tuple, 0);
-        self.table.prefetch_slot(hash);
-        Some(Prefetched {
-            hint: Hint {
-                tuple,
-                bytes: bytes_of(d),
-                hash,
-            },
-            bytes: std::marker::PhantomData,
-        })
+        let mut p = Prefetched::unhashed(d)?;
+        p.hint.hash = self.table.hash(&p.hint.tuple, 0);
+        self.table.prefetch_slot(p.hint.hash);
+        Some(p)
     }
 
     /// [`Conntrack::prefetch`] of each datagram of a batch, into `out` (cleared first), one
@@ -381,17 +388,7 @@ impl Conntrack {
     /// at once.
     pub fn prefetch_batch<'a>(&self, ds: &[Datagram<'a>], out: &mut Vec<Option<Prefetched<'a>>>) {
         out.clear();
-        out.extend(ds.iter().map(|d| {
-            let tuple = Tuple::from_datagram(d).ok()?;
-            Some(Prefetched {
-                hint: Hint {
-                    tuple,
-                    bytes: bytes_of(d),
-                    hash: 0,
-                },
-                bytes: std::marker::PhantomData,
-            })
-        }));
+        out.extend(ds.iter().map(Prefetched::unhashed));
         let mut four = out.iter_mut().flatten();
         loop {
             match [four.next(), four.next(), four.next(), four.next()] {

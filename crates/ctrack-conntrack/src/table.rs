@@ -440,6 +440,15 @@ impl Table {
         &mut self.hot[idx as usize].conn
     }
 
+    /// The live entry at an index; `None` when the index holds none.
+    #[inline]
+    pub fn get_live(&self, idx: u32) -> Option<&Conn> {
+        self.hot
+            .get(idx as usize)
+            .map(|s| &s.conn)
+            .filter(|c| c.confirmed())
+    }
+
     /// The live entry at an index, mutably; `None` when the index holds none.
     #[inline]
     pub fn get_live_mut(&mut self, idx: u32) -> Option<&mut Conn> {

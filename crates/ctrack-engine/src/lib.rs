@@ -819,8 +819,23 @@ impl Engine {
 
     /// What a helper does to the leaving packet after NAT, as `nf_confirm` runs it: the
     /// payload rewrite it asked for, then the sequence adjustment of a connection whose
-    /// lengths changed (`nf_ct_seq_adjust`).
+    /// lengths changed (`nf_ct_seq_adjust`). Most packets need neither, and pay only the
+    /// check that tells.
+    #[inline]
     fn apply_helper(&self, out: &mut Outcome, ct: &InResult, help: Help, reply: bool) {
+        let adjusts = ct
+            .ct
+            .and_then(|r| self.conntrack.conn(r))
+            .is_some_and(|c| c.has(ctrack_conntrack::ips::SEQ_ADJUST));
+        if adjusts || matches!(help, Help::Mangle(_)) {
+            self.rewrite_for_helper(out, ct, help, reply);
+        }
+    }
+
+    /// [`Engine::apply_helper`] of a packet that has a rewrite asked for or a connection
+    /// whose sequence numbers are adjusted.
+    #[inline(never)]
+    fn rewrite_for_helper(&self, out: &mut Outcome, ct: &InResult, help: Help, reply: bool) {
         let Some(bytes) = out.leaving.as_mut() else {
             return;
         };
@@ -929,6 +944,7 @@ impl Engine {
 
     /// The packet with its destination (or source) as the connection's NAT binding wants it
     /// leaving, when that differs from what it has.
+    #[inline]
     fn translation(
         &self,
         m: &Meta,
@@ -937,10 +953,17 @@ impl Engine {
         manip: Manip,
     ) -> Option<Vec<u8>> {
         let c = self.conntrack.conn(m.ct?)?;
-        // Without a binding both tuples mirror each other: nothing to rewrite.
+        // Without a binding both tuples mirror each other: nothing to rewrite. Most
+        // connections have none and pay only this check.
         if !c.is_translated() {
             return None;
         }
+        self.translated(m, d, reply, manip)
+    }
+
+    /// [`Engine::translation`] of a packet of a connection with a NAT binding.
+    #[inline(never)]
+    fn translated(&self, m: &Meta, d: &Datagram<'_>, reply: bool, manip: Manip) -> Option<Vec<u8>> {
         let from = self.conntrack.tuples(m.ct?)?[if reply { 0 } else { 1 }];
         let target = from.invert()?;
         let icmp = target.is_icmp();

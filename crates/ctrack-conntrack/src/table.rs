@@ -460,9 +460,7 @@ impl Table {
 
     /// True when the index holds a live entry.
     pub fn is_live(&self, idx: u32) -> bool {
-        self.hot
-            .get(idx as usize)
-            .is_some_and(|s| s.conn.confirmed())
+        self.get_live(idx).is_some()
     }
 
     /// Entries whose nodes are in bucket `b`, newest first as the kernel's chains are (a

@@ -13,7 +13,7 @@
 //! same beside empty raw, mangle and nat tables), `jumps` (FORWARD jumping to three user
 //! chains that return, among ten named as Docker's and ufw's are).
 
-use ctrack_engine::{workload, Engine, Entry, Host};
+use ctrack_engine::{workload, Entry};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -24,34 +24,25 @@ fn main() {
     };
     let count: usize = count;
     // As `ctrack bench pipeline`: 10,000 established flows, room for all of them.
-    let pkts = workload::udp_flows(10_000, 1);
-    let settings = workload::sized(pkts.len());
-    let now = 1_000_000_000;
+    let (flows, salt, now) = (10_000, 1, 1_000_000_000);
     if workload == "alone" {
-        let mut tracker = workload::Tracker::new(settings, 1);
-        for p in &pkts {
-            tracker.packet(p, 0, now);
-        }
+        let (mut tracker, pkts) = workload::established_tracker(flows, salt, now);
         for p in pkts.iter().cycle().take(count) {
             std::hint::black_box(tracker.packet(p, 0, now + 1));
         }
         return;
     }
     let rules = match workload.as_str() {
-        "empty" => None,
-        "rules" => Some(workload::linear_ruleset(9)),
-        "all-tables" => Some(workload::linear_ruleset_all_tables(9)),
-        "jumps" => Some(jumps()),
+        "empty" => ctrack_rules::Ruleset::default(),
+        "rules" => workload::linear_ruleset(9),
+        "all-tables" => workload::linear_ruleset_all_tables(9),
+        "jumps" => jumps(),
         other => {
             eprintln!("unknown workload `{other}`");
             std::process::exit(2);
         }
     };
-    let mut engine = match rules {
-        Some(rules) => Engine::with_rules(settings, Host::default(), 1, rules),
-        None => Engine::new(settings, Host::default(), 1),
-    };
-    workload::run_pipeline(&mut engine, &pkts, now);
+    let (mut engine, pkts) = workload::established_pipeline(flows, salt, rules, now);
     for p in pkts.iter().cycle().take(count) {
         std::hint::black_box(engine.process(p, Entry::Wire, now + 1));
     }

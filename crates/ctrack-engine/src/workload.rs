@@ -379,6 +379,32 @@ pub fn sized(n: usize) -> Settings {
     }
 }
 
+/// `flows` UDP flows of [`udp_flows`] (`salt`) established at `now` through an engine with
+/// `rules` and room for all of them ([`sized`]): what `ctrack bench pipeline` times, and
+/// its packets.
+pub fn established_pipeline(
+    flows: usize,
+    salt: u8,
+    rules: ctrack_rules::Ruleset,
+    now: u64,
+) -> (Engine, Vec<Vec<u8>>) {
+    let pkts = udp_flows(flows, salt);
+    let mut e = Engine::with_rules(sized(flows), crate::Host::default(), 1, rules);
+    run_pipeline(&mut e, &pkts, now);
+    (e, pkts)
+}
+
+/// The same flows established through connection tracking alone, with the same settings:
+/// the pipeline's baseline.
+pub fn established_tracker(flows: usize, salt: u8, now: u64) -> (Tracker, Vec<Vec<u8>>) {
+    let pkts = udp_flows(flows, salt);
+    let mut tr = Tracker::new(sized(flows), 1);
+    for p in &pkts {
+        tr.packet(p, 0, now);
+    }
+    (tr, pkts)
+}
+
 /// Every packet of `pkts` through the pipeline at `now`; returns how many were accepted.
 pub fn run_pipeline(e: &mut Engine, pkts: &[Vec<u8>], now: u64) -> usize {
     pkts.iter()

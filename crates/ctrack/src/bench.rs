@@ -353,32 +353,21 @@ fn syn_flood(threads: usize, syns: usize) -> Figure {
 }
 
 fn pipeline_vs_tracker(threads: usize, flows: usize, lookups: u64) -> Vec<Figure> {
-    let run = |rules: Option<fn(usize) -> ctrack_rules::Ruleset>| {
+    let run = |rules: fn(usize) -> ctrack_rules::Ruleset| {
         parallel(threads, |t| {
-            let pkts = workload::udp_flows(flows, 1 + t as u8);
-            let mut e = match rules {
-                Some(rules) => {
-                    Engine::with_rules(sized(flows), ctrack_engine::Host::default(), 1, rules(9))
-                }
-                None => Engine::new(sized(flows), ctrack_engine::Host::default(), 1),
-            };
-            workload::run_pipeline(&mut e, &pkts, NOW);
+            let (mut e, pkts) = workload::established_pipeline(flows, 1 + t as u8, rules(9), NOW);
             timed_passes(&pkts, lookups, |p| {
                 std::hint::black_box(e.process(p, Entry::Wire, NOW + 1));
             })
         })
     };
-    let (p0, s0) = run(None);
-    let (p1, s1) = run(Some(workload::linear_ruleset));
-    let (p3, s3) = run(Some(workload::linear_ruleset_all_tables));
+    let (p0, s0) = run(|_| ctrack_rules::Ruleset::default());
+    let (p1, s1) = run(workload::linear_ruleset);
+    let (p3, s3) = run(workload::linear_ruleset_all_tables);
     // The baseline of the pipeline's cost: tracking alone, on the same packets in the same
     // order, with the same settings.
     let (p2, s2) = parallel(threads, |t| {
-        let pkts = workload::udp_flows(flows, 1 + t as u8);
-        let mut tr = Tracker::new(sized(flows), 1);
-        for p in &pkts {
-            tr.packet(p, 0, NOW);
-        }
+        let (mut tr, pkts) = workload::established_tracker(flows, 1 + t as u8, NOW);
         timed_passes(&pkts, lookups, |p| {
             std::hint::black_box(tr.packet(p, 0, NOW + 1));
         })

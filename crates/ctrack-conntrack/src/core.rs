@@ -182,6 +182,8 @@ pub struct Conntrack {
     last_discarded: Option<Tuple>,
     /// The template of the packet being tracked.
     template: Template,
+    /// `template` is not the default: the last packet with one set it.
+    templated: bool,
     /// Random choices of NAT port selection (seeded).
     rng: crate::nat::Rng,
     /// Connections helpers announced.
@@ -273,6 +275,7 @@ impl Conntrack {
             created: 0,
             last_discarded: None,
             template: Template::default(),
+            templated: false,
             rng: crate::nat::Rng::new(seed),
             expectations: Vec::new(),
             timeout_policies: Vec::new(),
@@ -545,7 +548,18 @@ impl Conntrack {
         tmpl: Option<&Template>,
     ) -> InResult {
         self.pending = None;
-        self.template = tmpl.copied().unwrap_or_default();
+        // Most packets have no template: the default is stored again only after one had.
+        match tmpl {
+            Some(t) => {
+                self.template = *t;
+                self.templated = true;
+            }
+            None if self.templated => {
+                self.template = Template::default();
+                self.templated = false;
+            }
+            None => {}
+        }
         if d.fragment.is_some() {
             // Fragments are reassembled before conntrack; one that reaches here could not be.
             self.stats.invalid += 1;
@@ -770,7 +784,11 @@ impl Conntrack {
             }
         }
         let c = self.conn_mut(r).expect("connection present");
-        c.proto = proto_state;
+        // Only TCP's state changes with a packet: the other trackers' is read, not written,
+        // so the entry's state is not stored back whole for every packet.
+        if let (ProtoState::Tcp(entry), ProtoState::Tcp(changed)) = (&mut c.proto, &proto_state) {
+            *entry = *changed;
+        }
         if state_changed {
             c.events |= ipct::PROTOINFO;
         }

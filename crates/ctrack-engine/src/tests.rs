@@ -594,3 +594,41 @@ fn an_empty_chain_decides_and_counts_as_a_walked_one() {
         .iter()
         .any(|(t, c, p, b)| t == "raw" && c == "PREROUTING" && *p == 2 && *b > 0));
 }
+
+#[test]
+fn a_template_serves_only_its_own_packet() {
+    // raw's CT gives port 53's connection zone 7; the packets after it, untemplated, make
+    // and find connections in zone 0, as the kernel's template is the skb's alone.
+    let rules = ctrack_rules::load(
+        "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A PREROUTING -p udp --dport 53 -j CT --zone 7\nCOMMIT\n",
+        "zone.rules",
+    )
+    .expect("valid");
+    let mut rs = ctrack_rules::Ruleset::default();
+    rs.add(rules);
+    let mut e = Engine::with_rules(Settings::default(), Host::default(), 1, rs);
+    let dns = udp(C, S, 5353, 53, b"q");
+    let web = udp(C, S, 5353, 80, b"q");
+    for (i, p) in [&dns, &web, &web, &dns, &web].into_iter().enumerate() {
+        let o = e.process(p, Entry::Wire, SEC + i as u64);
+        assert!(
+            !matches!(o.fate, Fate::Dropped(_)),
+            "packet {i}: {:?}",
+            o.fate
+        );
+    }
+    let mut zones: Vec<(u16, u16)> = e
+        .conntrack()
+        .listing()
+        .map(|(c, _, _)| (c.original.dst_port, c.zone))
+        .collect();
+    zones.sort();
+    assert_eq!(zones, [(53, 7), (80, 0)]);
+    let web_state = e.process(&web, Entry::Wire, SEC + 9).state;
+    assert_eq!(
+        web_state,
+        PacketState::Tracked(ctrack_conntrack::CtInfo::New),
+        "port 80's packets find their zone-0 connection, unreplied"
+    );
+}

@@ -59,6 +59,8 @@ for r in $(seq 1 "$rounds"); do
     for threads in 1 2; do
         ovs_hot "$threads" | tag ovs "$r" >>"$out"
         "$ctrack" bench ovs-single --threads "$threads" --json | tag ctrack "$r" >>"$out"
+        # The machine's own ceiling for threads against one, in the same minute.
+        "$ctrack" bench cpu --threads "$threads" --json | tag machine "$r" >>"$out"
     done
     for flows in 10000 1000000; do
         "$bench" many-flows "$flows" 10000000 2>/dev/null | tag ovs "$r" >>"$out"
@@ -101,6 +103,21 @@ for what, o, c, t, target in pairs:
         print(f"| {what} | {a} | {b} | – | – |")
         continue
     print(f"| {what} | {a:.2f} | {b:.2f} | {b / a:.2f}× | {f'≥ {target}×' if target else ''} |")
+print("\n| 2 threads against 1, round by round | median | range | rounds at 1.8× |")
+print("|---|---|---|---|")
+for what, tracker, workload in [
+    ("ctrack, one hot flow a thread", "ctrack", "ovs-single"),
+    ("OVS, one hot flow a thread, its shared table", "ovs", "ovs-single"),
+    ("register arithmetic, no packets (`ctrack bench cpu`)", "machine", "cpu"),
+]:
+    by_round = {}
+    for r in rows:
+        if r["tracker"] == tracker and r["workload"] == workload:
+            by_round.setdefault(r["round"], {})[r["threads"]] = r["mpps"]
+    v = [x[2] / x[1] for x in by_round.values() if 1 in x and 2 in x]
+    if v:
+        print(f"| {what} | {statistics.median(v):.2f}× | {min(v):.2f}–{max(v):.2f}× "
+              f"| {sum(x >= 1.8 for x in v)} of {len(v)} |")
 print("\n| bytes a connection, 1M | OVS | ctrack | target |")
 print("|---|---|---|---|")
 for what, o, c, target in [

@@ -138,6 +138,39 @@ fn ovs_single(threads: usize, count: u64) -> Figure {
     }
 }
 
+/// Rounds of the `cpu` workload a unit counts: about as long as a hot-flow packet.
+const CPU_ROUNDS: usize = 64;
+
+/// The machine's own ceiling for threads against one: four registers mixed round after
+/// round, touching no memory and sharing nothing, `count` units of [`CPU_ROUNDS`] rounds a
+/// thread. Work that shares nothing scales no better than this on the same machine, so
+/// `ovs-single`'s threads are judged against it.
+fn cpu(threads: usize, count: u64) -> Figure {
+    let (packets, seconds) = parallel(threads, |t| {
+        let start = Instant::now();
+        let mut v = [t as u64, 1, 2, 3];
+        for _ in 0..count {
+            for _ in 0..CPU_ROUNDS {
+                v[0] = v[0].wrapping_add(v[1]).rotate_left(29);
+                v[1] ^= v[2].wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                v[2] = v[2].wrapping_add(v[3]).rotate_left(17);
+                v[3] ^= v[0];
+            }
+            // Kept from being folded away or hoisted out of the timed span.
+            v = std::hint::black_box(v);
+        }
+        (count, start.elapsed().as_secs_f64())
+    });
+    Figure {
+        workload: "cpu".into(),
+        threads,
+        packets,
+        seconds,
+        bytes_per_conn: None,
+        note: format!("no packets: {CPU_ROUNDS} rounds of register arithmetic a unit"),
+    }
+}
+
 /// What kind of connection a memory measurement makes.
 #[derive(Clone, Copy)]
 enum ConnKind {
@@ -470,6 +503,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
         "syn-flood",
         "pipeline",
         "replay",
+        "cpu",
     ];
     let chosen: Vec<&str> = if args.workloads.is_empty() {
         all.to_vec()
@@ -481,6 +515,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
     for w in chosen {
         match w {
             "ovs-single" => figures.push(ovs_single(threads, args.count)),
+            "cpu" => figures.push(cpu(threads, args.count)),
             "many-flows" => {
                 for &n in &args.flows {
                     // The same table for every order: its bytes measured once.

@@ -144,14 +144,15 @@ pub struct ReplayArgs {
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Workloads to run (all when none): ovs-single, many-flows, memory, tcp-churn,
-    /// syn-flood, pipeline, replay.
+    /// syn-flood, pipeline, replay, and cpu (no packets: the machine's own ceiling for
+    /// threads against one).
     pub workloads: Vec<String>,
 
     /// Worker threads, each with its own tracker and flows of its own.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
 
-    /// Packets a thread for the lookup workloads.
+    /// Packets a thread for the lookup workloads (for cpu, units of work).
     #[arg(long, default_value_t = 10_000_000)]
     pub count: u64,
 

@@ -56,6 +56,21 @@ fn threads_multiply_the_work() {
 }
 
 #[test]
+fn the_machine_ceiling_runs_on_every_thread() {
+    // `cpu` is the yardstick for threads against one: each thread does the whole count.
+    let lines = bench(&["cpu", "--threads", "2", "--count", "5000"]);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["workload"], "cpu");
+    assert_eq!(lines[0]["threads"], 2);
+    assert_eq!(lines[0]["packets"], 10000);
+    assert!(lines[0]["mpps"].as_f64().unwrap() > 0.0);
+    assert!(
+        lines[0]["bytes_per_conn"].is_null(),
+        "no connections: no bytes"
+    );
+}
+
+#[test]
 fn the_pipeline_is_timed_beside_its_baseline() {
     // The target compares the pipeline with tracking alone on the same packets: the four
     // come from one run, the baseline first, each with every packet it was given.

@@ -86,6 +86,7 @@ pub fn transport(family: Family, src: Addr, dst: Addr, proto: u8, segment: &[u8]
 /// True when the segment (checksum field included) sums to zero with its pseudo-header.
 ///
 /// ICMP for IPv4 has no pseudo-header: pass `with_pseudo = false`.
+#[inline]
 pub fn verify(
     family: Family,
     src: Addr,

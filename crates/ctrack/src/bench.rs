@@ -143,8 +143,9 @@ const CPU_ROUNDS: usize = 64;
 
 /// The machine's own ceiling for threads against one: four registers mixed round after
 /// round, touching no memory and sharing nothing, `count` units of [`CPU_ROUNDS`] rounds a
-/// thread. Work that shares nothing scales no better than this on the same machine, so
-/// `ovs-single`'s threads are judged against it.
+/// thread. What it gets from more cores is what compute-bound work that shares nothing
+/// can get from them at that moment (a virtual machine's cores are not always whole
+/// ones), so `ovs-single`'s threads are judged beside it.
 fn cpu(threads: usize, count: u64) -> Figure {
     let (packets, seconds) = parallel(threads, |t| {
         let start = Instant::now();

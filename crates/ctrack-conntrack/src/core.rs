@@ -182,7 +182,8 @@ pub struct Conntrack {
     last_discarded: Option<Tuple>,
     /// The template of the packet being tracked.
     template: Template,
-    /// `template` is not the default: the last packet with one set it.
+    /// `template` is not the default: the last packet with one set it. Kept beside it
+    /// rather than making `template` an `Option`, whose store for every packet cost more.
     templated: bool,
     /// Random choices of NAT port selection (seeded).
     rng: crate::nat::Rng,
@@ -719,8 +720,8 @@ impl Conntrack {
         let mut assure = false;
         let mut state_changed = false;
         let mut shrink = None;
-        let verdict = match &mut proto_state {
-            ProtoState::Tcp(t) => {
+        let verdict = match proto_state {
+            ProtoState::Tcp(ref mut t) => {
                 let seg = TcpView::new(d.l4()).expect("checked by l4_error");
                 if !confirmed {
                     if let Err(reason) = tcp::new(t, &seg, self.policy_settings(policy)) {
@@ -749,7 +750,7 @@ impl Conntrack {
                 shrink = out.shrink_timeout;
                 out.verdict
             }
-            ProtoState::Udp(u) => {
+            ProtoState::Udp(ref u) => {
                 let (v, a) = udp::packet(
                     u,
                     has(ips::SEEN_REPLY),
@@ -760,7 +761,7 @@ impl Conntrack {
                 assure = a;
                 v
             }
-            ProtoState::Gre(u) => {
+            ProtoState::Gre(ref u) => {
                 let (v, a) = udp::packet(
                     u,
                     has(ips::SEEN_REPLY),
@@ -784,8 +785,8 @@ impl Conntrack {
             }
         }
         let c = self.conn_mut(r).expect("connection present");
-        // Only TCP's state changes with a packet: the other trackers' is read, not written,
-        // so the entry's state is not stored back whole for every packet.
+        // Only TCP's state changes with a packet (the match above binds the others' state
+        // read-only), so the entry's state is not stored back whole for every packet.
         if let (ProtoState::Tcp(entry), ProtoState::Tcp(changed)) = (&mut c.proto, &proto_state) {
             *entry = *changed;
         }

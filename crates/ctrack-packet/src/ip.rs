@@ -2,7 +2,7 @@
 //! hooks run: header validated, trimmed to its IP length, extension headers walked.
 
 use crate::{proto, Addr, Family};
-use etherparse::{Ipv4HeaderSlice, Ipv6HeaderSlice};
+use etherparse::Ipv6HeaderSlice;
 
 /// Why a datagram was refused before it reached netfilter (`ip_rcv`/`ipv6_rcv` drop these).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,26 +90,27 @@ impl<'a> Datagram<'a> {
     }
 
     fn parse_v4(bytes: &'a [u8]) -> Result<Datagram<'a>, Malformed> {
-        if bytes.len() < 20 {
+        // The fixed header read in place: `of_datagram` saw version 4, the length checks
+        // below are the ones `ip_rcv_core` makes.
+        let Some(h) = bytes.first_chunk::<20>() else {
             return Err(Malformed::Truncated);
-        }
-        let ihl = usize::from(bytes[0] & 0x0f) * 4;
+        };
+        let ihl = usize::from(h[0] & 0x0f) * 4;
         if ihl < 20 || ihl > bytes.len() {
             return Err(Malformed::BadHeaderLength);
         }
-        let hdr = Ipv4HeaderSlice::from_slice(bytes).map_err(|_| Malformed::BadHeaderLength)?;
-        let total = usize::from(hdr.total_len());
+        let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
         if total < ihl || total > bytes.len() {
             return Err(Malformed::BadTotalLength);
         }
         if crate::checksum::finish(crate::checksum::sum(&bytes[..ihl], 0)) != 0 {
             return Err(Malformed::BadHeaderChecksum);
         }
-        let bytes = &bytes[..total];
-        let offset = u32::from(hdr.fragments_offset().value()) * 8;
-        let more = hdr.more_fragments();
+        let flags_offset = u16::from_be_bytes([h[6], h[7]]);
+        let offset = u32::from(flags_offset & 0x1fff) * 8;
+        let more = flags_offset & 0x2000 != 0;
         let fragment = (offset != 0 || more).then_some(Fragment {
-            id: u32::from(hdr.identification()),
+            id: u32::from(u16::from_be_bytes([h[4], h[5]])),
             offset,
             more,
             unfragmentable_len: ihl,
@@ -118,14 +119,14 @@ impl<'a> Datagram<'a> {
         });
         Ok(Datagram {
             family: Family::V4,
-            src: Addr::v4(hdr.source()),
-            dst: Addr::v4(hdr.destination()),
-            proto: hdr.protocol().0,
-            bytes,
+            src: Addr::v4([h[12], h[13], h[14], h[15]]),
+            dst: Addr::v4([h[16], h[17], h[18], h[19]]),
+            proto: h[9],
+            bytes: &bytes[..total],
             l4_offset: ihl,
             fragment,
-            ttl: hdr.ttl(),
-            tos: bytes[1],
+            ttl: h[8],
+            tos: h[1],
         })
     }
 

@@ -9,8 +9,8 @@
 //! fragments back together, as the kernel's `nf_defrag_ipv4`/`nf_defrag_ipv6` do before
 //! conntrack sees a packet.
 //!
-//! Fixed IPv4/IPv6 headers are read with `etherparse`; malformed input is an error value,
-//! never a panic.
+//! The IPv4 header is read in place (a proptest holds it to `etherparse`), the IPv6 header
+//! with `etherparse`; malformed input is an error value, never a panic.
 
 pub mod addr;
 pub mod checksum;

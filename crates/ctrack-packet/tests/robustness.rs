@@ -50,7 +50,8 @@ proptest! {
         prop_assert_eq!(d.src, ctrack_packet::Addr::v4(h.source()));
         prop_assert_eq!(d.dst, ctrack_packet::Addr::v4(h.destination()));
         prop_assert_eq!(d.proto, h.protocol().0);
-        prop_assert_eq!((d.ttl, d.tos), (h.ttl(), bytes[1]));
+        let tos = h.dcp().value() << 2 | h.ecn().value();
+        prop_assert_eq!((d.ttl, d.tos), (h.ttl(), tos));
         prop_assert_eq!(d.l4_offset, usize::from(h.ihl()) * 4);
         prop_assert_eq!(d.len(), u32::from(h.total_len()));
         let offset = u32::from(h.fragments_offset().value()) * 8;

@@ -617,7 +617,7 @@ impl Conntrack {
                 debug_assert_eq!(
                     h.hash,
                     self.table.hash(&tuple, 0),
-                    "a hint for another tuple"
+                    "a batch's hash of its tuple differs from the table's"
                 );
                 h.hash
             }

@@ -19,7 +19,9 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(workload), Some(count)) = (args.next(), args.next().and_then(|n| n.parse().ok()))
     else {
-        eprintln!("usage: pipeline_instructions alone|empty|rules|all-tables|jumps PACKETS");
+        eprintln!(
+            "usage: pipeline_instructions alone|empty|rules|rules-100|all-tables|jumps PACKETS"
+        );
         std::process::exit(2);
     };
     let count: usize = count;
@@ -35,6 +37,7 @@ fn main() {
     let rules = match workload.as_str() {
         "empty" => ctrack_rules::Ruleset::default(),
         "rules" => workload::linear_ruleset(9),
+        "rules-100" => workload::linear_ruleset(99),
         "all-tables" => workload::linear_ruleset_all_tables(9),
         "jumps" => jumps(),
         other => {

@@ -379,10 +379,12 @@ impl Engine {
     }
 
     /// A host with a ruleset.
-    pub fn with_rules(mut settings: Settings, host: Host, seed: u64, rules: Ruleset) -> Self {
+    pub fn with_rules(mut settings: Settings, host: Host, seed: u64, mut rules: Ruleset) -> Self {
         // Counting bytes needs the counters: loading a `-m connbytes` rule turns accounting
         // on, as xt_connbytes does ("Forcing CT accounting to be enabled").
         settings.acct |= rules.uses_connbytes();
+        // The engine's ruleset keeps its shape from here on: only its counters change.
+        rules.compile();
         Engine {
             emit: false,
             mac: None,

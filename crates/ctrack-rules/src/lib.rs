@@ -18,6 +18,7 @@ pub mod load;
 pub mod log;
 pub mod matches;
 pub mod model;
+mod prefilter;
 pub mod target;
 
 pub use error::RulesError;

@@ -274,6 +274,33 @@ pub fn state_bit(s: PacketState) -> u16 {
     }
 }
 
+/// The state bits `--state` tests, and with `nat` the SNAT and DNAT bits `--ctstate` adds
+/// for a connection translated so.
+pub(crate) fn state_bits(p: &PacketCtx<'_, '_>, nat: bool) -> u16 {
+    let mut bits = state_bit(p.state);
+    if let Some(conn) = p.conn.filter(|_| nat) {
+        if conn.has(ips::SRC_NAT) {
+            bits |= 1 << 5;
+        }
+        if conn.has(ips::DST_NAT) {
+            bits |= 1 << 6;
+        }
+    }
+    bits
+}
+
+impl ConntrackMatch {
+    /// True when `--ctstate` is all it tests, or nothing: no option needs the connection.
+    pub(crate) fn tests_state_only(&self) -> bool {
+        self.proto.is_none()
+            && self.addrs.iter().all(Option::is_none)
+            && self.ports.iter().all(Option::is_none)
+            && self.status.is_none()
+            && self.expire.is_none()
+            && self.dir.is_none()
+    }
+}
+
 /// `-m limit` token bucket, in the kernel's units (`XT_LIMIT_SCALE` = 10000 per second).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limit {
@@ -1368,7 +1395,9 @@ impl Match {
                 let hit = t.ty == 255 || (t.ty == ty && t.code_lo <= code && code <= t.code_hi);
                 hit != t.inv
             }
-            Match::State(s) => s.is_none_or(|(mask, inv)| (mask & state_bit(p.state) != 0) != inv),
+            Match::State(s) => {
+                s.is_none_or(|(mask, inv)| (mask & state_bits(p, false) != 0) != inv)
+            }
             Match::Conntrack(c) => eval_conntrack(c, p),
             Match::Multiport(m) => {
                 let Some((which, list, inv)) = m else {
@@ -1616,26 +1645,11 @@ fn has_tcp_option(t: &TcpView<'_>, kind: u8) -> bool {
 
 fn eval_conntrack(c: &ConntrackMatch, p: &PacketCtx<'_, '_>) -> bool {
     if let Some((mask, inv)) = c.state {
-        let mut bits = state_bit(p.state);
-        if let Some(conn) = p.conn {
-            if conn.has(ips::SRC_NAT) {
-                bits |= 1 << 5;
-            }
-            if conn.has(ips::DST_NAT) {
-                bits |= 1 << 6;
-            }
-        }
-        if (mask & bits != 0) == inv {
+        if (mask & state_bits(p, true) != 0) == inv {
             return false;
         }
     }
-    let needs_conn = c.proto.is_some()
-        || c.addrs.iter().any(Option::is_some)
-        || c.ports.iter().any(Option::is_some)
-        || c.status.is_some()
-        || c.expire.is_some()
-        || c.dir.is_some();
-    if !needs_conn {
+    if c.tests_state_only() {
         return true;
     }
     let Some(conn) = p.conn else { return false };

@@ -190,6 +190,9 @@ pub struct Conntrack {
     expectations: Vec<crate::expect::Expectation>,
     /// Timeout policies `CT --timeout` may name (`nfct add timeout`).
     timeout_policies: Vec<crate::timeout::TimeoutPolicy>,
+    /// Some connection was given a helper (`CT --helper`). Until one is, no packet needs
+    /// the helper's hook, and none pays for looking.
+    helped: bool,
 }
 
 /// The kernel log line of a drop for a full table, as `dmesg` shows it in the initial
@@ -278,6 +281,7 @@ impl Conntrack {
             rng: crate::nat::Rng::new(seed),
             expectations: Vec::new(),
             timeout_policies: Vec::new(),
+            helped: false,
         }
     }
 
@@ -667,6 +671,7 @@ impl Conntrack {
                     };
                 }
                 self.next_id = self.next_id.wrapping_add(0x9e37_79b9);
+                self.helped |= self.template.helper.is_some();
                 let conn = Conn {
                     original: tuple,
                     status: 0,
@@ -1088,11 +1093,20 @@ impl Conntrack {
         Ok(())
     }
 
+    /// True once some connection was given a helper: before that no connection has one,
+    /// nor any sequence adjustment a helper's rewrite leaves.
+    pub fn any_helper(&self) -> bool {
+        self.helped
+    }
+
     /// Runs the connection's helper on a packet that made it through (helpers run at
     /// confirmation), as `nf_confirm` does: an FTP command or answer announcing a data
     /// connection makes an expectation, and under NAT is rewritten; a TFTP request expects
     /// its answer. What the helper decided is for the caller to apply to the leaving packet.
     pub fn help(&mut self, r: &InResult, d: &Datagram<'_>, now: u64) -> Help {
+        if !self.helped {
+            return Help::Accept;
+        }
         let (Some(ct), PacketState::Tracked(info)) = (r.ct, r.state) else {
             return Help::Accept;
         };

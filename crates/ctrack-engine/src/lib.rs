@@ -304,6 +304,8 @@ pub struct Engine {
     rules: Ruleset,
     /// Each family's chains by hook and table, located once: most are absent.
     chains: ChainIndex,
+    /// Each family (IPv4, IPv6) has a nat table: without one, no connection is translated.
+    nat: [bool; 2],
     reassembler: Reassembler,
     counts: Counts,
 }
@@ -391,6 +393,8 @@ impl Engine {
             conntrack: Conntrack::new(settings, seed),
             host,
             chains: locate_chains(&rules),
+            nat: [Family::V4, Family::V6]
+                .map(|f| rules.family(f).is_some_and(|r| r.table("nat").is_some())),
             rules,
             reassembler: Reassembler::new(),
             counts: Counts::default(),
@@ -539,7 +543,8 @@ impl Engine {
     /// Runs the tables of one hook in order.
     ///
     /// Most hooks of most rulesets have no chain: that is settled here, inline, so that a
-    /// packet does not pay for setting up the walk at every hook for nothing.
+    /// packet does not pay for setting up the walk at every hook for nothing; a table that
+    /// has a chain here is walked in a call of its own.
     #[inline]
     fn tables(
         &mut self,
@@ -549,67 +554,62 @@ impl Engine {
         m: &mut Meta,
         now: u64,
     ) -> Result<(), DropReason> {
-        let chains = &self.chains[usize::from(d.family == Family::V6)][hook as usize];
-        if tables.iter().all(|&t| chains[t as usize].is_none()) {
-            return Ok(());
-        }
-        self.walk_tables(d, hook, tables, m, now)
-    }
-
-    /// The walk of [`Engine::tables`], for a hook where some table has a chain.
-    #[inline(never)]
-    fn walk_tables(
-        &mut self,
-        d: &Datagram<'_>,
-        hook: Hook,
-        tables: &[Table],
-        m: &mut Meta,
-        now: u64,
-    ) -> Result<(), DropReason> {
         let family = usize::from(d.family == Family::V6);
         for &table in tables {
-            let Some(Located { at, empty }) = self.chains[family][hook as usize][table as usize]
-            else {
-                continue;
-            };
-            let mut fx = Effects::default();
-            let policy = if empty {
-                self.rules.policy_of_empty(d.family, at, u64::from(d.len()))
-            } else {
-                None
-            };
-            let decision = match policy {
-                Some(policy) => policy,
-                None => self.walk_chain(d, at, m, now, &mut fx),
-            };
-            if let Some((c, r)) = fx.last_rule {
-                m.rule = Some((hook, table, c, r));
-            }
-            if fx.notrack && table == Table::Raw {
-                m.state = PacketState::Untracked;
-            }
-            if table == Table::Raw && fx.template.is_some() {
-                m.template = fx.template;
-            }
-            if table == Table::Nat {
-                m.nat = fx.nat;
-            }
-            if let Decision::Drop {
-                chain,
-                rule,
-                reject,
-            } = decision
-            {
-                return Err(DropReason::Rule {
-                    hook,
-                    table,
-                    chain,
-                    rule,
-                    reject,
-                });
+            if let Some(at) = self.chains[family][hook as usize][table as usize] {
+                self.walk_table(d, hook, table, at, m, now)?;
             }
         }
         Ok(())
+    }
+
+    /// One table's chain at one hook, for [`Engine::tables`].
+    #[inline(never)]
+    fn walk_table(
+        &mut self,
+        d: &Datagram<'_>,
+        hook: Hook,
+        table: Table,
+        Located { at, empty }: Located,
+        m: &mut Meta,
+        now: u64,
+    ) -> Result<(), DropReason> {
+        let mut fx = Effects::default();
+        let policy = if empty {
+            self.rules.policy_of_empty(d.family, at, u64::from(d.len()))
+        } else {
+            None
+        };
+        let decision = match policy {
+            Some(policy) => policy,
+            None => self.walk_chain(d, at, m, now, &mut fx),
+        };
+        if let Some((c, r)) = fx.last_rule {
+            m.rule = Some((hook, table, c, r));
+        }
+        if fx.notrack && table == Table::Raw {
+            m.state = PacketState::Untracked;
+        }
+        if table == Table::Raw && fx.template.is_some() {
+            m.template = fx.template;
+        }
+        if table == Table::Nat {
+            m.nat = fx.nat;
+        }
+        match decision {
+            Decision::Drop {
+                chain,
+                rule,
+                reject,
+            } => Err(DropReason::Rule {
+                hook,
+                table,
+                chain,
+                rule,
+                reject,
+            }),
+            Decision::Accept => Ok(()),
+        }
     }
 
     /// Walks a located chain that has rules, in a packet context made of what the hooks so
@@ -825,6 +825,9 @@ impl Engine {
     /// check that tells.
     #[inline]
     fn apply_helper(&self, out: &mut Outcome, ct: &InResult, help: Help, reply: bool) {
+        if !self.conntrack.any_helper() {
+            return;
+        }
         let adjusts = ct
             .ct
             .and_then(|r| self.conntrack.conn(r))
@@ -881,9 +884,10 @@ impl Engine {
 
     #[inline]
     fn bind(&mut self, m: &mut Meta, manip: Manip, d: &Datagram<'_>, hook: Hook) {
-        let action = m.nat.take();
         // Only a connection's first packet binds: settled inline, the rest out of line.
+        // Only that packet walks the nat table, so only it can carry an action to take.
         if m.ct == Some(CtRef::Unconfirmed) {
+            let action = m.nat.take();
             self.bind_new(action, manip, d, hook);
         }
     }
@@ -891,11 +895,7 @@ impl Engine {
     #[inline(never)]
     fn bind_new(&mut self, action: Option<NatAction>, manip: Manip, d: &Datagram<'_>, hook: Hook) {
         let r = CtRef::Unconfirmed;
-        let has_nat = self
-            .rules
-            .family(d.family)
-            .is_some_and(|f| f.table("nat").is_some());
-        if !has_nat {
+        if !self.nat[usize::from(d.family == Family::V6)] {
             return;
         }
         let loopback = match d.family {
@@ -954,6 +954,11 @@ impl Engine {
         reply: bool,
         manip: Manip,
     ) -> Option<Vec<u8>> {
+        // Without a nat table no connection is bound (`bind_new`), as the kernel's NAT
+        // hooks are not registered before a nat table is loaded.
+        if !self.nat[usize::from(d.family == Family::V6)] {
+            return None;
+        }
         let c = self.conntrack.conn(m.ct?)?;
         // Without a binding both tuples mirror each other: nothing to rewrite. Most
         // connections have none and pay only this check.

@@ -200,11 +200,7 @@ type Packet = (usize, usize, usize, usize, bool, Option<u32>);
 type Walked = (Decision, Option<(usize, usize)>);
 
 /// Each packet's decision and last rule through `rules`, then the counters saved.
-fn walk(
-    rules: &mut Ruleset,
-    f: Family,
-    packets: &[Packet],
-) -> (Vec<Walked>, String) {
+fn walk(rules: &mut Ruleset, f: Family, packets: &[Packet]) -> (Vec<Walked>, String) {
     let at = rules
         .family(f)
         .and_then(|r| r.locate("filter", "FORWARD"))

@@ -345,7 +345,7 @@ impl FamilyRules {
                 continue;
             };
             r += skipped;
-            let rule = &mut t.chains[c].rules[r];
+            let rule = &mut rules[r];
             rule.counters.packets += 1;
             rule.counters.bytes += len;
             fx.last_rule = Some((c, r));

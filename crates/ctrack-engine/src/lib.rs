@@ -304,7 +304,8 @@ pub struct Engine {
     rules: Ruleset,
     /// Each family's chains by hook and table, located once: most are absent.
     chains: ChainIndex,
-    /// Each family (IPv4, IPv6) has a nat table: without one, no connection is translated.
+    /// Whether each family (IPv4, IPv6) has a nat table: without one, no connection is
+    /// translated.
     nat: [bool; 2],
     reassembler: Reassembler,
     counts: Counts,

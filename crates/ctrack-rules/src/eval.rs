@@ -295,7 +295,7 @@ impl FamilyRules {
     /// Walks a built-in chain (`ipt_do_table`), located by [`FamilyRules::locate`].
     ///
     /// Out of line: inlined into the engine's table walk, its loop over the records keeps
-    /// fewer of its values in registers (10 instructions a rule against 9 here).
+    /// fewer of its values in registers (11 instructions a rule against 9 here).
     #[inline(never)]
     fn evaluate_at(
         &mut self,

@@ -352,34 +352,7 @@ impl FamilyRules {
             let target = &t.chains[c].rules[r].spec.target;
             match target {
                 Target::None | Target::Nflog(..) => r += 1,
-                Target::Log(l) => {
-                    log.push((p.now, crate::log::line(l, p)));
-                    r += 1;
-                }
                 Target::Accept => return Decision::Accept,
-                Target::Snat(n) | Target::Dnat(n) | Target::Masquerade(n) | Target::Redirect(n) => {
-                    use ctrack_conntrack::nat::{Manip, NatRange};
-                    let (addrs, ports) = n.range.unwrap_or((None, None));
-                    let random = n.random || n.random_fully;
-                    fx.nat = Some(match target {
-                        Target::Snat(_) | Target::Dnat(_) => NatAction::Fixed(
-                            if matches!(target, Target::Snat(_)) {
-                                Manip::Src
-                            } else {
-                                Manip::Dst
-                            },
-                            NatRange {
-                                addrs,
-                                ports,
-                                random,
-                                persistent: n.persistent,
-                            },
-                        ),
-                        Target::Masquerade(_) => NatAction::Masquerade(ports, random),
-                        _ => NatAction::Redirect(ports, random),
-                    });
-                    return Decision::Accept;
-                }
                 Target::Drop | Target::Reject(_) => {
                     return Decision::Drop {
                         chain: c,
@@ -411,60 +384,105 @@ impl FamilyRules {
                     }
                     (c, r) = (next, 0);
                 }
-                Target::Notrack => {
-                    fx.notrack = true;
-                    r += 1;
-                }
-                Target::Ct {
-                    notrack,
-                    helper,
-                    zone,
-                    ctevents,
-                    timeout,
-                    ..
-                } => {
-                    fx.notrack |= *notrack;
-                    if !*notrack {
-                        fx.template = Some(ctrack_conntrack::Template {
-                            zone: *zone,
-                            helper: helper
-                                .as_deref()
-                                .and_then(ctrack_conntrack::HelperName::new),
-                            events: ctevents.as_deref().map(crate::target::event_mask),
-                            timeout: timeout
-                                .as_deref()
-                                .and_then(ctrack_conntrack::TimeoutName::new),
-                        });
-                    }
-                    r += 1;
-                }
-                Target::Mark(v, m) => {
-                    p.mark = (p.mark & !m) ^ v;
-                    r += 1;
-                }
-                Target::ConnMarkSet(v, m) => {
-                    if p.conn.is_some() {
-                        p.ct_mark = (p.ct_mark & !m) ^ v;
-                        fx.ct_mark_changed = true;
-                    }
-                    r += 1;
-                }
-                Target::ConnMarkSave(nf, ct) => {
-                    if p.conn.is_some() {
-                        p.ct_mark = (p.ct_mark & !ct) ^ (p.mark & nf);
-                        fx.ct_mark_changed = true;
-                    }
-                    r += 1;
-                }
-                Target::ConnMarkRestore(nf, ct) => {
-                    if p.conn.is_some() {
-                        p.mark = (p.mark & !nf) ^ (p.ct_mark & ct);
+                other => {
+                    if apply_target(other, p, fx, log) {
+                        return Decision::Accept;
                     }
                     r += 1;
                 }
             }
         }
     }
+}
+
+/// What a target that neither ends nor moves the walk does to the packet, its connection
+/// to be, and the log (LOG, NOTRACK, CT, MARK, CONNMARK); true for a NAT target, which
+/// accepts. Out of line: the walk's own loop keeps its registers for the verdicts most
+/// rules give.
+#[inline(never)]
+fn apply_target(
+    target: &Target,
+    p: &mut PacketCtx<'_, '_>,
+    fx: &mut Effects,
+    log: &mut Vec<(u64, String)>,
+) -> bool {
+    match target {
+        Target::Log(l) => log.push((p.now, crate::log::line(l, p))),
+        Target::Snat(n) | Target::Dnat(n) | Target::Masquerade(n) | Target::Redirect(n) => {
+            use ctrack_conntrack::nat::{Manip, NatRange};
+            let (addrs, ports) = n.range.unwrap_or((None, None));
+            let random = n.random || n.random_fully;
+            fx.nat = Some(match target {
+                Target::Snat(_) | Target::Dnat(_) => NatAction::Fixed(
+                    if matches!(target, Target::Snat(_)) {
+                        Manip::Src
+                    } else {
+                        Manip::Dst
+                    },
+                    NatRange {
+                        addrs,
+                        ports,
+                        random,
+                        persistent: n.persistent,
+                    },
+                ),
+                Target::Masquerade(_) => NatAction::Masquerade(ports, random),
+                _ => NatAction::Redirect(ports, random),
+            });
+            return true;
+        }
+        Target::Notrack => fx.notrack = true,
+        Target::Ct {
+            notrack,
+            helper,
+            zone,
+            ctevents,
+            timeout,
+            ..
+        } => {
+            fx.notrack |= *notrack;
+            if !*notrack {
+                fx.template = Some(ctrack_conntrack::Template {
+                    zone: *zone,
+                    helper: helper
+                        .as_deref()
+                        .and_then(ctrack_conntrack::HelperName::new),
+                    events: ctevents.as_deref().map(crate::target::event_mask),
+                    timeout: timeout
+                        .as_deref()
+                        .and_then(ctrack_conntrack::TimeoutName::new),
+                });
+            }
+        }
+        Target::Mark(v, m) => p.mark = (p.mark & !m) ^ v,
+        Target::ConnMarkSet(v, m) => {
+            if p.conn.is_some() {
+                p.ct_mark = (p.ct_mark & !m) ^ v;
+                fx.ct_mark_changed = true;
+            }
+        }
+        Target::ConnMarkSave(nf, ct) => {
+            if p.conn.is_some() {
+                p.ct_mark = (p.ct_mark & !ct) ^ (p.mark & nf);
+                fx.ct_mark_changed = true;
+            }
+        }
+        Target::ConnMarkRestore(nf, ct) => {
+            if p.conn.is_some() {
+                p.mark = (p.mark & !nf) ^ (p.ct_mark & ct);
+            }
+        }
+        // The verdicts and jumps are the walk's own.
+        Target::None
+        | Target::Nflog(..)
+        | Target::Accept
+        | Target::Drop
+        | Target::Reject(_)
+        | Target::Return
+        | Target::Jump(_)
+        | Target::Goto(_) => {}
+    }
+    false
 }
 
 impl crate::model::Chain {

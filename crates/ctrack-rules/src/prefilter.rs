@@ -20,7 +20,7 @@ use crate::target::Target;
 use ctrack_packet::{Addr, Datagram, Family};
 
 /// The addresses of a packet, or the masks or masked values of a rule, in one word.
-pub(crate) trait Key: Copy + Default {
+pub(crate) trait Key: Copy {
     /// Source and destination, side by side.
     fn of(src: Addr, dst: Addr) -> Self;
     /// `self & mask == want`.
@@ -53,7 +53,7 @@ impl Key for [u128; 2] {
 
 /// One rule's record: the packet passes it when its addresses masked are `want` and its
 /// protocol masked is `proto`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Record<K> {
     mask: K,
     want: K,
@@ -64,42 +64,45 @@ pub(crate) struct Record<K> {
 }
 
 /// What a rule tests beyond its record.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Rest {
     /// Nothing: what the record admits, the rule matches.
     Nothing,
     /// Only the connection state, as `-m state --state` (`nat` false) or
-    /// `-m conntrack --ctstate` (`nat` true) with nothing else test it: `mask` the states,
+    /// `-m conntrack --ctstate` (`nat` true) with nothing else to test: `mask` the states,
     /// `inv` for `!`. The rule that opens nearly every stateful ruleset.
     State { mask: u16, inv: bool, nat: bool },
     /// The whole rule, options and matches.
-    #[default]
     Whole,
 }
 
 impl<K: Key> Record<K> {
     /// The record of a rule: its options a record can hold, the rest left to the whole test.
     fn of(spec: &RuleSpec) -> Record<K> {
-        // An inverted address or protocol is left out: it passes the record, and the whole
-        // test decides it.
-        let net = |n: &Option<(crate::addr::Net, bool)>| match n {
+        // An option a record holds plain goes into it; an inverted one, like the interfaces
+        // and `-f`, is left for the whole test to decide.
+        let mut whole = spec.iif.is_some() || spec.oif.is_some() || spec.frag.is_some();
+        let none = (Addr::default(), Addr::default());
+        let mut net = |n: &Option<(crate::addr::Net, bool)>| match n {
             Some((n, false)) => (n.mask, n.addr),
-            _ => (Addr::default(), Addr::default()),
+            Some((_, true)) => {
+                whole = true;
+                none
+            }
+            None => none,
         };
         let ((src_mask, src), (dst_mask, dst)) = (net(&spec.src), net(&spec.dst));
         let (proto_mask, proto) = match spec.proto {
             Some((p, false)) if p != 0 => (0xff, p),
+            Some((p, true)) if p != 0 => {
+                whole = true;
+                (0, 0)
+            }
+            // `-p all` tests nothing, inverted or not, as the whole test has it.
             _ => (0, 0),
         };
-        let held = |o: Option<bool>| o != Some(true);
-        let base_held = held(spec.src.as_ref().map(|s| s.1))
-            && held(spec.dst.as_ref().map(|d| d.1))
-            && held(spec.proto.map(|(p, inv)| inv && p != 0))
-            && spec.iif.is_none()
-            && spec.oif.is_none()
-            && spec.frag.is_none();
         let rest = match spec.matches.as_slice() {
-            _ if !base_held => Rest::Whole,
+            _ if whole => Rest::Whole,
             [] | [Match::State(None)] => Rest::Nothing,
             [Match::State(Some((mask, inv)))] => Rest::State {
                 mask: *mask,

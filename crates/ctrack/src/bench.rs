@@ -317,7 +317,8 @@ fn many_flows(
             seconds: ins_t,
             bytes_per_conn: Some(bytes),
             note: if batched {
-                "new UDP connections into an empty table, in batches of 32 from a ring".into()
+                "new UDP connections into an empty table, from a ring in staggered chunks of 4"
+                    .into()
             } else {
                 "new UDP connections into an empty table".into()
             },
@@ -329,7 +330,8 @@ fn many_flows(
             seconds: look_t,
             bytes_per_conn: Some(bytes),
             note: if batched {
-                "lookups at random in batches of 32, index slots and entries prefetched".to_string()
+                "lookups at random in staggered chunks of 4, index slots and entries prefetched"
+                    .to_string()
             } else {
                 format!("lookups of established UDP flows in {order} order")
             },

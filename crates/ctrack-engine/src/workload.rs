@@ -50,8 +50,9 @@ impl Tracker {
     ///
     /// Chunks of four (one four-lane hash), staggered: a read asked for has a chunk's
     /// tracking to arrive in, and about a dozen lines are in flight at once. Three passes
-    /// over a batch of 32 asked for 96 lines at once, more than a core keeps waiting, and
-    /// looked up a million connections at random 1.4 times slower (`BENCHMARKS.md`).
+    /// over a batch of 32 asked for 32 slots, then 64 lines of entries, at once: more than
+    /// a core keeps waiting, and a million connections looked up at random 1.4 times
+    /// slower (`BENCHMARKS.md`).
     pub fn batch(&mut self, frames: &[&[u8]], l2: usize, now: u64) -> usize {
         const CHUNK: usize = 4;
         const ENTRY_LEAD: usize = 1;

@@ -58,44 +58,38 @@ impl Tracker {
         const ENTRY_LEAD: usize = 1;
         const TRACK_LEAD: usize = 2;
         const RING: usize = TRACK_LEAD + 1;
-        let chunks = frames.len().div_ceil(CHUNK);
-        let chunk = |k: usize| &frames[k * CHUNK..frames.len().min((k + 1) * CHUNK)];
         let mut tracked = 0;
-        // The chunks in flight, by chunk number modulo their count; filled in place.
+        // The chunks in flight, by chunk number modulo their count, filled in place. A
+        // stage whose chunk is not there yet, or any more, finds its buffers empty.
         let mut stages: [(Vec<Datagram<'_>>, Vec<Option<Prefetched<'_>>>); RING] =
             std::array::from_fn(|_| (Vec::with_capacity(CHUNK), Vec::with_capacity(CHUNK)));
-        for k in 0..chunks + TRACK_LEAD {
-            if k < chunks {
+        let nth_chunk = |k: usize| frames.chunks(CHUNK).nth(k);
+        for k in 0..frames.len().div_ceil(CHUNK) + TRACK_LEAD {
+            let (datagrams, prefetched) = &mut stages[k % RING];
+            datagrams.clear();
+            if let Some(chunk) = nth_chunk(k) {
                 // The next chunk's headers asked for, as a receive ring has them by now.
-                if k + 1 < chunks {
-                    for f in chunk(k + 1) {
-                        ctrack_conntrack::table::prefetch_bytes(f);
-                    }
+                for f in nth_chunk(k + 1).into_iter().flatten() {
+                    ctrack_conntrack::table::prefetch_bytes(f);
                 }
-                let (datagrams, prefetched) = &mut stages[k % RING];
-                datagrams.clear();
                 datagrams.extend(
-                    chunk(k)
+                    chunk
                         .iter()
                         .filter_map(|f| Datagram::parse(f.get(l2..)?).ok()),
                 );
-                self.ct.prefetch_batch(datagrams, prefetched);
             }
-            if k >= ENTRY_LEAD && k - ENTRY_LEAD < chunks {
-                for p in stages[(k - ENTRY_LEAD) % RING].1.iter().flatten() {
-                    self.ct.prefetch_entry(p);
-                }
+            self.ct.prefetch_batch(datagrams, prefetched);
+            for p in stages[(k + RING - ENTRY_LEAD) % RING].1.iter().flatten() {
+                self.ct.prefetch_entry(p);
             }
-            if k >= TRACK_LEAD {
-                let (datagrams, prefetched) = &stages[(k - TRACK_LEAD) % RING];
-                for (d, p) in datagrams.iter().zip(prefetched) {
-                    let r = match p {
-                        Some(p) => self.ct.conntrack_in_prefetched(d, Hook::PreRouting, now, p),
-                        None => self.ct.conntrack_in(d, Hook::PreRouting, now),
-                    };
-                    tracked += usize::from(r.drop.is_none() && r.ct.is_some());
-                    self.ct.confirm(&r, now);
-                }
+            let (datagrams, prefetched) = &stages[(k + RING - TRACK_LEAD) % RING];
+            for (d, p) in datagrams.iter().zip(prefetched) {
+                let r = match p {
+                    Some(p) => self.ct.conntrack_in_prefetched(d, Hook::PreRouting, now, p),
+                    None => self.ct.conntrack_in(d, Hook::PreRouting, now),
+                };
+                tracked += usize::from(r.drop.is_none() && r.ct.is_some());
+                self.ct.confirm(&r, now);
             }
         }
         tracked

@@ -16,7 +16,7 @@ use ctrack_conntrack::nat::{Manip, NatRange};
 use ctrack_conntrack::{Conntrack, CtRef, Help, Hook, InResult, PacketState, Settings};
 use ctrack_packet::frag::Reassembly;
 use ctrack_packet::{Addr, Datagram, Family, Malformed, Reassembler};
-use ctrack_rules::ctx::{addrtype, HostInfo, PacketCtx};
+use ctrack_rules::ctx::{addrtype, HostInfo, LazyCtx, PacketCtx};
 use ctrack_rules::{Decision, Effects, NatAction, RejectWith, Ruleset};
 
 pub mod natpkt;
@@ -354,6 +354,24 @@ fn locate_chains(rules: &Ruleset) -> ChainIndex {
     at
 }
 
+/// A table's decision at a hook as the pipeline takes it: on, or dropped there.
+fn passed(hook: Hook, table: Table, decision: Decision) -> Result<(), DropReason> {
+    match decision {
+        Decision::Accept => Ok(()),
+        Decision::Drop {
+            chain,
+            rule,
+            reject,
+        } => Err(DropReason::Rule {
+            hook,
+            table,
+            chain,
+            rule,
+            reject,
+        }),
+    }
+}
+
 /// An interface without borrowing the host: none, loopback, or one of the host's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum IfRef {
@@ -545,7 +563,7 @@ impl Engine {
     ///
     /// Most hooks of most rulesets have no chain: that is settled here, inline, so that a
     /// packet does not pay for setting up the walk at every hook for nothing; a table that
-    /// has a chain here is walked in a call of its own.
+    /// has a chain here is decided in a call of its own.
     #[inline]
     fn tables(
         &mut self,
@@ -557,14 +575,16 @@ impl Engine {
     ) -> Result<(), DropReason> {
         let family = usize::from(d.family == Family::V6);
         for &table in tables {
-            if let Some(at) = self.chains[family][hook as usize][table as usize] {
-                self.walk_table(d, hook, table, at, m, now)?;
-            }
+            let Some(at) = self.chains[family][hook as usize][table as usize] else {
+                continue;
+            };
+            self.walk_table(d, hook, table, at, m, now)?;
         }
         Ok(())
     }
 
-    /// One table's chain at one hook, for [`Engine::tables`].
+    /// One table's chain at one hook, for [`Engine::tables`]: an empty chain decided by its
+    /// policy, one with rules walked.
     #[inline(never)]
     fn walk_table(
         &mut self,
@@ -575,16 +595,13 @@ impl Engine {
         m: &mut Meta,
         now: u64,
     ) -> Result<(), DropReason> {
+        if empty {
+            if let Some(policy) = self.rules.policy_of_empty(d.family, at, u64::from(d.len())) {
+                return passed(hook, table, policy);
+            }
+        }
         let mut fx = Effects::default();
-        let policy = if empty {
-            self.rules.policy_of_empty(d.family, at, u64::from(d.len()))
-        } else {
-            None
-        };
-        let decision = match policy {
-            Some(policy) => policy,
-            None => self.walk_chain(d, at, m, now, &mut fx),
-        };
+        let decision = self.walk_chain(d, at, m, now, &mut fx);
         if let Some((c, r)) = fx.last_rule {
             m.rule = Some((hook, table, c, r));
         }
@@ -597,24 +614,13 @@ impl Engine {
         if table == Table::Nat {
             m.nat = fx.nat;
         }
-        match decision {
-            Decision::Drop {
-                chain,
-                rule,
-                reject,
-            } => Err(DropReason::Rule {
-                hook,
-                table,
-                chain,
-                rule,
-                reject,
-            }),
-            Decision::Accept => Ok(()),
-        }
+        passed(hook, table, decision)
     }
 
-    /// Walks a located chain that has rules, in a packet context made of what the hooks so
-    /// far settled; the packet's and the connection's marks the rules set are kept.
+    /// Walks a located chain that has rules. The rules see what the hooks so far settled;
+    /// the whole packet context is made only if a rule needs more than its record and the
+    /// connection state, and then the packet's and the connection's marks the rules set
+    /// are kept.
     fn walk_chain(
         &mut self,
         d: &Datagram<'_>,
@@ -630,28 +636,35 @@ impl Engine {
             ..
         } = self;
         let conn = m.ct.and_then(|r| conntrack.conn(r));
-        let mut ctx = PacketCtx {
+        // The closure holds references only: what it reads is copied when it runs, so a
+        // walk that never makes the context does not pay for copying it.
+        let meta = &*m;
+        let mut make = || PacketCtx {
             packet: d,
-            iif: host.name(m.iif),
-            oif: host.name(m.oif),
-            state: m.state,
+            iif: host.name(meta.iif),
+            oif: host.name(meta.oif),
+            state: meta.state,
             conn,
             tracker: Some(&*conntrack),
-            ct: m.ct,
+            ct: meta.ct,
             // Only connections made with accounting on have counters to read.
-            counters: match m.ct {
+            counters: match meta.ct {
                 Some(r) if conntrack.settings().acct => conntrack.extras(r).counters,
                 _ => Default::default(),
             },
-            mark: m.mark,
+            mark: meta.mark,
             ct_mark: conn.map_or(0, |c| c.mark),
             now,
-            host,
-            mac_header: m.mac,
+            host: &*host,
+            mac_header: meta.mac,
         };
-        let decision = rules.evaluate_at(at, &mut ctx, fx);
-        m.mark = ctx.mark;
-        let ct_mark = ctx.ct_mark;
+        let mut p = LazyCtx::new(d, m.state, conn.map_or(0, |c| c.status), &mut make);
+        let decision = rules.evaluate_at(at, &mut p, fx);
+        let Some(ctx) = p.made() else {
+            return decision;
+        };
+        let (mark, ct_mark) = (ctx.mark, ctx.ct_mark);
+        m.mark = mark;
         if fx.ct_mark_changed {
             if let Some(c) = m.ct.and_then(|r| conntrack.conn_mut(r)) {
                 c.mark = ct_mark;

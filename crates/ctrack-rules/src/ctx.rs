@@ -1,4 +1,6 @@
-//! What rules see of a packet and its connection.
+//! What rules see of a packet and its connection: the whole [`PacketCtx`], and the
+//! [`LazyCtx`] a chain walk starts from, which makes the whole context only when a rule
+//! needs it.
 
 use ctrack_conntrack::{Conn, PacketState};
 use ctrack_packet::{Addr, Datagram, Family};
@@ -71,6 +73,62 @@ pub struct PacketCtx<'a, 'b> {
     /// The link-layer header the packet arrived with (destination, source, EtherType), for
     /// LOG's `MAC=` and `-m mac`.
     pub mac_header: Option<[u8; 14]>,
+}
+
+/// A packet as a chain walk first sees it: what the rules' records and a state test need,
+/// with the whole [`PacketCtx`] made only when a rule or a target needs more.
+///
+/// Most rules of most chains are told apart by their records (addresses and protocol) and
+/// most packets are then decided by a state test (`--ctstate RELATED,ESTABLISHED`), so most
+/// walks need neither the interfaces' names, nor the counters, nor the marks: making the
+/// whole context for every packet at every chain cost more than the rules it walked.
+pub struct LazyCtx<'m, 'a, 'b> {
+    packet: &'a Datagram<'b>,
+    state: PacketState,
+    status: u32,
+    made: Option<PacketCtx<'a, 'b>>,
+    make: &'m mut dyn FnMut() -> PacketCtx<'a, 'b>,
+}
+
+impl<'m, 'a, 'b> LazyCtx<'m, 'a, 'b> {
+    /// A packet in conntrack state `state`, whose connection's status is `status` (`IPS_*`
+    /// bits; 0 without a connection); `make` makes its whole context, with the same packet,
+    /// state and connection, when a walk first needs it.
+    pub fn new(
+        packet: &'a Datagram<'b>,
+        state: PacketState,
+        status: u32,
+        make: &'m mut dyn FnMut() -> PacketCtx<'a, 'b>,
+    ) -> Self {
+        LazyCtx {
+            packet,
+            state,
+            status,
+            made: None,
+            make,
+        }
+    }
+
+    /// The datagram.
+    pub fn packet(&self) -> &'a Datagram<'b> {
+        self.packet
+    }
+
+    /// The state bits `--state` tests, and with `nat` the SNAT and DNAT bits `--ctstate`
+    /// adds: what [`crate::matches`] reads from the whole context, read without it.
+    pub(crate) fn state_bits(&self, nat: bool) -> u16 {
+        crate::matches::state_bits_of(self.state, self.status, nat)
+    }
+
+    /// The whole context, made now if no rule needed it before.
+    pub fn get(&mut self) -> &mut PacketCtx<'a, 'b> {
+        self.made.get_or_insert_with(&mut self.make)
+    }
+
+    /// The whole context if a walk made it (and so may have changed its marks).
+    pub fn made(&self) -> Option<&PacketCtx<'a, 'b>> {
+        self.made.as_ref()
+    }
 }
 
 impl PacketCtx<'_, '_> {

@@ -2,7 +2,7 @@
 //! kept per rule and per policy. Allocation-free once warm: the jump stack is kept by the
 //! ruleset from one packet to the next, so a walk neither allocates nor clears it.
 
-use crate::ctx::PacketCtx;
+use crate::ctx::{LazyCtx, PacketCtx};
 use crate::matches::{Recent, RecentCmd};
 use crate::model::{FamilyRules, Rule, RuleSpec};
 use crate::prefilter::{Admits, Key, Record, Records, Rest};
@@ -172,14 +172,16 @@ impl Ruleset {
     }
 
     /// Evaluates a built-in chain, located by [`FamilyRules::locate`], on the packet's
-    /// family's rules. A family with no rules accepts.
+    /// family's rules. A family with no rules accepts. The packet's whole context is made
+    /// only if a rule or target needs it; [`LazyCtx::made`] tells whether it was, and holds
+    /// the marks the rules set.
     pub fn evaluate_at(
         &mut self,
         at: (usize, usize),
-        p: &mut PacketCtx<'_, '_>,
+        p: &mut LazyCtx<'_, '_, '_>,
         fx: &mut Effects,
     ) -> Decision {
-        let (rules, records) = match p.family() {
+        let (rules, records) = match p.packet().family {
             Family::V4 => (self.v4.as_mut(), &self.records[0]),
             Family::V6 => (self.v6.as_mut(), &self.records[1]),
         };
@@ -253,23 +255,22 @@ fn rule_matches(rule: &mut Rule, p: &PacketCtx<'_, '_>, recent: &mut RecentTable
 }
 
 /// The first of `rules` that matches, each tested whole only where its record admits the
-/// packet (`key` its addresses, `proto` its protocol).
+/// packet (`key` its addresses, `proto` its protocol): only then is the packet's whole
+/// context made.
 #[inline(always)]
 fn first_match<K: Key>(
     records: &[Record<K>],
     rules: &mut [Rule],
     (key, proto): (K, u8),
-    p: &PacketCtx<'_, '_>,
+    p: &mut LazyCtx<'_, '_, '_>,
     recent: &mut RecentTables,
 ) -> Option<usize> {
     records.iter().zip(rules).position(|(record, rule)| {
         record.admits(key, proto)
             && match record.rest {
                 Rest::Nothing => true,
-                Rest::State { mask, inv, nat } => {
-                    (mask & crate::matches::state_bits(p, nat) != 0) != inv
-                }
-                Rest::Whole => rule_matches(rule, p, recent),
+                Rest::State { mask, inv, nat } => (mask & p.state_bits(nat) != 0) != inv,
+                Rest::Whole => rule_matches(rule, p.get(), recent),
             }
     })
 }
@@ -300,7 +301,7 @@ impl FamilyRules {
     fn evaluate_at(
         &mut self,
         (table, start): (usize, usize),
-        p: &mut PacketCtx<'_, '_>,
+        p: &mut LazyCtx<'_, '_, '_>,
         fx: &mut Effects,
         walk: Walk<'_>,
     ) -> Decision {
@@ -312,10 +313,11 @@ impl FamilyRules {
         } = walk;
         jumps.clear();
         let t = &mut self.tables[table];
-        let len = u64::from(p.packet.len());
+        let packet = p.packet();
+        let len = u64::from(packet.len());
         let (key4, key6, proto) = match self.family {
-            Family::V4 => (crate::prefilter::key_v4(p.packet), [0; 2], p.packet.proto),
-            Family::V6 => (0, crate::prefilter::key_v6(p.packet), p.packet.proto),
+            Family::V4 => (crate::prefilter::key_v4(packet), [0; 2], packet.proto),
+            Family::V6 => (0, crate::prefilter::key_v6(packet), packet.proto),
         };
         let table_records = records.map_or(&[][..], |x| x.table(table));
         let (mut c, mut r) = (start, 0usize);
@@ -332,6 +334,7 @@ impl FamilyRules {
                     first_match(&recs[r..], &mut rules[r..], (key6, proto), p, recent)
                 }
                 None => rules.get_mut(r..).and_then(|rest| {
+                    let p = p.get();
                     rest.iter_mut()
                         .position(|rule| rule_matches(rule, p, recent))
                 }),
@@ -357,7 +360,7 @@ impl FamilyRules {
                     return Decision::Drop {
                         chain: c,
                         rule: Some(r),
-                        reject: target.reject_with(p.family()),
+                        reject: target.reject_with(packet.family),
                     }
                 }
                 Target::Return => match jumps.pop() {
@@ -385,7 +388,7 @@ impl FamilyRules {
                     (c, r) = (next, 0);
                 }
                 other => {
-                    if apply_target(other, p, fx, log) {
+                    if apply_target(other, p.get(), fx, log) {
                         return Decision::Accept;
                     }
                     r += 1;

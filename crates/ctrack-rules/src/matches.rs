@@ -277,12 +277,19 @@ pub fn state_bit(s: PacketState) -> u16 {
 /// The state bits `--state` tests, and with `nat` the SNAT and DNAT bits `--ctstate` adds
 /// for a connection translated so.
 pub(crate) fn state_bits(p: &PacketCtx<'_, '_>, nat: bool) -> u16 {
-    let mut bits = state_bit(p.state);
-    if let Some(conn) = p.conn.filter(|_| nat) {
-        if conn.has(ips::SRC_NAT) {
+    state_bits_of(p.state, p.conn.map_or(0, |c| c.status), nat)
+}
+
+/// [`state_bits`] of a packet in state `state` whose connection has the status bits
+/// `status` (0 without a connection).
+#[inline(always)]
+pub(crate) fn state_bits_of(state: PacketState, status: u32, nat: bool) -> u16 {
+    let mut bits = state_bit(state);
+    if nat {
+        if status & ips::SRC_NAT != 0 {
             bits |= 1 << 5;
         }
-        if conn.has(ips::DST_NAT) {
+        if status & ips::DST_NAT != 0 {
             bits |= 1 << 6;
         }
     }

@@ -1,11 +1,12 @@
 //! A walk with the records of `Ruleset::compile` decides, counts and stops exactly where a
-//! walk without them does, on random rulesets and packets of both families.
+//! walk without them does, on random rulesets and packets of both families; and a walk makes
+//! the packet's whole context only when a rule or target needs it.
 
 use ctrack_conntrack::proto::ProtoState;
 use ctrack_conntrack::status::ips;
 use ctrack_conntrack::{Conn, CtInfo, PacketState};
 use ctrack_packet::{checksum, Addr, Datagram, Family, Tuple};
-use ctrack_rules::ctx::{HostInfo, PacketCtx};
+use ctrack_rules::ctx::{HostInfo, LazyCtx, PacketCtx};
 use ctrack_rules::{Backend, Decision, Effects, Ruleset};
 use proptest::prelude::*;
 
@@ -223,7 +224,7 @@ fn walk(rules: &mut Ruleset, f: Family, packets: &[Packet]) -> (Vec<Walked>, Str
             rare: Conn::NO_RARE,
             extras: Conn::NO_EXTRAS,
         });
-        let mut p = PacketCtx {
+        let mut make = || PacketCtx {
             packet: &dg,
             iif: if on_eth0 { "eth0" } else { "eth1" },
             oif: "eth2",
@@ -238,6 +239,8 @@ fn walk(rules: &mut Ruleset, f: Family, packets: &[Packet]) -> (Vec<Walked>, Str
             host: &NoHost,
             mac_header: None,
         };
+        let status = conn.as_ref().map_or(0, |c| c.status);
+        let mut p = LazyCtx::new(&dg, STATES[state], status, &mut make);
         let mut fx = Effects::default();
         let decision = rules.evaluate_at(at, &mut p, &mut fx);
         out.push((decision, fx.last_rule));
@@ -349,5 +352,75 @@ fn records_pass_over_rules_that_cannot_match_and_count_those_that_do() {
     assert!(
         saved.contains("[1:28] -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
         "{saved}"
+    );
+}
+
+/// What one walk of FORWARD decided, and the packet mark if it made the whole context.
+fn lazy_walk(text: &str, state: PacketState) -> (Decision, Option<u32>) {
+    let mut rules = Ruleset::default();
+    rules.add(ctrack_rules::load(text, "lazy.rules").expect("a valid ruleset"));
+    rules.compile();
+    let at = rules
+        .family(Family::V4)
+        .and_then(|r| r.locate("filter", "FORWARD"))
+        .expect("FORWARD is there");
+    let bytes = datagram(Family::V4, "10.0.0.1", "192.0.2.7", 0);
+    let dg = Datagram::parse(&bytes).expect("a well-formed datagram");
+    let mut make = || PacketCtx {
+        packet: &dg,
+        iif: "eth0",
+        oif: "eth1",
+        state,
+        conn: None,
+        tracker: None,
+        ct: None,
+        counters: Default::default(),
+        mark: 0,
+        ct_mark: 0,
+        now: 1,
+        host: &NoHost,
+        mac_header: None,
+    };
+    let mut p = LazyCtx::new(&dg, state, 0, &mut make);
+    let decision = rules.evaluate_at(at, &mut p, &mut Effects::default());
+    let mark = p.made().map(|c| c.mark);
+    (decision, mark)
+}
+
+#[test]
+fn the_whole_context_is_made_only_for_a_rule_or_target_that_needs_it() {
+    let established = PacketState::Tracked(CtInfo::Established);
+    let head = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n";
+    let by_records = format!(
+        "{head}-A FORWARD -s 192.0.2.0/24 -p udp -j DROP\n\
+         -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\nCOMMIT\n"
+    );
+    assert_eq!(
+        lazy_walk(&by_records, established),
+        (Decision::Accept, None),
+        "addresses, protocol and state decide without the context"
+    );
+    let by_iface = format!("{head}-A FORWARD -i eth0 -j ACCEPT\nCOMMIT\n");
+    assert_eq!(
+        lazy_walk(&by_iface, established),
+        (Decision::Accept, Some(0)),
+        "an interface test needs the context"
+    );
+    let by_mark = format!(
+        "{head}-A FORWARD -p udp -j MARK --set-xmark 0x7/0xffffffff\n\
+         -A FORWARD -m mark --mark 0x7 -j ACCEPT\nCOMMIT\n"
+    );
+    assert_eq!(
+        lazy_walk(&by_mark, established),
+        (Decision::Accept, Some(7)),
+        "MARK sets the mark in the context it makes, and the next rule sees it"
+    );
+    let new = PacketState::Tracked(CtInfo::New);
+    assert!(
+        matches!(
+            lazy_walk(&by_records, new),
+            (Decision::Drop { rule: None, .. }, None)
+        ),
+        "a NEW packet meets the policy, still without the context"
     );
 }

@@ -600,6 +600,21 @@ impl Engine {
                 return passed(hook, table, policy);
             }
         }
+        self.walk_rules(d, hook, table, at, m, now)
+    }
+
+    /// A chain with rules, for [`Engine::walk_table`]: a call of its own, so that the many
+    /// empty chains of a saved ruleset do not pay for setting up its frame.
+    #[inline(never)]
+    fn walk_rules(
+        &mut self,
+        d: &Datagram<'_>,
+        hook: Hook,
+        table: Table,
+        at: (usize, usize),
+        m: &mut Meta,
+        now: u64,
+    ) -> Result<(), DropReason> {
         let mut fx = Effects::default();
         let decision = self.walk_chain(d, at, m, now, &mut fx);
         if let Some((c, r)) = fx.last_rule {
@@ -635,30 +650,42 @@ impl Engine {
             rules,
             ..
         } = self;
-        let conn = m.ct.and_then(|r| conntrack.conn(r));
+        let family = usize::from(d.family == Family::V6);
+        let conn = || m.ct.and_then(|r| conntrack.conn(r));
+        // What a walk tests without the whole context is the state, and for `--ctstate` the
+        // connection's SNAT and DNAT bits, which only a family with a nat table can set
+        // (`bind_new`): without one, the connection is looked up only if the context is
+        // made.
+        let status = match self.nat[family] {
+            true => conn().map_or(0, |c| c.status),
+            false => 0,
+        };
         // The closure holds references only: what it reads is copied when it runs, so a
         // walk that never makes the context does not pay for copying it.
         let meta = &*m;
-        let mut make = || PacketCtx {
-            packet: d,
-            iif: host.name(meta.iif),
-            oif: host.name(meta.oif),
-            state: meta.state,
-            conn,
-            tracker: Some(&*conntrack),
-            ct: meta.ct,
-            // Only connections made with accounting on have counters to read.
-            counters: match meta.ct {
-                Some(r) if conntrack.settings().acct => conntrack.extras(r).counters,
-                _ => Default::default(),
-            },
-            mark: meta.mark,
-            ct_mark: conn.map_or(0, |c| c.mark),
-            now,
-            host: &*host,
-            mac_header: meta.mac,
+        let mut make = || {
+            let conn = conn();
+            PacketCtx {
+                packet: d,
+                iif: host.name(meta.iif),
+                oif: host.name(meta.oif),
+                state: meta.state,
+                conn,
+                tracker: Some(&*conntrack),
+                ct: meta.ct,
+                // Only connections made with accounting on have counters to read.
+                counters: match meta.ct {
+                    Some(r) if conntrack.settings().acct => conntrack.extras(r).counters,
+                    _ => Default::default(),
+                },
+                mark: meta.mark,
+                ct_mark: conn.map_or(0, |c| c.mark),
+                now,
+                host: &*host,
+                mac_header: meta.mac,
+            }
         };
-        let mut p = LazyCtx::new(d, m.state, conn.map_or(0, |c| c.status), &mut make);
+        let mut p = LazyCtx::new(d, m.state, status, &mut make);
         let decision = rules.evaluate_at(at, &mut p, fx);
         let Some(ctx) = p.made() else {
             return decision;

@@ -632,3 +632,55 @@ fn a_template_serves_only_its_own_packet() {
         "port 80's packets find their zone-0 connection, unreplied"
     );
 }
+
+/// `--ctstate SNAT` alone is decided from the rule's record and the connection's status,
+/// without the packet's whole context: a connection the nat table translated has the bit,
+/// and in a host without a nat table no connection can have it.
+#[test]
+fn ctstate_snat_sees_the_binding_without_the_whole_context() {
+    let engine = |nat: &str| {
+        let text = format!(
+            "{nat}*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A FORWARD -m conntrack --ctstate SNAT -j ACCEPT\n\
+             -A FORWARD -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n"
+        );
+        let mut rs = ctrack_rules::Ruleset::default();
+        rs.add(ctrack_rules::load(&text, "snat.rules").expect("valid"));
+        Engine::with_rules(Settings::default(), Host::default(), 1, rs)
+    };
+    let snat = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                :POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j SNAT --to-source 10.0.9.9\nCOMMIT\n";
+    // A request and its answer (to the translated address); the fates, and the packets
+    // counted by FORWARD's two rules.
+    let run = |e: &mut Engine, answer_to: [u8; 4]| {
+        let fates: Vec<Fate> = [udp(C, S, 5000, 53, b"q"), udp(S, answer_to, 53, 5000, b"a")]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| e.process(p, Entry::Wire, i as u64 * SEC).fate)
+            .collect();
+        let v4 = e.rules().v4.as_ref().expect("IPv4 rules");
+        let filter = v4
+            .tables
+            .iter()
+            .find(|t| t.name == "filter")
+            .expect("filter");
+        let forward = filter.chain("FORWARD").expect("FORWARD");
+        let counted: Vec<u64> = filter.chains[forward]
+            .rules
+            .iter()
+            .map(|r| r.counters.packets)
+            .collect();
+        (fates, counted)
+    };
+    // The request is NEW (rule 1: its SNAT binding comes in POSTROUTING); the answer is
+    // ESTABLISHED and SNAT (rule 0).
+    let (fates, counted) = run(&mut engine(snat), [10, 0, 9, 9]);
+    assert_eq!(fates, [Fate::Forwarded, Fate::Forwarded]);
+    assert_eq!(counted, [1, 1]);
+    // Without a nat table the answer is ESTABLISHED only: no rule takes it, the policy
+    // drops it.
+    let (fates, counted) = run(&mut engine(""), C);
+    assert_eq!(fates[0], Fate::Forwarded);
+    assert!(matches!(fates[1], Fate::Dropped(_)), "{fates:?}");
+    assert_eq!(counted, [0, 1]);
+}

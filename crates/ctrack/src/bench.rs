@@ -388,25 +388,55 @@ fn syn_flood(threads: usize, syns: usize) -> Figure {
     }
 }
 
+/// Whole passes over its packets each subject of `pipeline` runs before the next takes its
+/// turn: long enough that a turn's first pass, which finds the caches holding another
+/// subject's table, is a twentieth of it; short enough (tens of milliseconds) that the
+/// machine's speed, which drifts over seconds here, is the same for all four.
+const PIPELINE_PASSES_A_TURN: u64 = 20;
+
+/// Tracking alone and the pipeline with three rulesets, on the same packets in the same
+/// order, timed in alternating turns so that their ratios do not depend on when each ran.
 fn pipeline_vs_tracker(threads: usize, flows: usize, lookups: u64) -> Vec<Figure> {
-    let run = |rules: fn(usize) -> ctrack_rules::Ruleset| {
-        parallel(threads, |t| {
-            let (mut e, pkts) = workload::established_pipeline(flows, 1 + t as u8, rules(9), NOW);
-            timed_passes(&pkts, lookups, |p| {
-                std::hint::black_box(e.process(p, Entry::Wire, NOW + 1));
-            })
-        })
-    };
-    let (p0, s0) = run(|_| ctrack_rules::Ruleset::default());
-    let (p1, s1) = run(workload::linear_ruleset);
-    let (p3, s3) = run(workload::linear_ruleset_all_tables);
-    // The baseline of the pipeline's cost: tracking alone, on the same packets in the same
-    // order, with the same settings.
-    let (p2, s2) = parallel(threads, |t| {
-        let (mut tr, pkts) = workload::established_tracker(flows, 1 + t as u8, NOW);
-        timed_passes(&pkts, lookups, |p| {
-            std::hint::black_box(tr.packet(p, 0, NOW + 1));
-        })
+    let per_thread = on_threads(threads, |t| {
+        let salt = 1 + t as u8;
+        // The baseline of the pipeline's cost: tracking alone, with the same settings.
+        let (mut alone, pkts) = workload::established_tracker(flows, salt, NOW);
+        let mut engines = [
+            ctrack_rules::Ruleset::default(),
+            workload::linear_ruleset(9),
+            workload::linear_ruleset_all_tables(9),
+        ]
+        .map(|rules| workload::established_pipeline(flows, salt, rules, NOW).0);
+        let turn = pkts.len() as u64 * PIPELINE_PASSES_A_TURN;
+        let mut totals = [(0u64, 0f64); 4];
+        let mut add = |i: usize, (n, secs): (u64, f64)| {
+            totals[i].0 += n;
+            totals[i].1 += secs;
+        };
+        let mut done = 0;
+        while done < lookups && !pkts.is_empty() {
+            let count = turn.min(lookups - done);
+            let ran = timed_passes(&pkts, count, |p| {
+                std::hint::black_box(alone.packet(p, 0, NOW + 1));
+            });
+            done += ran.0;
+            add(0, ran);
+            for (i, e) in engines.iter_mut().enumerate() {
+                add(
+                    i + 1,
+                    timed_passes(&pkts, count, |p| {
+                        std::hint::black_box(e.process(p, Entry::Wire, NOW + 1));
+                    }),
+                );
+            }
+        }
+        totals
+    });
+    // As `parallel` counts: every thread's packets, over the longest thread's time.
+    let [(p2, s2), (p0, s0), (p1, s1), (p3, s3)] = std::array::from_fn(|i| {
+        per_thread
+            .iter()
+            .fold((0, 0.0f64), |(p, t), x| (p + x[i].0, t.max(x[i].1)))
     });
     vec![
         Figure {

@@ -200,6 +200,31 @@ type Packet = (usize, usize, usize, usize, bool, Option<u32>);
 /// What a walk decided of a packet, and the last rule it ran.
 type Walked = (Decision, Option<(usize, usize)>);
 
+/// A packet's whole context as these walks make it: in on `iif`, out on eth2, without a
+/// tracker, counters or marks.
+fn whole<'a, 'b>(
+    packet: &'a Datagram<'b>,
+    iif: &'a str,
+    state: PacketState,
+    conn: Option<&'a Conn>,
+) -> PacketCtx<'a, 'b> {
+    PacketCtx {
+        packet,
+        iif,
+        oif: "eth2",
+        state,
+        conn,
+        tracker: None,
+        ct: None,
+        counters: Default::default(),
+        mark: 0,
+        ct_mark: 0,
+        now: 1,
+        host: &NoHost,
+        mac_header: None,
+    }
+}
+
 /// Each packet's decision and last rule through `rules`, then the counters saved.
 fn walk(rules: &mut Ruleset, f: Family, packets: &[Packet]) -> (Vec<Walked>, String) {
     let at = rules
@@ -224,21 +249,8 @@ fn walk(rules: &mut Ruleset, f: Family, packets: &[Packet]) -> (Vec<Walked>, Str
             rare: Conn::NO_RARE,
             extras: Conn::NO_EXTRAS,
         });
-        let mut make = || PacketCtx {
-            packet: &dg,
-            iif: if on_eth0 { "eth0" } else { "eth1" },
-            oif: "eth2",
-            state: STATES[state],
-            conn: conn.as_ref(),
-            tracker: None,
-            ct: None,
-            counters: Default::default(),
-            mark: 0,
-            ct_mark: 0,
-            now: 1,
-            host: &NoHost,
-            mac_header: None,
-        };
+        let iif = if on_eth0 { "eth0" } else { "eth1" };
+        let mut make = || whole(&dg, iif, STATES[state], conn.as_ref());
         let status = conn.as_ref().map_or(0, |c| c.status);
         let mut p = LazyCtx::new(&dg, STATES[state], status, &mut make);
         let mut fx = Effects::default();
@@ -366,21 +378,7 @@ fn lazy_walk(text: &str, state: PacketState) -> (Decision, Option<u32>) {
         .expect("FORWARD is there");
     let bytes = datagram(Family::V4, "10.0.0.1", "192.0.2.7", 0);
     let dg = Datagram::parse(&bytes).expect("a well-formed datagram");
-    let mut make = || PacketCtx {
-        packet: &dg,
-        iif: "eth0",
-        oif: "eth1",
-        state,
-        conn: None,
-        tracker: None,
-        ct: None,
-        counters: Default::default(),
-        mark: 0,
-        ct_mark: 0,
-        now: 1,
-        host: &NoHost,
-        mac_header: None,
-    };
+    let mut make = || whole(&dg, "eth0", state, None);
     let mut p = LazyCtx::new(&dg, state, 0, &mut make);
     let decision = rules.evaluate_at(at, &mut p, &mut Effects::default());
     let mark = p.made().map(|c| c.mark);

@@ -656,9 +656,10 @@ impl Engine {
         // connection's SNAT and DNAT bits, which only a family with a nat table can set
         // (`bind_new`): without one, the connection is looked up only if the context is
         // made.
-        let status = match self.nat[family] {
-            true => conn().map_or(0, |c| c.status),
-            false => 0,
+        let status = if self.nat[family] {
+            conn().map_or(0, |c| c.status)
+        } else {
+            0
         };
         // The closure holds references only: what it reads is copied when it runs, so a
         // walk that never makes the context does not pay for copying it.

@@ -665,6 +665,8 @@ impl Engine {
         // walk that never makes the context does not pay for copying it.
         let meta = &*m;
         let mut make = || {
+            // Looked up again even where the status needed it: keeping the first lookup
+            // for this rarer path cost every packet more than the lookup does.
             let conn = conn();
             PacketCtx {
                 packet: d,

@@ -110,7 +110,7 @@ impl<'m, 'a, 'b> LazyCtx<'m, 'a, 'b> {
     }
 
     /// The datagram.
-    pub fn packet(&self) -> &'a Datagram<'b> {
+    pub(crate) fn packet(&self) -> &'a Datagram<'b> {
         self.packet
     }
 
@@ -121,7 +121,7 @@ impl<'m, 'a, 'b> LazyCtx<'m, 'a, 'b> {
     }
 
     /// The whole context, made now if no rule needed it before.
-    pub fn get(&mut self) -> &mut PacketCtx<'a, 'b> {
+    pub(crate) fn get(&mut self) -> &mut PacketCtx<'a, 'b> {
         self.made.get_or_insert_with(&mut self.make)
     }
 

@@ -9,9 +9,11 @@
 //! ```
 //!
 //! Workloads: `alone` (connection tracking alone), `empty` (the pipeline, no ruleset),
-//! `rules` (FORWARD of 9 non-matching rules and a `--ctstate` ACCEPT), `all-tables` (the
-//! same beside empty raw, mangle and nat tables), `jumps` (FORWARD jumping to three user
-//! chains that return, among ten named as Docker's and ufw's are).
+//! `rules` (FORWARD of 9 non-matching rules and a `--ctstate` ACCEPT), `rules-walked` (the
+//! same walked for every packet, no walk kept per connection), `rules-100` (99 rules before
+//! the ACCEPT), `all-tables` (the 10 rules beside empty raw, mangle and nat tables), `jumps`
+//! (FORWARD jumping to three user chains that return, among ten named as Docker's and ufw's
+//! are).
 
 use ctrack_engine::{workload, Entry};
 
@@ -20,7 +22,8 @@ fn main() {
     let (Some(workload), Some(count)) = (args.next(), args.next().and_then(|n| n.parse().ok()))
     else {
         eprintln!(
-            "usage: pipeline_instructions alone|empty|rules|rules-100|all-tables|jumps PACKETS"
+            "usage: pipeline_instructions \
+             alone|empty|rules|rules-walked|rules-100|all-tables|jumps PACKETS"
         );
         std::process::exit(2);
     };
@@ -36,7 +39,7 @@ fn main() {
     }
     let rules = match workload.as_str() {
         "empty" => ctrack_rules::Ruleset::default(),
-        "rules" => workload::linear_ruleset(9),
+        "rules" | "rules-walked" => workload::linear_ruleset(9),
         "rules-100" => workload::linear_ruleset(99),
         "all-tables" => workload::linear_ruleset_all_tables(9),
         "jumps" => jumps(),
@@ -46,6 +49,7 @@ fn main() {
         }
     };
     let (mut engine, pkts) = workload::established_pipeline(flows, salt, rules, now);
+    engine.remember_walks(workload != "rules-walked");
     for p in pkts.iter().cycle().take(count) {
         std::hint::black_box(engine.process(p, Entry::Wire, now + 1));
     }

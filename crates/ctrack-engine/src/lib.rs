@@ -19,6 +19,7 @@ use ctrack_packet::{Addr, Datagram, Family, Malformed, Reassembler};
 use ctrack_rules::ctx::{addrtype, HostInfo, LazyCtx, PacketCtx};
 use ctrack_rules::{Decision, Effects, NatAction, RejectWith, Ruleset};
 
+mod memo;
 pub mod natpkt;
 pub mod reject;
 pub mod workload;
@@ -309,6 +310,10 @@ pub struct Engine {
     nat: [bool; 2],
     reassembler: Reassembler,
     counts: Counts,
+    /// Walks kept per connection, taken again by its next packets.
+    memo: memo::Memo,
+    /// Whether walks are kept ([`Engine::remember_walks`]).
+    remember: bool,
 }
 
 const TABLES: usize = 5;
@@ -391,6 +396,8 @@ struct Meta {
     mark: u32,
     iif: IfRef,
     oif: IfRef,
+    /// Walks of chains with rules so far, of a packet whose walks are kept.
+    walked: u8,
 }
 
 impl Engine {
@@ -417,12 +424,22 @@ impl Engine {
             rules,
             reassembler: Reassembler::new(),
             counts: Counts::default(),
+            memo: memo::Memo::default(),
+            remember: true,
         }
     }
 
     /// Build each leaving packet (for `--out`); off by default, as it copies every one.
     pub fn emit_output(&mut self, on: bool) {
         self.emit = on;
+    }
+
+    /// Whether a connection's walks are kept and taken again by its next packets (on by
+    /// default). Only walks that its rules' records and the connection state decided alone
+    /// are kept, so this changes no decision and no counter, only the time a packet
+    /// takes; off, every packet walks every chain, as a comparison.
+    pub fn remember_walks(&mut self, on: bool) {
+        self.remember = on;
     }
 
     /// The ruleset, with its counters.
@@ -604,7 +621,8 @@ impl Engine {
     }
 
     /// A chain with rules, for [`Engine::walk_table`]: a call of its own, so that the many
-    /// empty chains of a saved ruleset do not pay for setting up its frame.
+    /// empty chains of a saved ruleset do not pay for setting up its frame. A walk kept
+    /// for the packet's connection is taken again; a walk that may be kept is.
     #[inline(never)]
     fn walk_rules(
         &mut self,
@@ -615,8 +633,23 @@ impl Engine {
         m: &mut Meta,
         now: u64,
     ) -> Result<(), DropReason> {
+        let key = self.memo_key(m);
+        let nth = usize::from(m.walked);
+        if let Some(key) = key {
+            m.walked += 1;
+            if let Some(replay) = self.memo.get(key, nth, hook, table) {
+                let (decision, last) = self.rules.replay(replay, u64::from(d.len()));
+                if let Some((c, r)) = last {
+                    m.rule = Some((hook, table, c, r));
+                }
+                return passed(hook, table, decision);
+            }
+        }
         let mut fx = Effects::default();
         let decision = self.walk_chain(d, at, m, now, &mut fx);
+        if let Some(key) = key {
+            self.keep_walk(key, nth, (hook, table, at), d.family, decision, &fx);
+        }
         if let Some((c, r)) = fx.last_rule {
             m.rule = Some((hook, table, c, r));
         }
@@ -630,6 +663,38 @@ impl Engine {
             m.nat = fx.nat;
         }
         passed(hook, table, decision)
+    }
+
+    /// Keeps the walk just made, as the `nth` of `key`'s packets, if it may be taken
+    /// again. Out of line: it runs once a connection, direction and state.
+    #[inline(never)]
+    fn keep_walk(
+        &mut self,
+        key: memo::Key,
+        nth: usize,
+        (hook, table, at): (Hook, Table, (usize, usize)),
+        family: Family,
+        decision: Decision,
+        fx: &Effects,
+    ) {
+        if let Some(replay) = self.rules.replayable(family, at, decision, fx) {
+            let kept = memo::Kept {
+                hook,
+                table,
+                replay,
+            };
+            self.memo.put(key, nth, kept);
+        }
+    }
+
+    /// What the packet's walks are kept under: its confirmed connection, direction and
+    /// state; `None` when they are not kept.
+    fn memo_key(&self, m: &Meta) -> Option<memo::Key> {
+        let Some(CtRef::Confirmed(entry)) = m.ct.filter(|_| self.remember) else {
+            return None;
+        };
+        let conn = self.conntrack.conn(CtRef::Confirmed(entry))?;
+        memo::Key::of(entry, conn, m.state)
     }
 
     /// Walks a located chain that has rules. The rules see what the hooks so far settled;
@@ -720,6 +785,7 @@ impl Engine {
                 IfRef::None
             },
             oif: IfRef::None,
+            walked: 0,
         };
         // raw runs before conntrack (priority -300 against -200).
         if let Err(r) = self.tables(d, entry, &[Raw], &mut m, now) {

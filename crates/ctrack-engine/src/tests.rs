@@ -684,3 +684,288 @@ fn ctstate_snat_sees_the_binding_without_the_whole_context() {
     assert!(matches!(fates[1], Fate::Dropped(_)), "{fates:?}");
     assert_eq!(counted, [0, 1]);
 }
+
+/// Rules of the walk-keeping test: indexes into small choices, some a record decides
+/// (addresses, protocol, state), some it cannot (a port, a mark, a MARK target).
+#[derive(Clone, Debug)]
+struct GenRule {
+    src: Option<(usize, bool)>,
+    dst: Option<(usize, bool)>,
+    proto: Option<usize>,
+    state: Option<(usize, bool)>,
+    whole: Option<usize>,
+    target: usize,
+}
+
+fn gen_rule() -> impl proptest::strategy::Strategy<Value = GenRule> {
+    use proptest::prelude::*;
+    (
+        proptest::option::of((0..5usize, any::<bool>())),
+        proptest::option::of((0..5usize, any::<bool>())),
+        proptest::option::of(0..3usize),
+        proptest::option::of((0..4usize, any::<bool>())),
+        proptest::option::weighted(0.3, 0..3usize),
+        0..8usize,
+    )
+        .prop_map(|(src, dst, proto, state, whole, target)| GenRule {
+            src,
+            dst,
+            proto,
+            state,
+            whole,
+            target,
+        })
+}
+
+/// The packets' addresses and the rules' networks, by family.
+fn memo_addrs(f: Family) -> ([&'static str; 4], [&'static str; 5]) {
+    match f {
+        Family::V4 => (
+            ["10.0.0.1", "10.0.1.1", "192.0.2.7", "192.0.2.200"],
+            [
+                "10.0.0.0/8",
+                "10.0.0.1/32",
+                "10.0.1.0/24",
+                "192.0.2.0/24",
+                "0.0.0.0/0",
+            ],
+        ),
+        Family::V6 => (
+            ["2001:db8::1", "2001:db8:1::1", "fd00::7", "fd00::c8"],
+            [
+                "2001:db8::/32",
+                "2001:db8::1/128",
+                "2001:db8:1::/48",
+                "fd00::/8",
+                "::/0",
+            ],
+        ),
+    }
+}
+
+/// One rule of chain `chain` (a user chain jumps nowhere, so that no loop is made).
+fn gen_rule_text(chain: &str, g: &GenRule, f: Family, mangle: bool) -> String {
+    let nets = memo_addrs(f).1;
+    let not = |i: bool| if i { "! " } else { "" };
+    let mut s = format!("-A {chain}");
+    if let Some((n, i)) = g.src {
+        s += &format!(" {}-s {}", not(i), nets[n]);
+    }
+    if let Some((n, i)) = g.dst {
+        s += &format!(" {}-d {}", not(i), nets[n]);
+    }
+    let icmp = if f == Family::V4 { "icmp" } else { "ipv6-icmp" };
+    let proto = g.proto.map(|p| ["udp", "tcp", icmp][p]);
+    if let Some(p) = proto {
+        s += &format!(" -p {p}");
+    }
+    if let Some((st, i)) = g.state {
+        let states = ["NEW", "RELATED,ESTABLISHED", "ESTABLISHED", "SNAT,NEW"][st];
+        s += &format!(" -m conntrack {}--ctstate {states}", not(i));
+    }
+    // Tests a record cannot hold: a port, a mark, and a length that differs between the
+    // packets of one connection (their payloads are 0 to 2 bytes).
+    let header = if f == Family::V4 { 28 } else { 48 };
+    match (g.whole, proto) {
+        (Some(0), Some("udp")) => s += " --dport 53",
+        (Some(1), _) => s += " -m mark --mark 1",
+        (Some(_), _) => s += &format!(" -m length --length 0:{}", header + 1),
+        _ => {}
+    }
+    let user = chain.starts_with('U');
+    let t = match g.target {
+        0 => "-j ACCEPT",
+        1 => "-j DROP",
+        2 => "-j RETURN",
+        3 => "",
+        4 if !user => "-j U1",
+        5 if !user => "-g U2",
+        6 if mangle => "-j MARK --set-mark 1",
+        7 => "-j LOG --log-prefix kept",
+        _ => "-j RETURN",
+    };
+    if !t.is_empty() {
+        s += " ";
+        s += t;
+    }
+    s + "\n"
+}
+
+/// A ruleset of one family: mangle's PREROUTING and FORWARD, filter's FORWARD with two
+/// user chains.
+fn gen_ruleset(f: Family, mangle: &[GenRule], forward: &[GenRule], user: &[GenRule]) -> String {
+    let mut t = String::from(
+        "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
+         :OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:U1 - [0:0]\n:U2 - [0:0]\n",
+    );
+    for (i, g) in mangle.iter().enumerate() {
+        let chain = ["PREROUTING", "FORWARD", "U1"][i % 3];
+        t += &gen_rule_text(chain, g, f, true);
+    }
+    t += "COMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+          :U1 - [0:0]\n:U2 - [0:0]\n";
+    for g in forward {
+        t += &gen_rule_text("FORWARD", g, f, false);
+    }
+    for (i, g) in user.iter().enumerate() {
+        t += &gen_rule_text(["U1", "U2"][i % 2], g, f, false);
+    }
+    t + "COMMIT\n"
+}
+
+/// The flows of the walk-keeping test: four over IPv4 (three UDP, one ICMP echo), two UDP
+/// over IPv6, between the addresses of [`memo_addrs`].
+fn memo_packet(flow: usize, reply: bool, n: u16) -> Vec<u8> {
+    let (a, b) = [(0, 3), (1, 2), (2, 0), (3, 1), (0, 3), (2, 1)][flow];
+    let (a, b) = if reply { (b, a) } else { (a, b) };
+    let (sp, dp) = if reply {
+        (53, 1000 + flow as u16)
+    } else {
+        (1000 + flow as u16, 53)
+    };
+    // Payloads of 0 to 2 bytes, so that a length test tells a connection's packets apart.
+    let mut u = vec![0u8; 8 + usize::from(n % 3)];
+    u[0..2].copy_from_slice(&sp.to_be_bytes());
+    u[2..4].copy_from_slice(&dp.to_be_bytes());
+    let len = u.len() as u16;
+    u[4..6].copy_from_slice(&len.to_be_bytes());
+    if flow >= 4 {
+        let addr = |i: usize| {
+            let a: std::net::Ipv6Addr = memo_addrs(Family::V6).0[i].parse().expect("an address");
+            a.octets()
+        };
+        return crate::workload::ipv6(addr(a), addr(b), 17, &u);
+    }
+    let addr = |i: usize| {
+        let a: std::net::Ipv4Addr = memo_addrs(Family::V4).0[i].parse().expect("an address");
+        a.octets()
+    };
+    if flow == 3 {
+        // An echo request or its reply, the sequence number counting.
+        let mut icmp = vec![if reply { 0 } else { 8 }, 0, 0, 0, 0, 7];
+        icmp.extend_from_slice(&n.to_be_bytes());
+        return ipv4(addr(a), addr(b), 1, &icmp);
+    }
+    ipv4(addr(a), addr(b), 17, &u)
+}
+
+/// A port unreachable about flow `flow`'s request (IPv4, UDP) from one of two routers:
+/// RELATED to it, from an address its connection's packets do not have.
+fn memo_icmp_error(flow: usize, router: usize) -> Vec<u8> {
+    let quoted = memo_packet(flow, false, 0);
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&quoted[..28]);
+    let client: std::net::Ipv4Addr = memo_addrs(Family::V4).0[[0, 1][flow]]
+        .parse()
+        .expect("an address");
+    ipv4(
+        [[198, 51, 100, 9], [10, 0, 1, 7]][router],
+        client.octets(),
+        1,
+        &icmp,
+    )
+}
+
+/// Every counter of a ruleset, rule by rule and policy by policy.
+fn all_counters(rs: &ctrack_rules::Ruleset) -> Vec<(u64, u64)> {
+    [rs.v4.as_ref(), rs.v6.as_ref()]
+        .into_iter()
+        .flatten()
+        .flat_map(|f| &f.tables)
+        .flat_map(|t| &t.chains)
+        .flat_map(|c| {
+            std::iter::once(c.counters)
+                .chain(c.rules.iter().map(|r| r.counters))
+                .map(|x| (x.packets, x.bytes))
+        })
+        .collect()
+}
+
+proptest::proptest! {
+    /// With walks kept per connection, every packet is decided as with every chain walked:
+    /// the same fates, last rules and states, the same counters everywhere, the same
+    /// table and log; whatever the rules (some decided by their records and the state,
+    /// some not: a length that differs packet by packet, LOG, MARK and a mark test between
+    /// tables), the flows (both directions, both families,
+    /// ICMP errors) and the time (connections expiring and their entries reused).
+    #[test]
+    fn a_kept_walk_decides_and_counts_as_the_walk(
+        mangle in proptest::collection::vec(gen_rule(), 0..4),
+        forward in proptest::collection::vec(gen_rule(), 1..7),
+        user in proptest::collection::vec(gen_rule(), 0..4),
+        packets in proptest::collection::vec((0..8usize, proptest::bool::ANY, 0..8usize), 1..40),
+    ) {
+        let engine = |remember: bool| {
+            let mut rs = ctrack_rules::Ruleset::default();
+            for f in [Family::V4, Family::V6] {
+                let text = gen_ruleset(f, &mangle, &forward, &user);
+                let loaded = ctrack_rules::load_as(&text, "memo.rules", f);
+                rs.add(loaded.map_err(|e| format!("{e}\n{text}")).expect("valid"));
+            }
+            let mut e = Engine::with_rules(Settings::default(), Host::default(), 1, rs);
+            e.remember_walks(remember);
+            e
+        };
+        let (mut kept, mut walked) = (engine(true), engine(false));
+        let mut now = 0;
+        for (i, &(flow, reply, step)) in packets.iter().enumerate() {
+            // Mostly within a connection's timeout, sometimes past it.
+            now += [1_000, 1_000, 1_000_000, SEC, SEC, 5 * SEC, 40 * SEC, 200 * SEC][step];
+            let p = match flow {
+                6 | 7 => memo_icmp_error(flow - 6, usize::from(reply)),
+                f => memo_packet(f, reply, i as u16),
+            };
+            let (a, b) = (kept.process(&p, Entry::Wire, now), walked.process(&p, Entry::Wire, now));
+            proptest::prop_assert_eq!(a, b, "packet {}", i);
+        }
+        proptest::prop_assert_eq!(all_counters(kept.rules()), all_counters(walked.rules()));
+        proptest::prop_assert_eq!(listing(&kept, now), listing(&walked, now));
+        proptest::prop_assert_eq!(kept.take_log(), walked.take_log());
+    }
+}
+
+/// A walk decided by records and state is kept once and taken again by the connection's
+/// next packets in that direction and state; a walk that needed more (a port) is not.
+#[test]
+fn only_walks_decided_by_records_and_state_are_kept() {
+    let engine = |rule: &str| {
+        let text = format!(
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A FORWARD -s 10.9.0.0/16 -j DROP\n{rule}\nCOMMIT\n"
+        );
+        let mut rs = ctrack_rules::Ruleset::default();
+        rs.add(ctrack_rules::load(&text, "kept.rules").expect("valid"));
+        Engine::with_rules(Settings::default(), Host::default(), 1, rs)
+    };
+    let run = |e: &mut Engine| {
+        for i in 0..3 {
+            let fate = e
+                .process(&udp(C, S, 5000, 53, b"q"), Entry::Wire, i * SEC)
+                .fate;
+            assert_eq!(fate, Fate::Forwarded);
+        }
+        e.process(&udp(S, C, 53, 5000, b"a"), Entry::Wire, 3 * SEC);
+        e.process(&udp(C, S, 5000, 53, b"q"), Entry::Wire, 4 * SEC);
+    };
+    // The first packet is NEW and unconfirmed: walked, not kept. The next two are NEW of a
+    // confirmed connection: the first of them kept, the second taken; the answer
+    // (ESTABLISHED, reply) and the request after it (ESTABLISHED) kept anew.
+    let mut e = engine("-A FORWARD -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT");
+    run(&mut e);
+    assert_eq!(e.memo.distinct(), 1, "one way through the rules");
+    assert_eq!(e.memo.connections(), [1, 1]);
+    let mut e = engine("-A FORWARD -p udp --dport 53 -j ACCEPT\n-A FORWARD -p udp -j ACCEPT");
+    run(&mut e);
+    assert_eq!(e.memo.distinct(), 0, "a port is not in a record");
+    // Walks kept or not, the counters are the walks'.
+    let counted = |e: &Engine| all_counters(e.rules());
+    let (mut on, mut off) = (
+        engine("-A FORWARD -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT"),
+        engine("-A FORWARD -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT"),
+    );
+    off.remember_walks(false);
+    run(&mut on);
+    run(&mut off);
+    assert_eq!(counted(&on), counted(&off));
+    assert_eq!(off.memo.distinct(), 0);
+}

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 const MAX_DEPTH: usize = 32;
 
 /// What a table decided.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Decision {
     /// Continue to the next table or hook.
     Accept,
@@ -72,6 +72,8 @@ pub struct Ruleset {
     pub log: Vec<(u64, String)>,
     /// Room for where each jump returns to, reused from one walk to the next.
     jumps: Vec<(usize, usize)>,
+    /// The counters the last walk bumped, for [`Ruleset::replayable`].
+    trace: Trace,
     /// Each family's rules boiled down for a fast first test, made by
     /// [`Ruleset::compile`]; without them a walk tests every rule whole.
     records: [Option<Records>; 2],
@@ -185,7 +187,8 @@ impl Ruleset {
             Family::V4 => (self.v4.as_mut(), &self.records[0]),
             Family::V6 => (self.v6.as_mut(), &self.records[1]),
         };
-        match rules {
+        self.trace.len = 0;
+        let decision = match rules {
             Some(rules) => rules.evaluate_at(
                 at,
                 p,
@@ -195,11 +198,106 @@ impl Ruleset {
                     recent: &mut self.recent,
                     log: &mut self.log,
                     jumps: &mut self.jumps,
+                    trace: &mut self.trace,
                 },
             ),
             None => Decision::Accept,
+        };
+        // A walk that made the whole context may have tested what differs from one packet
+        // of a connection to the next, or run a target: it is never taken again.
+        if p.made().is_some() {
+            self.trace.len = u8::MAX;
         }
+        decision
     }
+
+    /// The walk [`Ruleset::evaluate_at`] just made at `at` of a packet of `family`, which
+    /// decided `decision` with effects `fx`, as a [`Replay`]: `None` unless its records and
+    /// the connection state decided every rule it met (the packet's whole context was
+    /// never made, so no rule tested more and no target but a verdict or a jump ran) and
+    /// it bumped at most [`TRACE_HITS`] counters.
+    ///
+    /// Such a walk is decided by the packet's addresses, its protocol and its state bits
+    /// alone: another packet with the same ones walks the same rules to the same end, and
+    /// [`Ruleset::replay`] gives it that end without the walk.
+    pub fn replayable(
+        &self,
+        family: Family,
+        at: (usize, usize),
+        decision: Decision,
+        fx: &Effects,
+    ) -> Option<Replay> {
+        let quiet = Effects {
+            last_rule: fx.last_rule,
+            ..Effects::default()
+        };
+        (*fx == quiet && usize::from(self.trace.len) <= TRACE_HITS).then_some(Replay {
+            family,
+            table: at.0,
+            trace: self.trace,
+            decision,
+            last_rule: fx.last_rule,
+        })
+    }
+
+    /// Takes a walk of this ruleset again for a packet of `len` bytes that would walk the
+    /// same (see [`Ruleset::replayable`]): the counters it bumped are bumped again, and its
+    /// decision and last rule returned, as the walk would return them.
+    pub fn replay(&mut self, r: &Replay, len: u64) -> (Decision, Option<(usize, usize)>) {
+        let rules = match r.family {
+            Family::V4 => self.v4.as_mut(),
+            Family::V6 => self.v6.as_mut(),
+        };
+        if let Some(t) = rules.and_then(|f| f.tables.get_mut(r.table)) {
+            for &(c, rule) in &r.trace.hits[..usize::from(r.trace.len)] {
+                let Some(chain) = t.chains.get_mut(c as usize) else {
+                    continue;
+                };
+                let counters = match chain.rules.get_mut(rule as usize) {
+                    Some(rule) => &mut rule.counters,
+                    None => &mut chain.counters,
+                };
+                counters.packets += 1;
+                counters.bytes += len;
+            }
+        }
+        (r.decision, r.last_rule)
+    }
+}
+
+/// The most counters a [`Replay`] keeps: a walk that bumps more is walked every time.
+pub const TRACE_HITS: usize = 12;
+
+/// The counters one walk bumped, in order: (chain, rule) of each rule that matched, and a
+/// built-in chain's policy as the rule past its last.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct Trace {
+    hits: [(u32, u32); TRACE_HITS],
+    /// Counters bumped, past [`TRACE_HITS`] too (saturating); `u8::MAX` too for a walk
+    /// that made the whole context.
+    len: u8,
+}
+
+impl Trace {
+    #[inline(always)]
+    fn hit(&mut self, chain: usize, rule: usize) {
+        if let Some(h) = self.hits.get_mut(usize::from(self.len)) {
+            *h = (chain as u32, rule as u32);
+        }
+        self.len = self.len.saturating_add(1);
+    }
+}
+
+/// A walk decided by a packet's records and state alone, to be taken again for another
+/// packet of the same addresses, protocol and state without walking: made by
+/// [`Ruleset::replayable`], taken by [`Ruleset::replay`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Replay {
+    family: Family,
+    table: usize,
+    trace: Trace,
+    decision: Decision,
+    last_rule: Option<(usize, usize)>,
 }
 
 fn iface_matches(want: &str, have: &str) -> bool {
@@ -283,6 +381,8 @@ struct Walk<'a> {
     log: &'a mut Vec<(u64, String)>,
     /// Room for where each jump returns to (what an earlier walk left there is dropped).
     jumps: &'a mut Vec<(usize, usize)>,
+    /// Where the walk notes each counter it bumps, emptied before the walk.
+    trace: &'a mut Trace,
 }
 
 impl FamilyRules {
@@ -310,6 +410,7 @@ impl FamilyRules {
             recent,
             log,
             jumps,
+            trace,
         } = walk;
         jumps.clear();
         let t = &mut self.tables[table];
@@ -342,7 +443,9 @@ impl FamilyRules {
             let Some(skipped) = hit else {
                 // End of a chain: return to the caller, or the policy of the built-in chain.
                 let Some(back) = jumps.pop() else {
-                    return t.chains[c].policy_decision(c, len);
+                    let chain = &mut t.chains[c];
+                    trace.hit(c, chain.rules.len());
+                    return chain.policy_decision(c, len);
                 };
                 (c, r) = back;
                 continue;
@@ -351,6 +454,7 @@ impl FamilyRules {
             let rule = &mut rules[r];
             rule.counters.packets += 1;
             rule.counters.bytes += len;
+            trace.hit(c, r);
             fx.last_rule = Some((c, r));
             let target = &t.chains[c].rules[r].spec.target;
             match target {

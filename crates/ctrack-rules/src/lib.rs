@@ -29,4 +29,4 @@ pub use target::{RejectWith, Target};
 
 pub mod eval;
 
-pub use eval::{Decision, Effects, NatAction, Ruleset};
+pub use eval::{Decision, Effects, NatAction, Replay, Ruleset, TRACE_HITS};

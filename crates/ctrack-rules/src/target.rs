@@ -28,7 +28,7 @@ const REJECT_V6: [(&str, &str); 7] = [
 ];
 
 /// What REJECT answers with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RejectWith {
     /// A TCP reset.
     TcpReset,

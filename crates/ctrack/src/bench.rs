@@ -391,12 +391,33 @@ fn syn_flood(threads: usize, syns: usize) -> Figure {
 /// Whole passes over its packets each subject of `pipeline` runs before the next takes its
 /// turn: long enough that a turn's first pass, which finds the caches holding another
 /// subject's table, is a twentieth of it; short enough (tens of milliseconds) that the
-/// machine's speed, which drifts over seconds here, is the same for all four.
+/// machine's speed, which drifts over seconds here, is the same for all of them.
 const PIPELINE_PASSES_A_TURN: u64 = 20;
 
-/// Tracking alone and the pipeline with three rulesets, on the same packets in the same
-/// order, timed in alternating turns so that their ratios do not depend on when each ran.
+/// Tracking alone and the pipeline with three rulesets (the 10 rules twice: with walks
+/// kept per connection, as the engine runs, and walked for every packet), on the same
+/// packets in the same order, timed in alternating turns so that their ratios do not depend
+/// on when each ran.
 fn pipeline_vs_tracker(threads: usize, flows: usize, lookups: u64) -> Vec<Figure> {
+    const SUBJECTS: [(&str, &str); 5] = [
+        (
+            "pipeline-conntrack-alone",
+            "connection tracking alone on the pipeline's packets: its baseline",
+        ),
+        ("pipeline", "the whole pipeline, empty tables"),
+        (
+            "pipeline-10-rules",
+            "the whole pipeline, FORWARD of 9 non-matching rules and a --ctstate ACCEPT",
+        ),
+        (
+            "pipeline-10-rules-all-tables",
+            "the same beside empty raw, mangle and nat tables",
+        ),
+        (
+            "pipeline-10-rules-walked",
+            "the 10 rules walked for every packet: no walk kept for a connection",
+        ),
+    ];
     let per_thread = on_threads(threads, |t| {
         let salt = 1 + t as u8;
         // The baseline of the pipeline's cost: tracking alone, with the same settings.
@@ -405,10 +426,12 @@ fn pipeline_vs_tracker(threads: usize, flows: usize, lookups: u64) -> Vec<Figure
             ctrack_rules::Ruleset::default(),
             workload::linear_ruleset(9),
             workload::linear_ruleset_all_tables(9),
+            workload::linear_ruleset(9),
         ]
         .map(|rules| workload::established_pipeline(flows, salt, rules, NOW).0);
+        engines[3].remember_walks(false);
         let turn = pkts.len() as u64 * PIPELINE_PASSES_A_TURN;
-        let mut totals = [(0u64, 0f64); 4];
+        let mut totals = [(0u64, 0f64); SUBJECTS.len()];
         let mut add = |i: usize, (n, secs): (u64, f64)| {
             totals[i].0 += n;
             totals[i].1 += secs;
@@ -433,46 +456,23 @@ fn pipeline_vs_tracker(threads: usize, flows: usize, lookups: u64) -> Vec<Figure
         totals
     });
     // As `parallel` counts: every thread's packets, over the longest thread's time.
-    let [(p2, s2), (p0, s0), (p1, s1), (p3, s3)] = std::array::from_fn(|i| {
-        per_thread
-            .iter()
-            .fold((0, 0.0f64), |(p, t), x| (p + x[i].0, t.max(x[i].1)))
-    });
-    vec![
-        Figure {
-            workload: format!("pipeline-conntrack-alone {flows}"),
-            threads,
-            packets: p2,
-            seconds: s2,
-            bytes_per_conn: None,
-            note: "connection tracking alone on the pipeline's packets: its baseline".into(),
-        },
-        Figure {
-            workload: format!("pipeline {flows}"),
-            threads,
-            packets: p0,
-            seconds: s0,
-            bytes_per_conn: None,
-            note: "the whole pipeline, empty tables".into(),
-        },
-        Figure {
-            workload: format!("pipeline-10-rules {flows}"),
-            threads,
-            packets: p1,
-            seconds: s1,
-            bytes_per_conn: None,
-            note: "the whole pipeline, FORWARD of 9 non-matching rules and a --ctstate ACCEPT"
-                .into(),
-        },
-        Figure {
-            workload: format!("pipeline-10-rules-all-tables {flows}"),
-            threads,
-            packets: p3,
-            seconds: s3,
-            bytes_per_conn: None,
-            note: "the same beside empty raw, mangle and nat tables".into(),
-        },
-    ]
+    SUBJECTS
+        .iter()
+        .enumerate()
+        .map(|(i, (name, note))| {
+            let (packets, seconds) = per_thread
+                .iter()
+                .fold((0, 0.0f64), |(p, t), x| (p + x[i].0, t.max(x[i].1)));
+            Figure {
+                workload: format!("{name} {flows}"),
+                threads,
+                packets,
+                seconds,
+                bytes_per_conn: None,
+                note: (*note).into(),
+            }
+        })
+        .collect()
 }
 
 fn replay(threads: usize, path: &std::path::Path, target: usize) -> Result<Vec<Figure>> {

@@ -72,7 +72,7 @@ fn the_machine_ceiling_runs_on_every_thread() {
 
 #[test]
 fn the_pipeline_is_timed_beside_its_baseline() {
-    // The target compares the pipeline with tracking alone on the same packets: the four
+    // The target compares the pipeline with tracking alone on the same packets: the five
     // come from one run, the baseline first, each with every packet it was given.
     let lines = bench(&["pipeline", "--count", "20000"]);
     let names: Vec<&str> = lines
@@ -85,7 +85,8 @@ fn the_pipeline_is_timed_beside_its_baseline() {
             "pipeline-conntrack-alone 10000",
             "pipeline 10000",
             "pipeline-10-rules 10000",
-            "pipeline-10-rules-all-tables 10000"
+            "pipeline-10-rules-all-tables 10000",
+            "pipeline-10-rules-walked 10000"
         ]
     );
     for l in &lines {

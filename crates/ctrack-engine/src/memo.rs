@@ -1,0 +1,148 @@
+//! Chain walks remembered per connection and direction, so that the packets after a
+//! connection's first are not walked through rules that can only decide as they did.
+//!
+//! A walk that its rules' records and the connection state decided alone (see
+//! `ctrack_rules::Ruleset::replayable`) depends only on the packet's addresses, protocol
+//! and state bits at that chain. Every packet of a confirmed connection in one direction
+//! and one state (NEW before a reply, ESTABLISHED after, ESTABLISHED in reply) has the
+//! same ones there: conntrack found the connection by that very tuple, and its NAT binding,
+//! which changes the addresses the later hooks see, is fixed once the connection is
+//! confirmed. So such a walk is kept for its connection and direction, and the next packet
+//! that reaches the same chain as the same walk of its packet takes it again: the same
+//! counters bumped, the same decision, without the walk. ICMP errors (RELATED), whose
+//! addresses are the router's, are walked every time, as are packets without a confirmed
+//! connection.
+//!
+//! Nothing here changes what a packet is decided, or a counter: it only spares the walk.
+//! A connection gone and its entry reused by another is told by the entry's id, and a walk
+//! met at another chain than the one kept (another path through the hooks) is walked and
+//! kept in its place.
+
+use crate::Table;
+use ctrack_conntrack::status::ips;
+use ctrack_conntrack::{Conn, CtInfo, Hook, PacketState};
+use ctrack_rules::Replay;
+use std::collections::HashMap;
+
+/// Walks with rules kept a connection and direction: the first so many of its packet's.
+const WALKS: usize = 3;
+
+/// What makes a packet's walks those of its connection's other packets: its connection's
+/// entry, that entry's id, its direction and a tag of its state and NAT bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Key {
+    entry: u32,
+    id: u32,
+    reply: bool,
+    tag: u16,
+}
+
+impl Key {
+    /// The key of a packet of state `state` whose connection is the confirmed `conn` at
+    /// `entry`; `None` for a state whose packets may differ in their addresses (RELATED).
+    pub(crate) fn of(entry: u32, conn: &Conn, state: PacketState) -> Option<Key> {
+        let (ci, reply) = match state {
+            PacketState::Tracked(ci @ CtInfo::New)
+            | PacketState::Tracked(ci @ CtInfo::Established) => (ci, false),
+            PacketState::Tracked(ci @ CtInfo::EstablishedReply) => (ci, true),
+            _ => return None,
+        };
+        let nat = conn.status & (ips::SRC_NAT | ips::DST_NAT);
+        Some(Key {
+            entry,
+            id: conn.id,
+            reply,
+            // Never 0, so that a slot never kept matches no key.
+            tag: (1 + ci as u16) | ((nat as u16) << 4),
+        })
+    }
+}
+
+/// One connection's walks in one direction.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    id: u32,
+    tag: u16,
+    /// Each walk's place in [`Memo::kept`], plus one; 0 for none.
+    walks: [u16; WALKS],
+}
+
+/// A kept walk: where it was, and what it did.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Kept {
+    pub(crate) hook: Hook,
+    pub(crate) table: Table,
+    pub(crate) replay: Replay,
+}
+
+/// The walks kept: per direction, a slot per connection entry, each naming walks in a
+/// list of the distinct ones (a ruleset has few ways through it, and most connections take
+/// the same).
+#[derive(Default)]
+pub(crate) struct Memo {
+    slots: [Vec<Slot>; 2],
+    kept: Vec<Kept>,
+    places: HashMap<Kept, u16>,
+}
+
+impl Memo {
+    /// The walk kept as the `nth` of `key`'s packets, if it was at `hook` and `table`.
+    #[inline]
+    pub(crate) fn get(&self, key: Key, nth: usize, hook: Hook, table: Table) -> Option<&Replay> {
+        let slot = self.slots[usize::from(key.reply)].get(key.entry as usize)?;
+        if slot.id != key.id || slot.tag != key.tag {
+            return None;
+        }
+        let place = *slot.walks.get(nth)?;
+        let kept = self.kept.get(usize::from(place).checked_sub(1)?)?;
+        (kept.hook == hook && kept.table == table).then_some(&kept.replay)
+    }
+
+    /// Keeps a walk as the `nth` of `key`'s packets, in place of what was kept there.
+    pub(crate) fn put(&mut self, key: Key, nth: usize, kept: Kept) {
+        if nth >= WALKS {
+            return;
+        }
+        let place = match self.places.get(&kept) {
+            Some(&p) => p,
+            None => {
+                // Past this many distinct walks, the rest are walked every time.
+                let Ok(p) = u16::try_from(self.kept.len() + 1) else {
+                    return;
+                };
+                self.kept.push(kept);
+                self.places.insert(kept, p);
+                p
+            }
+        };
+        let slots = &mut self.slots[usize::from(key.reply)];
+        let at = key.entry as usize;
+        if at >= slots.len() {
+            slots.resize((at + 1).max(slots.len() * 2), Slot::default());
+        }
+        let slot = &mut slots[at];
+        if slot.id != key.id || slot.tag != key.tag {
+            *slot = Slot {
+                id: key.id,
+                tag: key.tag,
+                walks: [0; WALKS],
+            };
+        }
+        slot.walks[nth] = place;
+    }
+}
+
+#[cfg(test)]
+impl Memo {
+    /// Distinct walks kept.
+    pub(crate) fn distinct(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// Connections with a walk kept, by direction (original, reply).
+    pub(crate) fn connections(&self) -> [usize; 2] {
+        self.slots
+            .each_ref()
+            .map(|s| s.iter().filter(|s| s.walks.iter().any(|&w| w != 0)).count())
+    }
+}

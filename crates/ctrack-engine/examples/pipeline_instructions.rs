@@ -13,9 +13,11 @@
 //! same walked for every packet, no walk kept per connection), `rules-100` (99 rules before
 //! the ACCEPT), `all-tables` (the 10 rules beside empty raw, mangle and nat tables), `jumps`
 //! (FORWARD jumping to three user chains that return, among ten named as Docker's and ufw's
-//! are).
+//! are), `docker` and `docker-walked` (Docker's FORWARD chains, interfaces and all, the
+//! flows going in to a published port, with walks kept and without).
 
-use ctrack_engine::{workload, Entry};
+use ctrack_engine::{workload, Engine, Entry, Host, Iface};
+use ctrack_packet::{Addr, Family};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -23,7 +25,8 @@ fn main() {
     else {
         eprintln!(
             "usage: pipeline_instructions \
-             alone|empty|rules|rules-walked|rules-100|all-tables|jumps PACKETS"
+             alone|empty|rules|rules-walked|rules-100|all-tables|jumps|docker|docker-walked \
+             PACKETS"
         );
         std::process::exit(2);
     };
@@ -43,13 +46,33 @@ fn main() {
         "rules-100" => workload::linear_ruleset(99),
         "all-tables" => workload::linear_ruleset_all_tables(9),
         "jumps" => jumps(),
+        "docker" | "docker-walked" => docker(),
         other => {
             eprintln!("unknown workload `{other}`");
             std::process::exit(2);
         }
     };
-    let (mut engine, pkts) = workload::established_pipeline(flows, salt, rules, now);
-    engine.remember_walks(workload != "rules-walked");
+    let (mut engine, pkts) = if workload.starts_with("docker") {
+        // The flows come in on eth0 and go out on docker0.
+        let iface = |name: &str, addr: [u8; 4]| Iface {
+            name: name.into(),
+            addr: Addr::v4(addr),
+            prefix: 16,
+            family: Family::V4,
+        };
+        let host = Host::default().with_ifaces(vec![
+            iface("eth0", [10, salt, 255, 254]),
+            iface("docker0", [10, 200, 255, 254]),
+        ]);
+        let pkts = workload::udp_flows(flows, salt);
+        let mut e = Engine::with_rules(workload::sized(flows), host, 1, rules);
+        let forwarded = workload::run_pipeline(&mut e, &pkts, now);
+        assert_eq!(forwarded, flows, "DOCKER accepts every flow");
+        (e, pkts)
+    } else {
+        workload::established_pipeline(flows, salt, rules, now)
+    };
+    engine.remember_walks(!workload.ends_with("-walked"));
     for p in pkts.iter().cycle().take(count) {
         std::hint::black_box(engine.process(p, Entry::Wire, now + 1));
     }
@@ -89,5 +112,29 @@ fn jumps() -> ctrack_rules::Ruleset {
     text.push_str("COMMIT\n");
     let mut rs = ctrack_rules::Ruleset::default();
     rs.add(ctrack_rules::load(&text, "jumps.rules").expect("the jump ruleset is valid"));
+    rs
+}
+
+/// Docker's FORWARD chains as `iptables-save` shows them on a host with one published UDP
+/// port range: the state rule tests the output interface, and the new flows to the
+/// published ports are accepted in DOCKER by address, interfaces, protocol and port.
+fn docker() -> ctrack_rules::Ruleset {
+    let text = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                :DOCKER - [0:0]\n:DOCKER-ISOLATION-STAGE-1 - [0:0]\n\
+                :DOCKER-ISOLATION-STAGE-2 - [0:0]\n:DOCKER-USER - [0:0]\n\
+                -A FORWARD -j DOCKER-USER\n\
+                -A FORWARD -j DOCKER-ISOLATION-STAGE-1\n\
+                -A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+                -A FORWARD -o docker0 -j DOCKER\n\
+                -A FORWARD -i docker0 ! -o docker0 -j ACCEPT\n\
+                -A FORWARD -i docker0 -o docker0 -j ACCEPT\n\
+                -A DOCKER -d 10.200.0.1/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53:59 -j ACCEPT\n\
+                -A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2\n\
+                -A DOCKER-ISOLATION-STAGE-1 -j RETURN\n\
+                -A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP\n\
+                -A DOCKER-ISOLATION-STAGE-2 -j RETURN\n\
+                -A DOCKER-USER -j RETURN\nCOMMIT\n";
+    let mut rs = ctrack_rules::Ruleset::default();
+    rs.add(ctrack_rules::load(text, "docker.rules").expect("the Docker ruleset is valid"));
     rs
 }

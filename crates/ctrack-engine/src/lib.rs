@@ -398,6 +398,9 @@ struct Meta {
     oif: IfRef,
     /// Walks of chains with rules so far, of a packet whose walks are kept.
     walked: u8,
+    /// It came from the wire (at PREROUTING), not from the host (at OUTPUT): its input
+    /// interface is the route to its source.
+    wire: bool,
 }
 
 impl Engine {
@@ -694,7 +697,7 @@ impl Engine {
             return None;
         };
         let conn = self.conntrack.conn(CtRef::Confirmed(entry))?;
-        memo::Key::of(entry, conn, m.state)
+        memo::Key::of(entry, conn, m.state, m.wire)
     }
 
     /// Walks a located chain that has rules. The rules see what the hooks so far settled;
@@ -786,6 +789,7 @@ impl Engine {
             },
             oif: IfRef::None,
             walked: 0,
+            wire,
         };
         // raw runs before conntrack (priority -300 against -200).
         if let Err(r) = self.tables(d, entry, &[Raw], &mut m, now) {

@@ -1,17 +1,19 @@
 //! Chain walks remembered per connection and direction, so that the packets after a
 //! connection's first are not walked through rules that can only decide as they did.
 //!
-//! A walk that its rules' records and the connection state decided alone (see
-//! `ctrack_rules::Ruleset::replayable`) depends only on the packet's addresses, protocol
-//! and state bits at that chain. Every packet of a confirmed connection in one direction
-//! and one state (NEW before a reply, ESTABLISHED after, ESTABLISHED in reply) has the
-//! same ones there: conntrack found the connection by that very tuple, and its NAT binding,
-//! which changes the addresses the later hooks see, is fixed once the connection is
-//! confirmed. So such a walk is kept for its connection and direction, and the next packet
-//! that reaches the same chain as the same walk of its packet takes it again: the same
-//! counters bumped, the same decision, without the walk. ICMP errors (RELATED), whose
-//! addresses are the router's, are walked every time, as are packets without a confirmed
-//! connection.
+//! A walk whose rules read only what the packets of a connection share in one direction
+//! and state (see `ctrack_rules::Ruleset::replayable`: addresses, protocol, ports, ICMP
+//! type, interfaces, state bits, the connection's tuples) and ran no target but a verdict
+//! or a jump decides alike for all of them. Every packet of a confirmed connection in one
+//! direction and state (NEW before a reply, ESTABLISHED after, ESTABLISHED in reply),
+//! entering the same way (from the wire or from the host), has the same ones at each
+//! chain: conntrack found the connection by that very tuple; its NAT binding, which changes
+//! the addresses the later hooks see, is fixed once the connection is confirmed; and the
+//! host model routes by address, so the interfaces follow. So such a walk is kept for its
+//! connection and direction, and the next packet that reaches the same chain as the same
+//! walk of its packet takes it again: the same counters bumped, the same decision, without
+//! the walk. ICMP errors (RELATED), whose addresses are the router's, are walked every
+//! time, as are packets without a confirmed connection.
 //!
 //! Nothing here changes what a packet is decided, or a counter: it only spares the walk.
 //! A connection gone and its entry reused by another is told by the entry's id, and a walk
@@ -39,8 +41,9 @@ pub(crate) struct Key {
 
 impl Key {
     /// The key of a packet of state `state` whose connection is the confirmed `conn` at
-    /// `entry`; `None` for a state whose packets may differ in their addresses (RELATED).
-    pub(crate) fn of(entry: u32, conn: &Conn, state: PacketState) -> Option<Key> {
+    /// `entry`, from the wire or from the host; `None` for a state whose packets may
+    /// differ in their addresses (RELATED).
+    pub(crate) fn of(entry: u32, conn: &Conn, state: PacketState, wire: bool) -> Option<Key> {
         let (ci, reply) = match state {
             PacketState::Tracked(ci @ CtInfo::New)
             | PacketState::Tracked(ci @ CtInfo::Established) => (ci, false),
@@ -52,8 +55,9 @@ impl Key {
             entry,
             id: conn.id,
             reply,
-            // Never 0, so that a slot never kept matches no key.
-            tag: (1 + ci as u16) | ((nat as u16) << 4),
+            // Never 0, so that a slot never kept matches no key. Where the packet came in
+            // decides its input interface and the hooks it takes.
+            tag: (1 + ci as u16) | (u16::from(wire) << 3) | ((nat as u16) << 4),
         })
     }
 }

@@ -704,7 +704,7 @@ fn gen_rule() -> impl proptest::strategy::Strategy<Value = GenRule> {
         proptest::option::of((0..5usize, any::<bool>())),
         proptest::option::of(0..3usize),
         proptest::option::of((0..4usize, any::<bool>())),
-        proptest::option::weighted(0.3, 0..3usize),
+        proptest::option::weighted(0.4, 0..6usize),
         0..8usize,
     )
         .prop_map(|(src, dst, proto, state, whole, target)| GenRule {
@@ -763,13 +763,20 @@ fn gen_rule_text(chain: &str, g: &GenRule, f: Family, mangle: bool) -> String {
         let states = ["NEW", "RELATED,ESTABLISHED", "ESTABLISHED", "SNAT,NEW"][st];
         s += &format!(" -m conntrack {}--ctstate {states}", not(i));
     }
-    // Tests a record cannot hold: a port, a mark, and a length that differs between the
-    // packets of one connection (their payloads are 0 to 2 bytes).
+    // Tests a record cannot hold: some the same for every packet of a connection in one
+    // direction (a port, the interfaces), some not: a mark, the connection's status, and a
+    // length (the payloads are 0 to 2 bytes).
     let header = if f == Family::V4 { 28 } else { 48 };
+    // Only filter's chains, reached from FORWARD alone, may test both interfaces.
     match (g.whole, proto) {
         (Some(0), Some("udp")) => s += " --dport 53",
+        (Some(0), _) if !mangle => s += " -i eth0",
         (Some(1), _) => s += " -m mark --mark 1",
-        (Some(_), _) => s += &format!(" -m length --length 0:{}", header + 1),
+        (Some(2), _) => s += &format!(" -m length --length 0:{}", header + 1),
+        (Some(3), _) if !mangle => s += " -o eth1",
+        (Some(4), _) => s += " -m conntrack --ctstatus ASSURED",
+        (Some(_), _) if !mangle => s += " ! -i eth1",
+        (Some(_), _) => s += " -m conntrack --ctdir ORIGINAL",
         _ => {}
     }
     let user = chain.starts_with('U');
@@ -799,7 +806,7 @@ fn gen_ruleset(f: Family, mangle: &[GenRule], forward: &[GenRule], user: &[GenRu
          :OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:U1 - [0:0]\n:U2 - [0:0]\n",
     );
     for (i, g) in mangle.iter().enumerate() {
-        let chain = ["PREROUTING", "FORWARD", "U1"][i % 3];
+        let chain = ["PREROUTING", "FORWARD", "POSTROUTING", "U1"][i % 4];
         t += &gen_rule_text(chain, g, f, true);
     }
     t += "COMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
@@ -866,6 +873,29 @@ fn memo_icmp_error(flow: usize, router: usize) -> Vec<u8> {
     )
 }
 
+/// The host of the walk-keeping test: two interfaces a family, so that `-i` and `-o` tell
+/// the flows apart by their routes.
+fn memo_host() -> Host {
+    let iface = |name: &str, addr: &str, prefix: u8| {
+        let (addr, family) = match addr.parse::<std::net::IpAddr>().expect("an address") {
+            std::net::IpAddr::V4(a) => (Addr::v4(a.octets()), Family::V4),
+            std::net::IpAddr::V6(a) => (Addr::v6(a.octets()), Family::V6),
+        };
+        Iface {
+            name: name.into(),
+            addr,
+            prefix,
+            family,
+        }
+    };
+    Host::default().with_ifaces(vec![
+        iface("eth0", "10.0.0.254", 16),
+        iface("eth1", "192.0.2.254", 24),
+        iface("eth0", "2001:db8::fe", 48),
+        iface("eth1", "fd00::fe", 16),
+    ])
+}
+
 /// Every counter of a ruleset, rule by rule and policy by policy.
 fn all_counters(rs: &ctrack_rules::Ruleset) -> Vec<(u64, u64)> {
     [rs.v4.as_ref(), rs.v6.as_ref()]
@@ -884,16 +914,20 @@ fn all_counters(rs: &ctrack_rules::Ruleset) -> Vec<(u64, u64)> {
 proptest::proptest! {
     /// With walks kept per connection, every packet is decided as with every chain walked:
     /// the same fates, last rules and states, the same counters everywhere, the same
-    /// table and log; whatever the rules (some decided by their records and the state,
-    /// some not: a length that differs packet by packet, LOG, MARK and a mark test between
-    /// tables), the flows (both directions, both families,
-    /// ICMP errors) and the time (connections expiring and their entries reused).
+    /// table and log; whatever the rules (some reading only what a connection's packets
+    /// share, records, state, ports, interfaces; some not: a length that differs packet by
+    /// packet, the connection's status, LOG, MARK and a mark test between tables), the
+    /// flows (both directions, both families, ICMP errors, the same packets from the wire
+    /// and from the host) and the time (connections expiring and their entries reused).
     #[test]
     fn a_kept_walk_decides_and_counts_as_the_walk(
-        mangle in proptest::collection::vec(gen_rule(), 0..4),
+        mangle in proptest::collection::vec(gen_rule(), 0..5),
         forward in proptest::collection::vec(gen_rule(), 1..7),
         user in proptest::collection::vec(gen_rule(), 0..4),
-        packets in proptest::collection::vec((0..8usize, proptest::bool::ANY, 0..8usize), 1..40),
+        packets in proptest::collection::vec(
+            (0..8usize, proptest::bool::ANY, 0..8usize, proptest::bool::weighted(0.15)),
+            1..40,
+        ),
     ) {
         let engine = |remember: bool| {
             let mut rs = ctrack_rules::Ruleset::default();
@@ -902,20 +936,23 @@ proptest::proptest! {
                 let loaded = ctrack_rules::load_as(&text, "memo.rules", f);
                 rs.add(loaded.map_err(|e| format!("{e}\n{text}")).expect("valid"));
             }
-            let mut e = Engine::with_rules(Settings::default(), Host::default(), 1, rs);
+            let mut e = Engine::with_rules(Settings::default(), memo_host(), 1, rs);
             e.remember_walks(remember);
             e
         };
         let (mut kept, mut walked) = (engine(true), engine(false));
         let mut now = 0;
-        for (i, &(flow, reply, step)) in packets.iter().enumerate() {
+        for (i, &(flow, reply, step, host)) in packets.iter().enumerate() {
             // Mostly within a connection's timeout, sometimes past it.
             now += [1_000, 1_000, 1_000_000, SEC, SEC, 5 * SEC, 40 * SEC, 200 * SEC][step];
             let p = match flow {
                 6 | 7 => memo_icmp_error(flow - 6, usize::from(reply)),
                 f => memo_packet(f, reply, i as u16),
             };
-            let (a, b) = (kept.process(&p, Entry::Wire, now), walked.process(&p, Entry::Wire, now));
+            // Now and then the same packet sent by the host, where it has other hooks and no
+            // input interface.
+            let entry = if host { Entry::Host } else { Entry::Wire };
+            let (a, b) = (kept.process(&p, entry, now), walked.process(&p, entry, now));
             proptest::prop_assert_eq!(a, b, "packet {}", i);
         }
         proptest::prop_assert_eq!(all_counters(kept.rules()), all_counters(walked.rules()));
@@ -924,10 +961,11 @@ proptest::proptest! {
     }
 }
 
-/// A walk decided by records and state is kept once and taken again by the connection's
-/// next packets in that direction and state; a walk that needed more (a port) is not.
+/// A walk that read only what a connection's packets share (records, state, a port) is kept
+/// once and taken again by the connection's next packets in that direction and state; a
+/// walk that read what differs between them (a length) is not.
 #[test]
-fn only_walks_decided_by_records_and_state_are_kept() {
+fn only_walks_that_read_what_a_connection_shares_are_kept() {
     let engine = |rule: &str| {
         let text = format!(
             "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
@@ -954,9 +992,17 @@ fn only_walks_decided_by_records_and_state_are_kept() {
     run(&mut e);
     assert_eq!(e.memo.distinct(), 1, "one way through the rules");
     assert_eq!(e.memo.connections(), [1, 1]);
+    // The requests are accepted by the port, the answers by the rule after it.
     let mut e = engine("-A FORWARD -p udp --dport 53 -j ACCEPT\n-A FORWARD -p udp -j ACCEPT");
     run(&mut e);
-    assert_eq!(e.memo.distinct(), 0, "a port is not in a record");
+    assert_eq!(
+        e.memo.distinct(),
+        2,
+        "a port is the same for a connection's packets"
+    );
+    let mut e = engine("-A FORWARD -m length --length 0:100 -j ACCEPT");
+    run(&mut e);
+    assert_eq!(e.memo.distinct(), 0, "a length may differ packet by packet");
     // Walks kept or not, the counters are the walks'.
     let counted = |e: &Engine| all_counters(e.rules());
     let (mut on, mut off) = (
@@ -968,4 +1014,38 @@ fn only_walks_decided_by_records_and_state_are_kept() {
     run(&mut off);
     assert_eq!(counted(&on), counted(&off));
     assert_eq!(off.memo.distinct(), 0);
+}
+
+/// A connection's packets that come from the wire and the same tuple sent by the host to
+/// itself meet the same chain as the first walk of each, with other input interfaces (the
+/// route to the source, and `lo`): a walk kept for the one is not taken by the other.
+#[test]
+fn a_walk_kept_from_the_wire_is_not_taken_by_the_host() {
+    let engine = |remember: bool| {
+        let text =
+            "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
+                    :OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+                    -A PREROUTING -i lo -j ACCEPT\nCOMMIT\n";
+        let mut rs = ctrack_rules::Ruleset::default();
+        rs.add(ctrack_rules::load(text, "lo.rules").expect("valid"));
+        let mut e = Engine::with_rules(Settings::default(), memo_host(), 1, rs);
+        e.remember_walks(remember);
+        e
+    };
+    let counted = |remember: bool| {
+        let mut e = engine(remember);
+        let q = udp([10, 0, 0, 1], [10, 0, 0, 254], 5000, 53, b"q");
+        for (i, entry) in [Entry::Wire, Entry::Wire, Entry::Host, Entry::Host]
+            .into_iter()
+            .enumerate()
+        {
+            let fate = e.process(&q, entry, i as u64 * SEC).fate;
+            assert_eq!(fate, Fate::Delivered, "packet {i}");
+        }
+        all_counters(e.rules())
+    };
+    let walked = counted(false);
+    // The rule counts the two packets that came back in on lo.
+    assert!(walked.contains(&(2, 2 * 29)), "{walked:?}");
+    assert_eq!(counted(true), walked);
 }

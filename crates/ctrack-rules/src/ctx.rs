@@ -86,6 +86,9 @@ pub struct LazyCtx<'m, 'a, 'b> {
     packet: &'a Datagram<'b>,
     state: PacketState,
     status: u32,
+    /// A rule tested, or a target used, what may differ between the packets of one
+    /// connection in one direction and state.
+    varies: bool,
     made: Option<PacketCtx<'a, 'b>>,
     make: &'m mut dyn FnMut() -> PacketCtx<'a, 'b>,
 }
@@ -104,6 +107,7 @@ impl<'m, 'a, 'b> LazyCtx<'m, 'a, 'b> {
             packet,
             state,
             status,
+            varies: false,
             made: None,
             make,
         }
@@ -123,6 +127,18 @@ impl<'m, 'a, 'b> LazyCtx<'m, 'a, 'b> {
     /// The whole context, made now if no rule needed it before.
     pub(crate) fn get(&mut self) -> &mut PacketCtx<'a, 'b> {
         self.made.get_or_insert_with(&mut self.make)
+    }
+
+    /// Notes that the walk read, or changed, what may differ between the packets of one
+    /// connection in one direction and state: the walk is not to be taken again.
+    pub(crate) fn vary(&mut self) {
+        self.varies = true;
+    }
+
+    /// True when the walk read, or changed, what may differ between the packets of one
+    /// connection in one direction and state ([`LazyCtx::vary`]).
+    pub(crate) fn varies(&self) -> bool {
+        self.varies
     }
 
     /// The whole context if a walk made it (and so may have changed its marks).

@@ -203,22 +203,23 @@ impl Ruleset {
             ),
             None => Decision::Accept,
         };
-        // A walk that made the whole context may have tested what differs from one packet
-        // of a connection to the next, or run a target: it is never taken again.
-        if p.made().is_some() {
+        // A walk that tested what differs from one packet of a connection to the next, or
+        // ran a target, is never taken again.
+        if p.varies() {
             self.trace.len = u8::MAX;
         }
         decision
     }
 
     /// The walk [`Ruleset::evaluate_at`] just made at `at` of a packet of `family`, which
-    /// decided `decision` with effects `fx`, as a [`Replay`]: `None` unless its records and
-    /// the connection state decided every rule it met (the packet's whole context was
-    /// never made, so no rule tested more and no target but a verdict or a jump ran) and
-    /// it bumped at most [`TRACE_HITS`] counters.
+    /// decided `decision` with effects `fx`, as a [`Replay`]: `None` unless every rule it
+    /// met read only what every packet of a connection shares in one direction and state
+    /// (its addresses, protocol, ports, ICMP type, interfaces, state bits, and the tuples
+    /// and helper the connection keeps: see `Match::same_for_a_flow`), no target but a
+    /// verdict or a jump ran, and it bumped at most [`TRACE_HITS`] counters.
     ///
-    /// Such a walk is decided by the packet's addresses, its protocol and its state bits
-    /// alone: another packet with the same ones walks the same rules to the same end, and
+    /// Another packet of the same connection in the same direction and state, at the same
+    /// chain of the same hook, walks the same rules to the same end, and
     /// [`Ruleset::replay`] gives it that end without the walk.
     pub fn replayable(
         &self,
@@ -274,7 +275,7 @@ pub const TRACE_HITS: usize = 12;
 struct Trace {
     hits: [(u32, u32); TRACE_HITS],
     /// Counters bumped, past [`TRACE_HITS`] too (saturating); `u8::MAX` too for a walk
-    /// that made the whole context.
+    /// that read what differs between a connection's packets.
     len: u8,
 }
 
@@ -288,9 +289,9 @@ impl Trace {
     }
 }
 
-/// A walk decided by a packet's records and state alone, to be taken again for another
-/// packet of the same addresses, protocol and state without walking: made by
-/// [`Ruleset::replayable`], taken by [`Ruleset::replay`].
+/// A walk decided by what the packets of a connection share in one direction and state, to
+/// be taken again for another of them without walking: made by [`Ruleset::replayable`],
+/// taken by [`Ruleset::replay`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Replay {
     family: Family,
@@ -368,7 +369,12 @@ fn first_match<K: Key>(
             && match record.rest {
                 Rest::Nothing => true,
                 Rest::State { mask, inv, nat } => (mask & p.state_bits(nat) != 0) != inv,
-                Rest::Whole => rule_matches(rule, p.get(), recent),
+                Rest::Whole { varies } => {
+                    if varies {
+                        p.vary();
+                    }
+                    rule_matches(rule, p.get(), recent)
+                }
             }
     })
 }
@@ -435,6 +441,7 @@ impl FamilyRules {
                     first_match(&recs[r..], &mut rules[r..], (key6, proto), p, recent)
                 }
                 None => rules.get_mut(r..).and_then(|rest| {
+                    p.vary();
                     let p = p.get();
                     rest.iter_mut()
                         .position(|rule| rule_matches(rule, p, recent))
@@ -492,6 +499,7 @@ impl FamilyRules {
                     (c, r) = (next, 0);
                 }
                 other => {
+                    p.vary();
                     if apply_target(other, p.get(), fx, log) {
                         return Decision::Accept;
                     }

@@ -505,6 +505,41 @@ fn inv_str(inv: bool) -> &'static str {
 }
 
 impl Match {
+    /// True when the match decides alike for every packet of a connection in one direction
+    /// and conntrack state, once the connection is confirmed: it reads only the packet's
+    /// ports and ICMP type (its tuple), its addresses, the host model, and what the
+    /// connection keeps from its start (its tuples, its master's helper). Not the flags,
+    /// lengths, TTLs and marks that differ packet by packet, nor the connection's status,
+    /// timer, mark and counters that change over its life, nor rate limits and lists.
+    pub(crate) fn same_for_a_flow(&self) -> bool {
+        match self {
+            Match::Tcp { flags, option, .. } => flags.is_none() && option.is_none(),
+            Match::Conntrack(c) => c.status.is_none() && c.expire.is_none(),
+            Match::Udp { .. }
+            | Match::Icmp(_)
+            | Match::Icmp6(_)
+            | Match::State(_)
+            | Match::Multiport(_)
+            | Match::Comment(_)
+            | Match::IpRange(_)
+            | Match::AddrType { .. }
+            | Match::PktType(_)
+            | Match::Helper(_) => true,
+            Match::Mark(_)
+            | Match::ConnMark(_)
+            | Match::Length(_)
+            | Match::Ttl(_)
+            | Match::Hl(_)
+            | Match::Tos(_)
+            | Match::Dscp(_)
+            | Match::Limit(_)
+            | Match::Mac(_)
+            | Match::ConnBytes(..)
+            | Match::ConnLimit(..)
+            | Match::Recent(_) => false,
+        }
+    }
+
     /// A match by its `-m` name, for a family. `None` for an unknown or unsupported match.
     pub fn new(name: &str, family: Family) -> Option<Match> {
         Some(match name {

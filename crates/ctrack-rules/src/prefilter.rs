@@ -72,8 +72,10 @@ pub(crate) enum Rest {
     /// `-m conntrack --ctstate` (`nat` true) with nothing else to test: `mask` the states,
     /// `inv` for `!`. The rule that opens nearly every stateful ruleset.
     State { mask: u16, inv: bool, nat: bool },
-    /// The whole rule, options and matches.
-    Whole,
+    /// The whole rule, options and matches; `varies` when it reads what may differ
+    /// between the packets of a connection in one direction and state (a length, a mark,
+    /// TCP flags, a rate: see `Match::same_for_a_flow`).
+    Whole { varies: bool },
 }
 
 impl<K: Key> Record<K> {
@@ -101,8 +103,11 @@ impl<K: Key> Record<K> {
             // `-p all` tests nothing, inverted or not, as the whole test has it.
             _ => (0, 0),
         };
+        // The base options (addresses, interfaces from the host's routes, protocol,
+        // fragments of a reassembled datagram) are the same for a connection's packets.
+        let varies = !spec.matches.iter().all(Match::same_for_a_flow);
         let rest = match spec.matches.as_slice() {
-            _ if whole => Rest::Whole,
+            _ if whole => Rest::Whole { varies },
             [] | [Match::State(None)] => Rest::Nothing,
             [Match::State(Some((mask, inv)))] => Rest::State {
                 mask: *mask,
@@ -117,7 +122,7 @@ impl<K: Key> Record<K> {
                 },
                 None => Rest::Nothing,
             },
-            _ => Rest::Whole,
+            _ => Rest::Whole { varies },
         };
         Record {
             mask: K::of(src_mask, dst_mask),
@@ -273,7 +278,7 @@ mod tests {
         ));
         let key = u64::of(v4([192, 0, 2, 1]), v4([5, 6, 7, 8]));
         assert!(r.admits(key, 17));
-        assert_eq!(r.rest, Rest::Whole);
+        assert_eq!(r.rest, Rest::Whole { varies: false });
     }
 
     #[test]
@@ -311,14 +316,41 @@ mod tests {
             }
         );
         c.dir = Some(true);
+        ctstate.matches[0] = Match::Conntrack(Box::new(c.clone()));
+        assert_eq!(rest(&ctstate), Rest::Whole { varies: false });
+        // The connection's status changes over its life (ASSURED).
+        c.status = Some((ctrack_conntrack::status::ips::ASSURED, false));
         ctstate.matches[0] = Match::Conntrack(Box::new(c));
-        assert_eq!(rest(&ctstate), Rest::Whole);
+        assert_eq!(rest(&ctstate), Rest::Whole { varies: true });
         let mut with_match = spec(None, None);
         with_match.matches.push(Match::Comment(Some("x".into())));
-        assert_eq!(rest(&with_match), Rest::Whole);
+        assert_eq!(rest(&with_match), Rest::Whole { varies: false });
+        with_match
+            .matches
+            .push(Match::Length(Some((0, 100, false))));
+        assert_eq!(rest(&with_match), Rest::Whole { varies: true });
         let mut with_iface = spec(None, None);
         with_iface.iif = Some(("eth0".into(), false));
-        assert_eq!(rest(&with_iface), Rest::Whole);
+        assert_eq!(rest(&with_iface), Rest::Whole { varies: false });
+        let mut flags = spec(None, Some((6, false)));
+        flags.matches.push(Match::Tcp {
+            sport: None,
+            dport: Some(crate::matches::Ports {
+                lo: 22,
+                hi: 22,
+                inv: false,
+            }),
+            flags: None,
+            option: None,
+        });
+        assert_eq!(rest(&flags), Rest::Whole { varies: false });
+        flags.matches[0] = Match::Tcp {
+            sport: None,
+            dport: None,
+            flags: Some((0x17, 0x02, false)),
+            option: None,
+        };
+        assert_eq!(rest(&flags), Rest::Whole { varies: true });
     }
 
     #[test]

@@ -717,26 +717,28 @@ fn gen_rule() -> impl proptest::strategy::Strategy<Value = GenRule> {
         })
 }
 
-/// The packets' addresses and the rules' networks, by family.
+/// The packets' addresses and the rules' networks, by family: the networks are the
+/// subnets of [`memo_host`]'s interfaces, a host route, one beyond them and the whole
+/// space, so that addresses, routes and interfaces cross in every way.
 fn memo_addrs(f: Family) -> ([&'static str; 4], [&'static str; 5]) {
     match f {
         Family::V4 => (
-            ["10.0.0.1", "10.0.1.1", "192.0.2.7", "192.0.2.200"],
+            ["10.0.0.1", "10.0.1.1", "192.0.2.7", "198.51.100.7"],
             [
-                "10.0.0.0/8",
+                "10.0.0.0/16",
                 "10.0.0.1/32",
-                "10.0.1.0/24",
                 "192.0.2.0/24",
+                "198.51.100.0/24",
                 "0.0.0.0/0",
             ],
         ),
         Family::V6 => (
-            ["2001:db8::1", "2001:db8:1::1", "fd00::7", "fd00::c8"],
+            ["2001:db8::1", "2001:db8:1::1", "fd00::7", "fd00:1::c8"],
             [
-                "2001:db8::/32",
+                "2001:db8::/48",
                 "2001:db8::1/128",
-                "2001:db8:1::/48",
-                "fd00::/8",
+                "fd00::/16",
+                "fd00:1::/32",
                 "::/0",
             ],
         ),
@@ -912,6 +914,10 @@ fn all_counters(rs: &ctrack_rules::Ruleset) -> Vec<(u64, u64)> {
 }
 
 proptest::proptest! {
+    // Each case takes a fraction of a millisecond; the cases where the flows, the rules and
+    // the time meet in a way that could go wrong are rare, so many are run.
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
     /// With walks kept per connection, every packet is decided as with every chain walked:
     /// the same fates, last rules and states, the same counters everywhere, the same
     /// table and log; whatever the rules (some reading only what a connection's packets
@@ -1048,4 +1054,31 @@ fn a_walk_kept_from_the_wire_is_not_taken_by_the_host() {
     // The rule counts the two packets that came back in on lo.
     assert!(walked.contains(&(2, 2 * 29)), "{walked:?}");
     assert_eq!(counted(true), walked);
+}
+
+/// ICMP errors about one connection from two routers are RELATED to it alike, but their
+/// source addresses differ: each is walked, none takes the other's walk.
+#[test]
+fn icmp_errors_from_two_routers_are_each_walked() {
+    let fates = |remember: bool| {
+        let text = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                    -A FORWARD -m conntrack --ctstate NEW -j ACCEPT\n\
+                    -A FORWARD -s 10.0.0.0/16 -j ACCEPT\nCOMMIT\n";
+        let mut rs = ctrack_rules::Ruleset::default();
+        rs.add(ctrack_rules::load(text, "related.rules").expect("valid"));
+        let mut e = Engine::with_rules(Settings::default(), memo_host(), 1, rs);
+        e.remember_walks(remember);
+        let request = memo_packet(0, false, 0);
+        let mut fates = vec![e.process(&request, Entry::Wire, 0).fate];
+        for (i, router) in [0, 1, 0, 1].into_iter().enumerate() {
+            let error = memo_icmp_error(0, router);
+            fates.push(e.process(&error, Entry::Wire, (i as u64 + 1) * SEC).fate);
+        }
+        (fates, all_counters(e.rules()))
+    };
+    let (walked, counted) = fates(false);
+    // 198.51.100.9's errors fall to the policy, 10.0.1.7's are accepted.
+    assert!(matches!(walked[1], Fate::Dropped(_)), "{walked:?}");
+    assert_eq!(walked[2], Fate::Forwarded);
+    assert_eq!(fates(true), (walked, counted));
 }

@@ -640,12 +640,12 @@ impl Engine {
         let nth = usize::from(m.walked);
         if let Some(key) = key {
             m.walked += 1;
-            if let Some(replay) = self.memo.get(key, nth, hook, table) {
-                let (decision, last) = self.rules.replay(replay, u64::from(d.len()));
-                if let Some((c, r)) = last {
-                    m.rule = Some((hook, table, c, r));
+            if let Some(kept) = self.memo.get(key, nth, hook, table) {
+                self.rules.replay(&kept.replay, u64::from(d.len()));
+                if kept.rule.is_some() {
+                    m.rule = kept.rule;
                 }
-                return passed(hook, table, decision);
+                return kept.passed;
             }
         }
         let mut fx = Effects::default();
@@ -685,6 +685,8 @@ impl Engine {
                 hook,
                 table,
                 replay,
+                rule: replay.last_rule().map(|(c, r)| (hook, table, c, r)),
+                passed: passed(hook, table, decision),
             };
             self.memo.put(key, nth, kept);
         }

@@ -71,12 +71,17 @@ struct Slot {
     walks: [u16; WALKS],
 }
 
-/// A kept walk: where it was, and what it did.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+/// A kept walk: where it was, what it did, and what the pipeline makes of that (which
+/// follows from the rest).
+#[derive(Clone, Copy)]
 pub(crate) struct Kept {
     pub(crate) hook: Hook,
     pub(crate) table: Table,
     pub(crate) replay: Replay,
+    /// The packet's last rule after the walk, if the walk matched one.
+    pub(crate) rule: Option<(Hook, Table, usize, usize)>,
+    /// The table's decision as the pipeline takes it.
+    pub(crate) passed: Result<(), crate::DropReason>,
 }
 
 /// The walks kept: per direction, a slot per connection entry, each naming walks in a
@@ -86,20 +91,21 @@ pub(crate) struct Kept {
 pub(crate) struct Memo {
     slots: [Vec<Slot>; 2],
     kept: Vec<Kept>,
-    places: HashMap<Kept, u16>,
+    /// Where each kept walk is in `kept`, by where it was and what it did.
+    places: HashMap<(Hook, Table, Replay), u16>,
 }
 
 impl Memo {
     /// The walk kept as the `nth` of `key`'s packets, if it was at `hook` and `table`.
     #[inline]
-    pub(crate) fn get(&self, key: Key, nth: usize, hook: Hook, table: Table) -> Option<&Replay> {
+    pub(crate) fn get(&self, key: Key, nth: usize, hook: Hook, table: Table) -> Option<&Kept> {
         let slot = self.slots[usize::from(key.reply)].get(key.entry as usize)?;
         if slot.id != key.id || slot.tag != key.tag {
             return None;
         }
         let place = *slot.walks.get(nth)?;
         let kept = self.kept.get(usize::from(place).checked_sub(1)?)?;
-        (kept.hook == hook && kept.table == table).then_some(&kept.replay)
+        (kept.hook == hook && kept.table == table).then_some(kept)
     }
 
     /// Keeps a walk as the `nth` of `key`'s packets, in place of what was kept there.
@@ -107,15 +113,16 @@ impl Memo {
         if nth >= WALKS {
             return;
         }
-        let place = match self.places.get(&kept) {
+        let id = (kept.hook, kept.table, kept.replay);
+        let place = match self.places.get(&id) {
             Some(&p) => p,
             None => {
                 // Past this many distinct walks, the rest are walked every time.
                 let Ok(p) = u16::try_from(self.kept.len() + 1) else {
                     return;
                 };
+                self.places.insert(id, p);
                 self.kept.push(kept);
-                self.places.insert(kept, p);
                 p
             }
         };

@@ -242,9 +242,9 @@ impl Ruleset {
     }
 
     /// Takes a walk of this ruleset again for a packet of `len` bytes that would walk the
-    /// same (see [`Ruleset::replayable`]): the counters it bumped are bumped again, and its
-    /// decision and last rule returned, as the walk would return them.
-    pub fn replay(&mut self, r: &Replay, len: u64) -> (Decision, Option<(usize, usize)>) {
+    /// same (see [`Ruleset::replayable`]): the counters it bumped are bumped again. Its
+    /// decision and last rule are the [`Replay`]'s.
+    pub fn replay(&mut self, r: &Replay, len: u64) {
         let rules = match r.family {
             Family::V4 => self.v4.as_mut(),
             Family::V6 => self.v6.as_mut(),
@@ -262,7 +262,6 @@ impl Ruleset {
                 counters.bytes += len;
             }
         }
-        (r.decision, r.last_rule)
     }
 }
 
@@ -299,6 +298,19 @@ pub struct Replay {
     trace: Trace,
     decision: Decision,
     last_rule: Option<(usize, usize)>,
+}
+
+impl Replay {
+    /// What the walk decided.
+    pub fn decision(&self) -> Decision {
+        self.decision
+    }
+
+    /// The last rule that matched in the walk (chain and rule indexes), as
+    /// [`Effects::last_rule`].
+    pub fn last_rule(&self) -> Option<(usize, usize)> {
+        self.last_rule
+    }
 }
 
 fn iface_matches(want: &str, have: &str) -> bool {

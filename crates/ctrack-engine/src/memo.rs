@@ -30,7 +30,8 @@ use std::collections::HashMap;
 const WALKS: usize = 3;
 
 /// What makes a packet's walks those of its connection's other packets: its connection's
-/// entry, that entry's id, its direction and a tag of its state and NAT bits.
+/// entry, that entry's id, its direction and a tag of its state, its way in and its
+/// connection's NAT bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Key {
     entry: u32,

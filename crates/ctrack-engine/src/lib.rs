@@ -531,7 +531,7 @@ impl Engine {
             Entry::Wire => Hook::PreRouting,
             Entry::Host => Hook::LocalOut,
         };
-        let outcome = Outcome {
+        let mut outcome = Outcome {
             fate: Fate::Held,
             entry_hook,
             state: PacketState::Invalid,
@@ -545,38 +545,30 @@ impl Engine {
             Ok(d) => d,
             Err(m) => {
                 self.counts.malformed += 1;
-                return Outcome {
-                    fate: Fate::Dropped(DropReason::Malformed(m)),
-                    ..outcome
-                };
+                outcome.fate = Fate::Dropped(DropReason::Malformed(m));
+                return outcome;
             }
         };
         if d.fragment.is_some() {
-            return match self.reassembler.push(&d, now) {
-                Reassembly::Held => {
-                    self.counts.held += 1;
-                    outcome
-                }
+            match self.reassembler.push(&d, now) {
+                Reassembly::Held => self.counts.held += 1,
                 Reassembly::Dropped => {
                     self.counts.fragment_drops += 1;
-                    Outcome {
-                        fate: Fate::Dropped(DropReason::Fragment),
-                        ..outcome
-                    }
+                    outcome.fate = Fate::Dropped(DropReason::Fragment);
                 }
                 Reassembly::Complete(whole) => match Datagram::parse(&whole) {
-                    Ok(d) => self.run_hooks(&d, entry_hook, now, outcome),
+                    Ok(d) => self.run_hooks(&d, entry_hook, now, &mut outcome),
                     Err(_) => {
                         self.counts.fragment_drops += 1;
-                        Outcome {
-                            fate: Fate::Dropped(DropReason::Fragment),
-                            ..outcome
-                        }
+                        outcome.fate = Fate::Dropped(DropReason::Fragment);
                     }
                 },
-            };
+            }
+            return outcome;
         }
-        self.run_hooks(&d, entry_hook, now, outcome)
+        // Filled in place, not moved through the calls: it is large.
+        self.run_hooks(&d, entry_hook, now, &mut outcome);
+        outcome
     }
 
     /// Runs the tables of one hook in order.
@@ -773,7 +765,7 @@ impl Engine {
         decision
     }
 
-    fn run_hooks(&mut self, d: &Datagram<'_>, entry: Hook, now: u64, mut out: Outcome) -> Outcome {
+    fn run_hooks(&mut self, d: &Datagram<'_>, entry: Hook, now: u64, out: &mut Outcome) {
         use Table::*;
         let wire = entry == Hook::PreRouting;
         let mut m = Meta {
@@ -920,7 +912,7 @@ impl Engine {
                             None,
                         );
                     }
-                    self.apply_helper(&mut out, ct, help, reply);
+                    self.apply_helper(out, ct, help, reply);
                     self.conntrack.confirm(ct, now);
                 }
                 match fate {
@@ -929,7 +921,6 @@ impl Engine {
                     _ => self.counts.sent += 1,
                 }
                 out.fate = fate;
-                out
             }
             Err(r) => self.dropped_packet(out, r, ct.as_ref(), Some(d)),
         }
@@ -1145,17 +1136,17 @@ impl Engine {
         }
     }
 
-    fn dropped(&mut self, out: Outcome, r: DropReason, ct: Option<&InResult>) -> Outcome {
+    fn dropped(&mut self, out: &mut Outcome, r: DropReason, ct: Option<&InResult>) {
         self.dropped_packet(out, r, ct, None)
     }
 
     fn dropped_packet(
         &mut self,
-        mut out: Outcome,
+        out: &mut Outcome,
         r: DropReason,
         ct: Option<&InResult>,
         d: Option<&Datagram<'_>>,
-    ) -> Outcome {
+    ) {
         if let (
             DropReason::Rule {
                 reject: Some(with),
@@ -1179,7 +1170,6 @@ impl Engine {
             _ => {}
         }
         out.fate = Fate::Dropped(r);
-        out
     }
 }
 

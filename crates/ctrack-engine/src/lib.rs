@@ -776,6 +776,9 @@ impl Engine {
             state: PacketState::Invalid,
             ct: None,
             mark: 0,
+            // Taken from the host's routes, so the same for every packet of a connection's
+            // direction: kept walks (`memo`) rely on it. An input interface taken from
+            // elsewhere (a capture's) would have to join the memo key.
             iif: if wire {
                 self.host.route_ref(d.src, d.family)
             } else {

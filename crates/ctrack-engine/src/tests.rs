@@ -21,12 +21,17 @@ fn tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, flags: u8, seq: u32, ack: u
 }
 
 fn udp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
+    ipv4(src, dst, 17, &udp_segment(sp, dp, payload))
+}
+
+/// A UDP header and its payload, the checksum left to the IP layer's builder.
+fn udp_segment(sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
     let mut u = vec![0u8; 8];
     u[0..2].copy_from_slice(&sp.to_be_bytes());
     u[2..4].copy_from_slice(&dp.to_be_bytes());
     u[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
     u.extend_from_slice(payload);
-    ipv4(src, dst, 17, &u)
+    u
 }
 
 fn acct() -> Settings {
@@ -833,11 +838,7 @@ fn memo_packet(flow: usize, reply: bool, n: u16) -> Vec<u8> {
         (1000 + flow as u16, 53)
     };
     // Payloads of 0 to 2 bytes, so that a length test tells a connection's packets apart.
-    let mut u = vec![0u8; 8 + usize::from(n % 3)];
-    u[0..2].copy_from_slice(&sp.to_be_bytes());
-    u[2..4].copy_from_slice(&dp.to_be_bytes());
-    let len = u.len() as u16;
-    u[4..6].copy_from_slice(&len.to_be_bytes());
+    let u = udp_segment(sp, dp, &[0, 0][..usize::from(n % 3)]);
     if flow >= 4 {
         let addr = |i: usize| {
             let a: std::net::Ipv6Addr = memo_addrs(Family::V6).0[i].parse().expect("an address");

@@ -15,6 +15,8 @@ use crate::table::Table;
 use crate::timers::Timers;
 use ctrack_packet::{checksum, proto as p, Datagram, Family, TcpView, Tuple, TupleError};
 
+mod fast;
+
 /// The netfilter hook a packet is at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Hook {
@@ -438,7 +440,9 @@ impl Conntrack {
     ) -> InResult {
         // The hint serves only the datagram it was made of: settled here, once.
         let hint = (p.hint.bytes == bytes_of(d)).then_some(&p.hint);
-        self.conntrack_in_hinted(d, hook, now, None, hint)
+        let fast = ctrack_packet::Udp4::of_datagram(d)
+            .and_then(|u| self.conntrack_in_udp4_hashed(&u, hook, now, hint.map(|h| h.hash)));
+        fast.unwrap_or_else(|| self.conntrack_in_hinted(d, hook, now, None, hint))
     }
 
     /// Makes this the tracker of worker `me` of those `dealer` deals to: NAT then chooses

@@ -5,7 +5,9 @@
 //! trackers in [`proto`] behind one interface, timeouts in packet time, early drop when
 //! full, events, and the `conntrack -S` counters. [`Settings`] holds the sysctls under their
 //! Linux names, and [`format`](mod@format) prints what `/proc/net/nf_conntrack`, `conntrack -L`,
-//! `conntrack -E` and `conntrack -S` print.
+//! `conntrack -E` and `conntrack -S` print. [`Conntrack::conntrack_in_udp4`] is a fast path
+//! for a packet of an IPv4/UDP connection already in the table, read in place from its
+//! bytes: the general path's decision and effects, where it can decide at all.
 //!
 //! The crate is sans-IO: time is always an argument (nanoseconds), nothing reads a clock,
 //! and the same packets and seed give the same table.

@@ -25,7 +25,7 @@
 use crate::conn::{Conn, ExtStore, Rare};
 use crate::huge::{Array, Slab};
 use crate::status::ips;
-use ctrack_packet::Tuple;
+use ctrack_packet::{Family, Tuple, Udp4};
 use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
 
@@ -65,6 +65,16 @@ impl Cold {
 /// The insertion order as a [`Cold`] keeps it.
 fn born_parts(born: u64) -> [u32; 2] {
     [(born >> 32) as u32, born as u32]
+}
+
+/// What [`Table::find_udp4`] found.
+pub(crate) enum Found {
+    /// The entry at this index, in this direction (1 for the reply).
+    At(u32, usize),
+    /// No entry has the tuple.
+    Missing,
+    /// The general lookup must tell.
+    Unsure,
 }
 
 /// The connection table.
@@ -253,6 +263,41 @@ impl Table {
                 self.is_reply_of(c, t).then_some((i as u32, 1))
             }
         })
+    }
+
+    /// [`Table::hash`] of an IPv4/UDP tuple in zone 0 from its two ends, as
+    /// [`Udp4::ends`](ctrack_packet::Udp4::ends) gives them.
+    #[inline]
+    pub(crate) fn hash_udp4(&self, (src, dst): (u64, u64)) -> u32 {
+        let tail = u32::from(ctrack_packet::proto::UDP) | u32::from(Family::V4.number()) << 8;
+        let [m0, m1] = v4_key(src, dst, tail);
+        crate::siphash::two_words(&self.keyed, m0, m1) as u32
+    }
+
+    /// [`Table::find_hashed`] of an IPv4/UDP tuple in zone 0, for the fast path: the same
+    /// entry and direction, or [`Found::Unsure`] where the answer would take what the fast
+    /// path leaves to the general one (an entry with rare values, a tuple that is its own
+    /// inverse).
+    #[inline]
+    pub(crate) fn find_udp4(&self, u: &Udp4<'_>, hash: u32) -> Found {
+        if u.to_itself() {
+            return Found::Unsure;
+        }
+        for n in self.nodes_with(hash) {
+            let i = node_entry(n);
+            let c = &self.hot[i].conn;
+            if c.zone != 0 {
+                continue;
+            }
+            match u.direction_in(&c.original) {
+                Some(0) => return Found::At(i as u32, 0),
+                // A reply NAT changed is kept with the rare values.
+                _ if c.rare != Conn::NO_RARE => return Found::Unsure,
+                Some(dir) => return Found::At(i as u32, dir),
+                None => {}
+            }
+        }
+        Found::Missing
     }
 
     /// True when `t` is the reply tuple of `c`.
@@ -540,10 +585,19 @@ fn v4_words(t: &Tuple, zone: u16) -> Option<[u64; 2]> {
     let end = |a: &ctrack_packet::Addr, port: u16| {
         u64::from(u32::from_be_bytes([a.0[0], a.0[1], a.0[2], a.0[3]])) << 16 | u64::from(port)
     };
-    let (a, b) = (end(&t.src, sport), end(&t.dst, dport));
+    Some(v4_key(
+        end(&t.src, sport),
+        end(&t.dst, dport),
+        key_tail(t, zone),
+    ))
+}
+
+/// The two words of an IPv4 key from its ends (`address << 16 | port`) and its tail.
+#[inline]
+fn v4_key(a: u64, b: u64, tail: u32) -> [u64; 2] {
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    let tail = u64::from(key_tail(t, zone));
-    Some([lo | tail << 48, hi | tail >> 16 << 48])
+    let tail = u64::from(tail);
+    [lo | tail << 48, hi | tail >> 16 << 48]
 }
 
 /// A prefetch hint for the first cache line of `bytes` (a packet's headers).

@@ -796,9 +796,16 @@ impl Engine {
         let ct = if m.state == PacketState::Untracked {
             None
         } else {
-            let ct = self
-                .conntrack
-                .conntrack_in_with(d, entry, now, m.template.as_ref());
+            // A packet of a UDP connection in the table takes the tracker's fast path.
+            let fast = match m.template {
+                None => ctrack_packet::Udp4::of_datagram(d)
+                    .and_then(|u| self.conntrack.conntrack_in_udp4(&u, entry, now)),
+                Some(_) => None,
+            };
+            let ct = fast.unwrap_or_else(|| {
+                self.conntrack
+                    .conntrack_in_with(d, entry, now, m.template.as_ref())
+            });
             m.state = ct.state;
             m.ct = ct.ct;
             out.invalid = ct.invalid;

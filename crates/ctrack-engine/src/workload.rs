@@ -8,7 +8,7 @@
 
 use crate::{Engine, Entry};
 use ctrack_conntrack::{Conntrack, Hook, Prefetched, Settings};
-use ctrack_packet::{checksum, Addr, Datagram, Family};
+use ctrack_packet::{checksum, Addr, Datagram, Family, Udp4};
 
 /// Connection tracking alone: what one packet costs the tracker.
 pub struct Tracker {
@@ -31,6 +31,14 @@ impl Tracker {
         let Some(ip) = frame.get(l2..) else {
             return false;
         };
+        // A packet of a UDP connection in the table takes the fast path, the rest the
+        // general one.
+        if let Some(r) =
+            Udp4::parse(ip).and_then(|u| self.ct.conntrack_in_udp4(&u, Hook::PreRouting, now))
+        {
+            self.ct.confirm(&r, now);
+            return true;
+        }
         let Ok(d) = Datagram::parse(ip) else {
             return false;
         };

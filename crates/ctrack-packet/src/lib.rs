@@ -7,7 +7,8 @@
 //! protocol's identifying fields, with [`Tuple::invert`] giving the reply direction.
 //! [`checksum`] verifies transport checksums in one place, and [`Reassembler`] puts
 //! fragments back together, as the kernel's `nf_defrag_ipv4`/`nf_defrag_ipv6` do before
-//! conntrack sees a packet.
+//! conntrack sees a packet. [`Udp4`] reads the commonest datagram, IPv4/UDP without
+//! options, in place for the tracker's fast path.
 //!
 //! The IPv4 header is read in place (a proptest holds it to `etherparse`), the IPv6 header
 //! with `etherparse`; malformed input is an error value, never a panic.
@@ -18,12 +19,14 @@ pub mod frag;
 pub mod ip;
 pub mod tcp;
 pub mod tuple;
+pub mod udp4;
 
 pub use addr::{Addr, Family};
 pub use frag::{Reassembler, Reassembly};
 pub use ip::{Datagram, Fragment, Malformed};
 pub use tcp::{TcpFlags, TcpView};
 pub use tuple::{proto_name, Tuple, TupleError};
+pub use udp4::Udp4;
 
 /// IANA protocol numbers that conntrack gives trackers of their own.
 pub mod proto {

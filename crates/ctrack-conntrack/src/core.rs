@@ -17,6 +17,8 @@ use ctrack_packet::{checksum, proto as p, Datagram, Family, TcpView, Tuple, Tupl
 
 mod fast;
 
+pub use fast::Udp4Hash;
+
 /// The netfilter hook a packet is at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Hook {
@@ -126,9 +128,25 @@ impl<'a> Prefetched<'a> {
                 tuple: Tuple::from_datagram(d).ok()?,
                 bytes: bytes_of(d),
                 hash: 0,
+                fast_path_missed: false,
             },
             bytes: std::marker::PhantomData,
         })
+    }
+
+    /// What the fast path made of an IPv4/UDP datagram it left to the general path: its
+    /// tuple and the hash it looked up.
+    pub(crate) fn of_udp4(u: &ctrack_packet::Udp4<'a>, hash: u32) -> Prefetched<'a> {
+        let bytes = u.bytes();
+        Prefetched {
+            hint: Hint {
+                tuple: u.tuple(),
+                bytes: (bytes.as_ptr() as usize, bytes.len()),
+                hash,
+                fast_path_missed: true,
+            },
+            bytes: std::marker::PhantomData,
+        }
     }
 }
 
@@ -139,6 +157,8 @@ struct Hint {
     /// Where the datagram's bytes are and how many: the tuple serves that datagram only.
     bytes: (usize, usize),
     hash: u32,
+    /// The fast path looked this datagram up already and left it to the general path.
+    fast_path_missed: bool,
 }
 
 /// The connection a packet made, before confirmation puts it in the table: what the entry
@@ -440,9 +460,14 @@ impl Conntrack {
     ) -> InResult {
         // The hint serves only the datagram it was made of: settled here, once.
         let hint = (p.hint.bytes == bytes_of(d)).then_some(&p.hint);
-        let fast = ctrack_packet::Udp4::of_datagram(d)
-            .and_then(|u| self.conntrack_in_udp4_hashed(&u, hook, now, hint.map(|h| h.hash)));
-        fast.unwrap_or_else(|| self.conntrack_in_hinted(d, hook, now, None, hint))
+        if !hint.is_some_and(|h| h.fast_path_missed) {
+            if let Some(u) = ctrack_packet::Udp4::of_datagram(d) {
+                if let Ok(r) = self.udp4_in(&u, hook, now, hint.map(|h| h.hash)) {
+                    return r;
+                }
+            }
+        }
+        self.conntrack_in_hinted(d, hook, now, None, hint)
     }
 
     /// Makes this the tracker of worker `me` of those `dealer` deals to: NAT then chooses

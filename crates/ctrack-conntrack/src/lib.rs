@@ -31,8 +31,8 @@ pub mod timeout;
 mod timers;
 
 pub use crate::core::{
-    Conntrack, CtRef, Event, EventKind, Help, Hook, InResult, Mangle, Prefetched, EXPECT_FULL_LOG,
-    TABLE_FULL_LOG,
+    Conntrack, CtRef, Event, EventKind, Help, Hook, InResult, Mangle, Prefetched, Udp4Hash,
+    EXPECT_FULL_LOG, TABLE_FULL_LOG,
 };
 pub use conn::{Conn, Extras, HelperData, HelperName, Rare, Template, TimeoutName};
 pub use settings::{Applied, SettingError, Settings};

@@ -269,9 +269,15 @@ impl Table {
     /// [`Udp4::ends`](ctrack_packet::Udp4::ends) gives them.
     #[inline]
     pub(crate) fn hash_udp4(&self, (src, dst): (u64, u64)) -> u32 {
-        let tail = u32::from(ctrack_packet::proto::UDP) | u32::from(Family::V4.number()) << 8;
-        let [m0, m1] = v4_key(src, dst, tail);
+        let [m0, m1] = v4_key(src, dst, UDP4_TAIL);
         crate::siphash::two_words(&self.keyed, m0, m1) as u32
+    }
+
+    /// [`Table::hash_udp4`] of four tuples at once.
+    #[inline]
+    pub(crate) fn hash_udp4_x4(&self, ends: [(u64, u64); 4]) -> [u32; 4] {
+        let words = ends.map(|(src, dst)| v4_key(src, dst, UDP4_TAIL));
+        crate::siphash::two_words_x4(&self.keyed, words).map(|h| h as u32)
     }
 
     /// [`Table::find_hashed`] of an IPv4/UDP tuple in zone 0, for the fast path: the same
@@ -591,6 +597,9 @@ fn v4_words(t: &Tuple, zone: u16) -> Option<[u64; 2]> {
         key_tail(t, zone),
     ))
 }
+
+/// The [`key_tail`] of an IPv4/UDP tuple in zone 0.
+const UDP4_TAIL: u32 = ctrack_packet::proto::UDP as u32 | (Family::V4.number() as u32) << 8;
 
 /// The two words of an IPv4 key from its ends (`address << 16 | port`) and its tail.
 #[inline]

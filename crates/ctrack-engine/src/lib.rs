@@ -796,16 +796,15 @@ impl Engine {
         let ct = if m.state == PacketState::Untracked {
             None
         } else {
-            // A packet of a UDP connection in the table takes the tracker's fast path.
-            let fast = match m.template {
-                None => ctrack_packet::Udp4::of_datagram(d)
-                    .and_then(|u| self.conntrack.conntrack_in_udp4(&u, entry, now)),
-                Some(_) => None,
+            // A packet of a UDP connection in the table takes the tracker's fast path; one it
+            // leaves goes on with the hash the fast path made.
+            let ct = match (m.template.as_ref(), ctrack_packet::Udp4::of_datagram(d)) {
+                (None, Some(u)) => match self.conntrack.conntrack_in_udp4(&u, entry, now) {
+                    Ok(r) => r,
+                    Err(p) => self.conntrack.conntrack_in_prefetched(d, entry, now, &p),
+                },
+                (tmpl, _) => self.conntrack.conntrack_in_with(d, entry, now, tmpl),
             };
-            let ct = fast.unwrap_or_else(|| {
-                self.conntrack
-                    .conntrack_in_with(d, entry, now, m.template.as_ref())
-            });
             m.state = ct.state;
             m.ct = ct.ct;
             out.invalid = ct.invalid;

@@ -31,7 +31,7 @@ impl Family {
     }
 
     /// The number conntrack prints after the name (2 or 10).
-    pub fn number(self) -> u8 {
+    pub const fn number(self) -> u8 {
         match self {
             Family::V4 => 2,
             Family::V6 => 10,

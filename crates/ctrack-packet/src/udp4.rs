@@ -81,6 +81,11 @@ impl<'a> Udp4<'a> {
         })
     }
 
+    /// The datagram's bytes, cut to its length.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
     /// The datagram's length, as [`crate::Datagram::len`].
     pub fn len(&self) -> u32 {
         self.bytes.len() as u32

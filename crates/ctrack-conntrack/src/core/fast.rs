@@ -7,51 +7,103 @@
 //! translated or with a timeout policy) is left untouched to the general path. A proptest
 //! holds the two to each other, packet by packet, on tables of every kind.
 
-use super::{Conntrack, CtRef, Hook, InResult};
+use super::{Conntrack, CtRef, Hook, InResult, Prefetched};
 use crate::conn::Conn;
 use crate::proto::{udp, ProtoState, Verdict};
 use crate::status::{ipct, ips, CtInfo, PacketState};
 use crate::table::Found;
 use ctrack_packet::Udp4;
 
+/// The hash of an IPv4/UDP datagram's tuple, made ahead by
+/// [`Conntrack::prefetch_udp4_x4`]. It borrows the datagram's bytes, so that they cannot
+/// change while it is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Udp4Hash<'a> {
+    /// Where the datagram's bytes are and how many: the hash serves that datagram only.
+    bytes: (usize, usize),
+    hash: u32,
+    datagram: std::marker::PhantomData<&'a [u8]>,
+}
+
+/// Where a datagram's bytes are and how many.
+fn place_of(u: &Udp4<'_>) -> (usize, usize) {
+    (u.bytes().as_ptr() as usize, u.bytes().len())
+}
+
 impl Conntrack {
     /// [`Conntrack::conntrack_in`] of an IPv4/UDP datagram of a connection in the table:
-    /// the same result and the same effects. `None`, having changed nothing, where the
-    /// general path must decide; then call [`Conntrack::conntrack_in`] with the datagram
-    /// parsed.
+    /// the same result and the same effects. `Err`, having changed nothing, where the
+    /// general path must decide: then give the datagram parsed and the [`Prefetched`] to
+    /// [`Conntrack::conntrack_in_prefetched`], which does not hash and look it up again.
     #[inline]
-    pub fn conntrack_in_udp4(&mut self, u: &Udp4<'_>, hook: Hook, now: u64) -> Option<InResult> {
-        self.conntrack_in_udp4_hashed(u, hook, now, None)
+    pub fn conntrack_in_udp4<'a>(
+        &mut self,
+        u: &Udp4<'a>,
+        hook: Hook,
+        now: u64,
+    ) -> Result<InResult, Prefetched<'a>> {
+        self.udp4_in(u, hook, now, None)
     }
 
-    /// [`Conntrack::conntrack_in_udp4`], given the hash of the datagram's tuple in zone 0
-    /// if a batch's first pass made it.
-    #[inline(always)]
-    pub(super) fn conntrack_in_udp4_hashed(
+    /// The hashes of four IPv4/UDP datagrams' tuples, made at once (in the lanes of AVX2
+    /// registers where the CPU has them), their index slots asked for, for
+    /// [`Conntrack::conntrack_in_udp4_prefetched`].
+    #[inline]
+    pub fn prefetch_udp4_x4<'a>(&self, us: [&Udp4<'a>; 4]) -> [Udp4Hash<'a>; 4] {
+        let hashes = self.table.hash_udp4_x4(us.map(Udp4::ends));
+        std::array::from_fn(|i| {
+            self.table.prefetch_slot(hashes[i]);
+            Udp4Hash {
+                bytes: place_of(us[i]),
+                hash: hashes[i],
+                datagram: std::marker::PhantomData,
+            }
+        })
+    }
+
+    /// [`Conntrack::conntrack_in_udp4`] of a datagram [`Conntrack::prefetch_udp4_x4`] saw,
+    /// its hash not made again (given another datagram than the one `h` was made of, the
+    /// hash is made anew).
+    #[inline]
+    pub fn conntrack_in_udp4_prefetched<'a>(
         &mut self,
-        u: &Udp4<'_>,
+        u: &Udp4<'a>,
+        hook: Hook,
+        now: u64,
+        h: &Udp4Hash<'a>,
+    ) -> Result<InResult, Prefetched<'a>> {
+        let hash = (h.bytes == place_of(u)).then_some(h.hash);
+        self.udp4_in(u, hook, now, hash)
+    }
+
+    /// The fast path, given the hash of the datagram's tuple in zone 0 if it was made
+    /// already.
+    #[inline(always)]
+    pub(super) fn udp4_in<'a>(
+        &mut self,
+        u: &Udp4<'a>,
         hook: Hook,
         now: u64,
         hash: Option<u32>,
-    ) -> Option<InResult> {
+    ) -> Result<InResult, Prefetched<'a>> {
+        let hash = hash.unwrap_or_else(|| self.table.hash_udp4(u.ends()));
+        let general = || Err(Prefetched::of_udp4(u, hash));
         // A template's zone or the host's answer to a packet it dropped change the lookup.
         if self.templated || (hook == Hook::LocalOut && self.last_discarded.is_some()) {
-            return None;
+            return general();
         }
-        let hash = hash.unwrap_or_else(|| self.table.hash_udp4(u.ends()));
-        debug_assert_eq!(hash, self.table.hash(&u.tuple(), 0), "the fast path's hash");
         let Found::At(idx, dir) = self.table.find_udp4(u, hash) else {
-            return None;
+            return general();
         };
         // Checked once the connection is found: a new one's packet is checked on the
         // general path, and only once.
         if self.settings.checksum && hook == Hook::PreRouting && !u.checksum_ok() {
-            return None;
+            return general();
         }
         let c = self.table.get_mut(idx);
         // Rare values may hold a timeout policy.
         let (ProtoState::Udp(state), Conn::NO_RARE) = (c.proto, c.rare) else {
-            return None;
+            return general();
         };
         let (seen_reply, assured) = (c.seen_reply(), c.assured());
         let (Verdict::Accept { timeout }, assure) = udp::packet(
@@ -61,7 +113,7 @@ impl Conntrack {
             now,
             udp::Timeouts::udp(&self.settings),
         ) else {
-            return None;
+            return general();
         };
         let ctinfo = if dir == 1 {
             CtInfo::EstablishedReply
@@ -96,7 +148,7 @@ impl Conntrack {
             }
         }
         self.pending = None;
-        Some(InResult {
+        Ok(InResult {
             state: PacketState::Tracked(ctinfo),
             ct: Some(CtRef::Confirmed(idx)),
             drop: None,
@@ -154,6 +206,8 @@ mod tests {
     enum Op {
         Packet {
             ends: (usize, usize, usize, usize),
+            /// Hashed four at a time on the fast path.
+            four: bool,
             sum: u8,
             local_out: bool,
             /// 0: none; 1: zone 1; 2: zone 0 and the timeout policy.
@@ -167,9 +221,10 @@ mod tests {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             8 => ((0usize..3, 0usize..3, 0usize..3, 0usize..3), 0u8..4, any::<bool>(), 0u8..5,
-                  any::<bool>(), any::<bool>())
-                .prop_map(|(ends, sum, local_out, template, snat, confirm)| Op::Packet {
+                  any::<bool>(), any::<bool>(), any::<bool>())
+                .prop_map(|(ends, sum, local_out, template, snat, confirm, four)| Op::Packet {
                     ends,
+                    four,
                     sum: [0, 0, 1, 2][usize::from(sum)],
                     local_out: local_out && sum == 0,
                     template: [0, 0, 0, 1, 2][usize::from(template)],
@@ -220,6 +275,7 @@ mod tests {
         for op in ops {
             let Op::Packet {
                 ends: (from, to, sport, dport),
+                four,
                 sum,
                 local_out,
                 template,
@@ -253,13 +309,22 @@ mod tests {
                 _ => None,
             };
             let a = general.conntrack_in_with(&d, hook, now, tmpl.as_ref());
-            let fast_path = match tmpl {
-                None => Udp4::parse(&bytes).and_then(|u| fast.conntrack_in_udp4(&u, hook, now)),
-                Some(_) => None,
+            // One by one, or hashed four at a time (the other three being the same datagram);
+            // a datagram the fast path leaves goes to the general path with what it made.
+            let fast_path = match (tmpl, Udp4::parse(&bytes)) {
+                (None, Some(u)) if four => {
+                    let p = fast.prefetch_udp4_x4([&u; 4]);
+                    Some(fast.conntrack_in_udp4_prefetched(&u, hook, now, &p[3]))
+                }
+                (None, Some(u)) => Some(fast.conntrack_in_udp4(&u, hook, now)),
+                _ => None,
             };
-            taken += usize::from(fast_path.is_some());
-            let b =
-                fast_path.unwrap_or_else(|| fast.conntrack_in_with(&d, hook, now, tmpl.as_ref()));
+            taken += usize::from(matches!(fast_path, Some(Ok(_))));
+            let b = match fast_path {
+                Some(Ok(r)) => r,
+                Some(Err(p)) => fast.conntrack_in_prefetched(&d, hook, now, &p),
+                None => fast.conntrack_in_with(&d, hook, now, tmpl.as_ref()),
+            };
             prop_assert_eq!(a, b, "{:?} at {}", op, now);
             for (ct, r) in [(&mut general, a), (&mut fast, b)] {
                 if let (true, Some(c)) = (translate, r.ct) {
@@ -296,9 +361,45 @@ mod tests {
     }
 
     #[test]
+    fn four_hashed_at_once_are_found_as_one_by_one() {
+        let mut ct = tracker(&Settings::default());
+        let frames: Vec<_> = (0..4)
+            .map(|i| datagram(i % 3, (i + 1) % 3, i % 3, 0, 0))
+            .collect();
+        let us: Vec<_> = frames
+            .iter()
+            .map(|b| Udp4::parse(b).expect("parses"))
+            .collect();
+        let ps = ct.prefetch_udp4_x4([&us[0], &us[1], &us[2], &us[3]]);
+        for (u, p) in us.iter().zip(&ps) {
+            assert_eq!(p.hash, ct.table.hash(&u.tuple(), 0));
+        }
+        // Made, then found with the hash made four at a time, or with another datagram's
+        // hint, whose hash is not taken.
+        let d = Datagram::parse(&frames[0]).expect("parses");
+        let r = ct.conntrack_in(&d, Hook::PreRouting, SECOND);
+        ct.confirm(&r, SECOND);
+        for p in [&ps[0], &ps[1]] {
+            let found = ct.conntrack_in_udp4_prefetched(&us[0], Hook::PreRouting, SECOND, p);
+            assert_eq!(found.ok().and_then(|r| r.ct), Some(CtRef::Confirmed(0)));
+        }
+        // A new connection's datagram is left with its tuple and hash, marked looked up.
+        let Err(p) = ct.conntrack_in_udp4_prefetched(&us[1], Hook::PreRouting, SECOND, &ps[1])
+        else {
+            panic!("a new connection is the general path's");
+        };
+        assert_eq!(p.hint.hash, ps[1].hash);
+        assert_eq!(
+            (p.hint.tuple, p.hint.fast_path_missed),
+            (us[1].tuple(), true)
+        );
+    }
+
+    #[test]
     fn a_known_flow_takes_the_fast_path_and_the_rest_does_not() {
         let packet = |from, to, sport, dport| Op::Packet {
             ends: (from, to, sport, dport),
+            four: sport == 0,
             sum: 0,
             local_out: false,
             template: 0,

@@ -104,45 +104,95 @@ impl Tracker {
     /// a core keeps waiting, and a million connections looked up at random 1.4 times
     /// slower (`BENCHMARKS.md`).
     pub fn batch(&mut self, frames: &[&[u8]], l2: usize, now: u64) -> usize {
-        const CHUNK: usize = 4;
         const ENTRY_LEAD: usize = 1;
         const TRACK_LEAD: usize = 2;
         const RING: usize = TRACK_LEAD + 1;
         let mut tracked = 0;
         // The chunks in flight, by chunk number modulo their count, filled in place. A
-        // stage whose chunk is not there yet, or any more, finds its buffers empty.
-        let mut stages: [(Vec<Datagram<'_>>, Vec<Option<Prefetched<'_>>>); RING] =
-            std::array::from_fn(|_| (Vec::with_capacity(CHUNK), Vec::with_capacity(CHUNK)));
+        // stage whose chunk is not there yet, or any more, finds it empty.
+        let mut stages: [Stage<'_>; RING] = std::array::from_fn(|_| Stage::default());
         let nth_chunk = |k: usize| frames.chunks(CHUNK).nth(k);
         for k in 0..frames.len().div_ceil(CHUNK) + TRACK_LEAD {
-            let (datagrams, prefetched) = &mut stages[k % RING];
-            datagrams.clear();
+            let stage = &mut stages[k % RING];
+            stage.clear();
             if let Some(chunk) = nth_chunk(k) {
                 // The next chunk's headers asked for, as a receive ring has them by now.
                 for f in nth_chunk(k + 1).into_iter().flatten() {
                     ctrack_conntrack::table::prefetch_bytes(f);
                 }
-                datagrams.extend(
-                    chunk
-                        .iter()
-                        .filter_map(|f| Datagram::parse(f.get(l2..)?).ok()),
-                );
+                stage.fill(&self.ct, chunk, l2);
             }
-            self.ct.prefetch_batch(datagrams, prefetched);
-            for p in stages[(k + RING - ENTRY_LEAD) % RING].1.iter().flatten() {
-                self.ct.prefetch_entry(p);
+            stages[(k + RING - ENTRY_LEAD) % RING].prefetch_entries(&self.ct);
+            let stage = &stages[(k + RING - TRACK_LEAD) % RING];
+            if let Some((us, hashes)) = &stage.udp4 {
+                for (u, h) in us.iter().zip(hashes) {
+                    tracked += usize::from(
+                        match self
+                            .ct
+                            .conntrack_in_udp4_prefetched(u, Hook::PreRouting, now, h)
+                        {
+                            Ok(r) => self.confirmed(&r, now),
+                            Err(p) => self.general(u.bytes(), Some(&p), now),
+                        },
+                    );
+                }
             }
-            let (datagrams, prefetched) = &stages[(k + RING - TRACK_LEAD) % RING];
-            for (d, p) in datagrams.iter().zip(prefetched) {
+            for (d, p) in stage.datagrams.iter().zip(&stage.prefetched) {
                 let r = match p {
                     Some(p) => self.ct.conntrack_in_prefetched(d, Hook::PreRouting, now, p),
                     None => self.ct.conntrack_in(d, Hook::PreRouting, now),
                 };
-                tracked += usize::from(r.drop.is_none() && r.ct.is_some());
-                self.ct.confirm(&r, now);
+                tracked += usize::from(self.confirmed(&r, now));
             }
         }
         tracked
+    }
+}
+
+/// Frames a batch takes at a time: one four-lane hash.
+const CHUNK: usize = 4;
+
+/// One chunk of a batch in flight: four IPv4/UDP datagrams for the fast path, with their
+/// hashes; or, when the chunk is anything else, its datagrams for the general path, with
+/// their tuples and hashes.
+#[derive(Default)]
+struct Stage<'a> {
+    udp4: Option<([Udp4<'a>; CHUNK], [ctrack_conntrack::Udp4Hash<'a>; CHUNK])>,
+    datagrams: Vec<Datagram<'a>>,
+    prefetched: Vec<Option<Prefetched<'a>>>,
+}
+
+impl<'a> Stage<'a> {
+    fn clear(&mut self) {
+        self.udp4 = None;
+        self.datagrams.clear();
+        self.prefetched.clear();
+    }
+
+    /// The chunk parsed and hashed, its index slots asked for.
+    fn fill(&mut self, ct: &Conntrack, chunk: &[&'a [u8]], l2: usize) {
+        let us: [Option<Udp4<'a>>; CHUNK] =
+            std::array::from_fn(|i| Udp4::parse(chunk.get(i)?.get(l2..)?));
+        if let [Some(a), Some(b), Some(c), Some(d)] = us {
+            self.udp4 = Some(([a, b, c, d], ct.prefetch_udp4_x4([&a, &b, &c, &d])));
+            return;
+        }
+        self.datagrams.extend(
+            chunk
+                .iter()
+                .filter_map(|f| Datagram::parse(f.get(l2..)?).ok()),
+        );
+        ct.prefetch_batch(&self.datagrams, &mut self.prefetched);
+    }
+
+    /// The entries the chunk's index slots name asked for.
+    fn prefetch_entries(&self, ct: &Conntrack) {
+        for h in self.udp4.iter().flat_map(|(_, hashes)| hashes) {
+            ct.prefetch_entry_udp4(h);
+        }
+        for p in self.prefetched.iter().flatten() {
+            ct.prefetch_entry(p);
+        }
     }
 }
 
@@ -570,7 +620,7 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_tracks_as_one_packet_after_another_does() {
+    fn a_burst_and_a_batch_track_as_one_packet_after_another_does() {
         // UDP flows, new and known, their replies (which change the entries' status and
         // make events), in groups of four and not, with TCP and a datagram without a tuple
         // among them, bursts of every length up to a few groups.
@@ -606,14 +656,18 @@ mod tests {
         for len in [1, 3, 4, 7, 8, 13] {
             let mut one = Tracker::new(Settings::default(), 5);
             let mut burst = Tracker::new(Settings::default(), 5);
-            let (mut n, mut m) = (0, 0);
+            let mut batch = Tracker::new(Settings::default(), 5);
+            let (mut n, mut m, mut b) = (0, 0, 0);
             for (k, chunk) in frames.chunks(len).enumerate() {
                 let now = 7 + k as u64 * 3_000_000_000;
                 n += chunk.iter().filter(|f| one.packet(f, 0, now)).count();
                 m += burst.burst(chunk, 0, now);
+                b += batch.batch(chunk, 0, now);
             }
             assert_eq!((m, list(&burst)), (n, list(&one)), "bursts of {len}");
+            assert_eq!((b, list(&batch)), (n, list(&one)), "batches of {len}");
             assert_eq!(burst.ct.stats(), one.ct.stats());
+            assert_eq!(batch.ct.stats(), one.ct.stats());
             assert!(list(&one)
                 .iter()
                 .all(|c| c.original.proto != 17 || c.seen_reply()));

@@ -61,6 +61,12 @@ impl Conntrack {
         })
     }
 
+    /// The entry the index names first for a hash [`Conntrack::prefetch_udp4_x4`] made,
+    /// asked for (its slot should be cached by then).
+    pub fn prefetch_entry_udp4(&self, h: &Udp4Hash<'_>) {
+        self.table.prefetch_entry(h.hash);
+    }
+
     /// [`Conntrack::conntrack_in_udp4`] of a datagram [`Conntrack::prefetch_udp4_x4`] saw,
     /// its hash not made again (given another datagram than the one `h` was made of, the
     /// hash is made anew).

@@ -965,7 +965,9 @@ impl Conntrack {
 
     /// `nf_conntrack_confirm`: a surviving packet's new connection enters the table, and the
     /// events its packet caused are delivered.
-    #[inline]
+    // Always inlined: with the fast path's callers beside it, the compiler kept it out of
+    // line, a call for every packet of the hottest loops.
+    #[inline(always)]
     pub fn confirm(&mut self, r: &InResult, now: u64) {
         match r.ct {
             Some(CtRef::Unconfirmed) => self.confirm_new(now),

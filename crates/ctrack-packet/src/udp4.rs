@@ -64,7 +64,7 @@ impl<'a> Udp4<'a> {
     }
 
     /// A datagram of this length whose IPv4 header was found right, if its UDP header is.
-    #[inline]
+    #[inline(always)]
     fn with_udp(bytes: &'a [u8]) -> Option<Udp4<'a>> {
         let h = bytes.first_chunk::<{ HEADER + UDP_HEADER }>()?;
         let udp_len = usize::from(u16::from_be_bytes([h[24], h[25]]));

@@ -48,7 +48,7 @@ impl Conntrack {
     /// The hashes of four IPv4/UDP datagrams' tuples, made at once (in the lanes of AVX2
     /// registers where the CPU has them), their index slots asked for, for
     /// [`Conntrack::conntrack_in_udp4_prefetched`].
-    #[inline]
+    #[inline(always)]
     pub fn prefetch_udp4_x4<'a>(&self, us: [&Udp4<'a>; 4]) -> [Udp4Hash<'a>; 4] {
         let hashes = self.table.hash_udp4_x4(us.map(Udp4::ends));
         std::array::from_fn(|i| {

@@ -137,11 +137,10 @@ impl<'a> Prefetched<'a> {
     /// What the fast path made of an IPv4/UDP datagram it left to the general path: its
     /// tuple and the hash it looked up.
     pub(crate) fn of_udp4(u: &ctrack_packet::Udp4<'a>, hash: u32) -> Prefetched<'a> {
-        let bytes = u.bytes();
         Prefetched {
             hint: Hint {
                 tuple: u.tuple(),
-                bytes: (bytes.as_ptr() as usize, bytes.len()),
+                bytes: fast::place_of(u),
                 hash,
                 fast_path_missed: true,
             },
@@ -1413,7 +1412,12 @@ impl Conntrack {
 
 /// Where a datagram's bytes are and how many, to know the [`Prefetched`] made of it.
 fn bytes_of(d: &Datagram<'_>) -> (usize, usize) {
-    (d.bytes.as_ptr() as usize, d.bytes.len())
+    place_of_bytes(d.bytes)
+}
+
+/// Where bytes are and how many: what a hint made of a datagram's bytes is checked by.
+fn place_of_bytes(bytes: &[u8]) -> (usize, usize) {
+    (bytes.as_ptr() as usize, bytes.len())
 }
 
 fn transport_checksum_ok(d: &Datagram<'_>) -> bool {

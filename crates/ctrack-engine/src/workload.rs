@@ -46,25 +46,36 @@ impl Tracker {
     /// same result as [`Tracker::packet`] on each; returns how many were tracked.
     pub fn burst(&mut self, frames: &[&[u8]], l2: usize, now: u64) -> usize {
         let mut tracked = 0;
-        for four in frames.chunks(4) {
-            let us: [Option<Udp4<'_>>; 4] =
-                std::array::from_fn(|i| Udp4::parse(four.get(i)?.get(l2..)?));
-            let [Some(a), Some(b), Some(c), Some(d)] = &us else {
+        for four in frames.chunks(CHUNK) {
+            let Some(us) = udp4_chunk(four, l2) else {
                 tracked += four.iter().filter(|f| self.packet(f, l2, now)).count();
                 continue;
             };
-            let prefetched = self.ct.prefetch_udp4_x4([a, b, c, d]);
-            for ((u, p), f) in [a, b, c, d].into_iter().zip(&prefetched).zip(four) {
-                tracked += usize::from(
-                    match self
-                        .ct
-                        .conntrack_in_udp4_prefetched(u, Hook::PreRouting, now, p)
-                    {
-                        Ok(r) => self.confirmed(&r, now),
-                        Err(p) => self.general(&f[l2..], Some(&p), now),
-                    },
-                );
-            }
+            let hashes = self.ct.prefetch_udp4_x4(us.each_ref());
+            tracked += self.fast_then_general(&us, &hashes, now);
+        }
+        tracked
+    }
+
+    /// A chunk of four IPv4/UDP datagrams on the fast path, with the hashes made of them;
+    /// those it leaves on the general path. Returns how many were tracked.
+    fn fast_then_general(
+        &mut self,
+        us: &[Udp4<'_>; CHUNK],
+        hashes: &[ctrack_conntrack::Udp4Hash<'_>; CHUNK],
+        now: u64,
+    ) -> usize {
+        let mut tracked = 0;
+        for (u, h) in us.iter().zip(hashes) {
+            tracked += usize::from(
+                match self
+                    .ct
+                    .conntrack_in_udp4_prefetched(u, Hook::PreRouting, now, h)
+                {
+                    Ok(r) => self.confirmed(&r, now),
+                    Err(p) => self.general(u.bytes(), Some(&p), now),
+                },
+            );
         }
         tracked
     }
@@ -125,17 +136,7 @@ impl Tracker {
             stages[(k + RING - ENTRY_LEAD) % RING].prefetch_entries(&self.ct);
             let stage = &stages[(k + RING - TRACK_LEAD) % RING];
             if let Some((us, hashes)) = &stage.udp4 {
-                for (u, h) in us.iter().zip(hashes) {
-                    tracked += usize::from(
-                        match self
-                            .ct
-                            .conntrack_in_udp4_prefetched(u, Hook::PreRouting, now, h)
-                        {
-                            Ok(r) => self.confirmed(&r, now),
-                            Err(p) => self.general(u.bytes(), Some(&p), now),
-                        },
-                    );
-                }
+                tracked += self.fast_then_general(us, hashes, now);
             }
             for (d, p) in stage.datagrams.iter().zip(&stage.prefetched) {
                 let r = match p {
@@ -149,8 +150,16 @@ impl Tracker {
     }
 }
 
-/// Frames a batch takes at a time: one four-lane hash.
+/// Frames a batch or a burst takes at a time: one four-lane hash.
 const CHUNK: usize = 4;
+
+/// A chunk's frames read in place for the fast path, when there are four and every one
+/// is an IPv4/UDP datagram.
+#[inline(always)]
+fn udp4_chunk<'a>(chunk: &[&'a [u8]], l2: usize) -> Option<[Udp4<'a>; CHUNK]> {
+    let parse = |i: usize| Udp4::parse(chunk.get(i)?.get(l2..)?);
+    Some([parse(0)?, parse(1)?, parse(2)?, parse(3)?])
+}
 
 /// One chunk of a batch in flight: four IPv4/UDP datagrams for the fast path, with their
 /// hashes; or, when the chunk is anything else, its datagrams for the general path, with
@@ -171,10 +180,9 @@ impl<'a> Stage<'a> {
 
     /// The chunk parsed and hashed, its index slots asked for.
     fn fill(&mut self, ct: &Conntrack, chunk: &[&'a [u8]], l2: usize) {
-        let us: [Option<Udp4<'a>>; CHUNK] =
-            std::array::from_fn(|i| Udp4::parse(chunk.get(i)?.get(l2..)?));
-        if let [Some(a), Some(b), Some(c), Some(d)] = us {
-            self.udp4 = Some(([a, b, c, d], ct.prefetch_udp4_x4([&a, &b, &c, &d])));
+        if let Some(us) = udp4_chunk(chunk, l2) {
+            let hashes = ct.prefetch_udp4_x4(us.each_ref());
+            self.udp4 = Some((us, hashes));
             return;
         }
         self.datagrams.extend(

@@ -26,8 +26,8 @@ pub struct Udp4Hash<'a> {
 }
 
 /// Where a datagram's bytes are and how many.
-fn place_of(u: &Udp4<'_>) -> (usize, usize) {
-    (u.bytes().as_ptr() as usize, u.bytes().len())
+pub(super) fn place_of(u: &Udp4<'_>) -> (usize, usize) {
+    super::place_of_bytes(u.bytes())
 }
 
 impl Conntrack {

@@ -129,6 +129,7 @@ impl<'a> Prefetched<'a> {
                 bytes: bytes_of(d),
                 hash: 0,
                 fast_path_missed: false,
+                absent_while: None,
             },
             bytes: std::marker::PhantomData,
         })
@@ -136,13 +137,18 @@ impl<'a> Prefetched<'a> {
 
     /// What the fast path made of an IPv4/UDP datagram it left to the general path: its
     /// tuple and the hash it looked up.
-    pub(crate) fn of_udp4(u: &ctrack_packet::Udp4<'a>, hash: u32) -> Prefetched<'a> {
+    pub(crate) fn of_udp4(
+        u: &ctrack_packet::Udp4<'a>,
+        hash: u32,
+        absent_while: Option<u64>,
+    ) -> Prefetched<'a> {
         Prefetched {
             hint: Hint {
                 tuple: u.tuple(),
                 bytes: fast::place_of(u),
                 hash,
                 fast_path_missed: true,
+                absent_while,
             },
             bytes: std::marker::PhantomData,
         }
@@ -158,6 +164,9 @@ struct Hint {
     hash: u32,
     /// The fast path looked this datagram up already and left it to the general path.
     fast_path_missed: bool,
+    /// The fast path's lookup found no entry with the tuple (in zone 0) when the table had
+    /// made this many entries: while it has made no more, none has the tuple.
+    absent_while: Option<u64>,
 }
 
 /// The connection a packet made, before confirmation puts it in the table: what the entry
@@ -459,10 +468,21 @@ impl Conntrack {
     ) -> InResult {
         // The hint serves only the datagram it was made of: settled here, once.
         let hint = (p.hint.bytes == bytes_of(d)).then_some(&p.hint);
-        if !hint.is_some_and(|h| h.fast_path_missed) {
-            if let Some(u) = ctrack_packet::Udp4::of_datagram(d) {
-                if let Ok(r) = self.udp4_in(&u, hook, now, hint.map(|h| h.hash)) {
-                    return r;
+        match hint {
+            // The fast path found no connection: it may make the new one.
+            Some(h) if h.absent_while.is_some() => {
+                if let Some(u) = ctrack_packet::Udp4::of_datagram(d) {
+                    if let Ok(r) = self.conntrack_in_udp4_new(&u, hook, now, p) {
+                        return r;
+                    }
+                }
+            }
+            Some(h) if h.fast_path_missed => {}
+            _ => {
+                if let Some(u) = ctrack_packet::Udp4::of_datagram(d) {
+                    if let Ok(r) = self.udp4_in(&u, hook, now, hint.map(|h| h.hash)) {
+                        return r;
+                    }
                 }
             }
         }

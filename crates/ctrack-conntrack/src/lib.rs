@@ -6,8 +6,9 @@
 //! full, events, and the `conntrack -S` counters. [`Settings`] holds the sysctls under their
 //! Linux names, and [`format`](mod@format) prints what `/proc/net/nf_conntrack`, `conntrack -L`,
 //! `conntrack -E` and `conntrack -S` print. [`Conntrack::conntrack_in_udp4`] is a fast path
-//! for a packet of an IPv4/UDP connection already in the table, read in place from its
-//! bytes: the general path's decision and effects, where it can decide at all.
+//! for IPv4/UDP packets, read in place from their bytes (a connection's next packets, and
+//! a new connection's first): the general path's decision and effects, where it can decide
+//! at all.
 //!
 //! The crate is sans-IO: time is always an argument (nanoseconds), nothing reads a clock,
 //! and the same packets and seed give the same table.

@@ -321,6 +321,12 @@ impl Table {
         self.rares.get(c.rare).and_then(|r| r.nat_reply.as_ref())
     }
 
+    /// Entries inserted since the table was made: a tuple found in no entry is in none
+    /// while this stays the same.
+    pub(crate) fn inserted(&self) -> u64 {
+        self.born
+    }
+
     /// Inserts a connection with its reply tuple: one slot, or two when the reply is not
     /// the original's inverse. Returns its index.
     pub fn insert(&mut self, conn: Conn, reply: Tuple) -> u32 {

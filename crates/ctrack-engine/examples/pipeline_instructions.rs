@@ -8,7 +8,10 @@
 //! valgrind --tool=callgrind target/release/examples/pipeline_instructions rules 200000
 //! ```
 //!
-//! Workloads: `alone` (connection tracking alone), `empty` (the pipeline, no ruleset),
+//! Workloads: `insert` and `insert-batched` (PACKETS new UDP connections into an empty
+//! table sized for them, tracked alone, one by one or as a batch; count only the inserts:
+//! `--toggle-collect='*insert_all*'`), `alone`
+//! (connection tracking alone), `empty` (the pipeline, no ruleset),
 //! `rules` (FORWARD of 9 non-matching rules and a `--ctstate` ACCEPT), `rules-walked` (the
 //! same walked for every packet, no walk kept per connection), `rules-100` (99 rules before
 //! the ACCEPT), `all-tables` (the 10 rules beside empty raw, mangle and nat tables), `jumps`
@@ -25,7 +28,7 @@ fn main() {
     else {
         eprintln!(
             "usage: pipeline_instructions \
-             alone|empty|rules|rules-walked|rules-100|all-tables|jumps|docker|docker-walked \
+             insert|insert-batched|alone|empty|rules|rules-walked|rules-100|all-tables|jumps|docker|docker-walked \
              PACKETS"
         );
         std::process::exit(2);
@@ -33,6 +36,15 @@ fn main() {
     let count: usize = count;
     // As `ctrack bench pipeline`: 10,000 established flows, room for all of them.
     let (flows, salt, now) = (10_000, 1, 1_000_000_000);
+    if workload == "insert" || workload == "insert-batched" {
+        // New UDP flows into an empty table sized for them, as `many-flows-insert`.
+        let pkts = workload::udp_flows(count, salt);
+        let frames: Vec<&[u8]> = pkts.iter().map(Vec::as_slice).collect();
+        let mut tracker = workload::Tracker::new(workload::sized(count), 1);
+        insert_all(&mut tracker, &frames, workload == "insert-batched", now);
+        assert_eq!(tracker.ct.count(), count, "every flow made one entry");
+        return;
+    }
     if workload == "alone" {
         let (mut tracker, pkts) = workload::established_tracker(flows, salt, now);
         for p in pkts.iter().cycle().take(count) {
@@ -80,6 +92,18 @@ fn main() {
 
 /// FORWARD jumps to three of ten user chains (named as Docker's and ufw's are), each of
 /// which returns at once, then accepts by state.
+/// The inserts alone, in a call of their own for the instruction counter to pick out.
+#[inline(never)]
+fn insert_all(tracker: &mut workload::Tracker, frames: &[&[u8]], batched: bool, now: u64) {
+    if batched {
+        std::hint::black_box(tracker.batch(frames, 0, now));
+    } else {
+        for f in frames {
+            std::hint::black_box(tracker.packet(f, 0, now));
+        }
+    }
+}
+
 fn jumps() -> ctrack_rules::Ruleset {
     let chains = [
         "DOCKER",

@@ -33,10 +33,12 @@ impl Tracker {
         };
         // A packet of a UDP connection in the table takes the fast path; one it leaves goes
         // on with the hash it made.
-        match Udp4::parse(ip).map(|u| self.ct.conntrack_in_udp4(&u, Hook::PreRouting, now)) {
-            Some(Ok(r)) => self.confirmed(&r, now),
-            Some(Err(p)) => self.general(ip, Some(&p), now),
-            None => self.general(ip, None, now),
+        let Some(u) = Udp4::parse(ip) else {
+            return self.general(ip, None, now);
+        };
+        match self.ct.conntrack_in_udp4(&u, Hook::PreRouting, now) {
+            Ok(r) => self.confirmed(&r, now),
+            Err(p) => self.missed(&u, &p, now),
         }
     }
 
@@ -73,11 +75,20 @@ impl Tracker {
                     .conntrack_in_udp4_prefetched(u, Hook::PreRouting, now, h)
                 {
                     Ok(r) => self.confirmed(&r, now),
-                    Err(p) => self.general(u.bytes(), Some(&p), now),
+                    Err(p) => self.missed(u, &p, now),
                 },
             );
         }
         tracked
+    }
+
+    /// A datagram the fast path left: a new connection's made there if it can, the rest
+    /// on the general path with what the fast path made of it.
+    fn missed(&mut self, u: &Udp4<'_>, p: &Prefetched<'_>, now: u64) -> bool {
+        match self.ct.conntrack_in_udp4_new(u, Hook::PreRouting, now, p) {
+            Ok(r) => self.confirmed(&r, now),
+            Err(p) => self.general(u.bytes(), Some(&p), now),
+        }
     }
 
     /// The general path of one datagram, with what the fast path made of it if it looked.

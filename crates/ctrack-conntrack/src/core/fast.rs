@@ -1,14 +1,17 @@
-//! The fast path: a packet of an IPv4/UDP connection already in the table, tracked from
-//! its bytes read in place ([`Udp4`]), without the general path's parsed datagram, its
-//! checks for every protocol, and its tuple comparisons of either family.
+//! The fast path: an IPv4/UDP packet tracked from its bytes read in place ([`Udp4`]),
+//! without the general path's parsed datagram, its checks for every protocol, and its tuple
+//! comparisons of either family. A packet of a connection already in the table updates it;
+//! the first packet of a new connection makes it pending, with the hash and the miss of the
+//! one lookup.
 //!
 //! It decides only what it can decide as the general path would, with the same effects;
-//! anything else (a new connection, a bad checksum, a template in force, an entry NAT
-//! translated or with a timeout policy) is left untouched to the general path. A proptest
-//! holds the two to each other, packet by packet, on tables of every kind.
+//! anything else (a bad checksum, a template in force, an entry NAT translated or with a
+//! timeout policy, a new connection an expectation may make RELATED or that early drop
+//! must make room for) is left untouched to the general path. A proptest holds the two to
+//! each other, packet by packet, on tables of every kind.
 
-use super::{Conntrack, CtRef, Hook, InResult, Prefetched};
-use crate::conn::Conn;
+use super::{Conntrack, CtRef, Hook, InResult, Pending, Prefetched};
+use crate::conn::{Conn, Extras, Rare};
 use crate::proto::{udp, ProtoState, Verdict};
 use crate::status::{ipct, ips, CtInfo, PacketState};
 use crate::table::Found;
@@ -31,8 +34,8 @@ pub(super) fn place_of(u: &Udp4<'_>) -> (usize, usize) {
 }
 
 impl Conntrack {
-    /// [`Conntrack::conntrack_in`] of an IPv4/UDP datagram of a connection in the table:
-    /// the same result and the same effects. `Err`, having changed nothing, where the
+    /// [`Conntrack::conntrack_in`] of an IPv4/UDP datagram: the same result and the same
+    /// effects. `Err`, having changed nothing, where the
     /// general path must decide: then give the datagram parsed and the [`Prefetched`] to
     /// [`Conntrack::conntrack_in_prefetched`], which does not hash and look it up again.
     #[inline]
@@ -93,16 +96,18 @@ impl Conntrack {
         hash: Option<u32>,
     ) -> Result<InResult, Prefetched<'a>> {
         let hash = hash.unwrap_or_else(|| self.table.hash_udp4(u.ends()));
-        let general = || Err(Prefetched::of_udp4(u, hash));
+        let general = || Err(Prefetched::of_udp4(u, hash, None));
         // A template's zone or the host's answer to a packet it dropped change the lookup.
         if self.templated || (hook == Hook::LocalOut && self.last_discarded.is_some()) {
             return general();
         }
-        let Found::At(idx, dir) = self.table.find_udp4(u, hash) else {
-            return general();
+        let found = self.table.find_udp4(u, hash);
+        let Found::At(idx, dir) = found else {
+            let absent = matches!(found, Found::Missing).then(|| self.table.inserted());
+            return Err(Prefetched::of_udp4(u, hash, absent));
         };
-        // Checked once the connection is found: a new one's packet is checked on the
-        // general path, and only once.
+        // Checked once the lookup has told: a packet the general path is to decide is
+        // checked there, and only once.
         if self.settings.checksum && hook == Hook::PreRouting && !u.checksum_ok() {
             return general();
         }
@@ -161,12 +166,105 @@ impl Conntrack {
             invalid: None,
         })
     }
+
+    /// [`Conntrack::conntrack_in`] of an IPv4/UDP datagram the fast path left with
+    /// `missed` having found no connection of it: the first packet of a new connection,
+    /// its connection made pending as the general path makes it, without the general
+    /// path's second lookup and its checks for every protocol. `Err(missed)`, having
+    /// changed nothing, where the general path must decide: `missed` made of another
+    /// datagram, or not by a lookup that found nothing, or the table has made an entry
+    /// since; a template in force, the host's answer to a packet it dropped, a bad
+    /// checksum, an expectation that may make it RELATED, a full table where early drop
+    /// decides. [`Conntrack::conntrack_in_prefetched`] tries it first with such a `missed`.
+    // Out of line and cold: apart from the lookups' loops, which are laid out without it.
+    #[cold]
+    #[inline(never)]
+    pub fn conntrack_in_udp4_new<'a>(
+        &mut self,
+        u: &Udp4<'a>,
+        hook: Hook,
+        now: u64,
+        missed: &Prefetched<'a>,
+    ) -> Result<InResult, Prefetched<'a>> {
+        let general = || Err(*missed);
+        let h = &missed.hint;
+        if h.absent_while != Some(self.table.inserted())
+            || h.bytes != place_of(u)
+            || self.templated
+            || (hook == Hook::LocalOut && self.last_discarded.is_some())
+        {
+            return general();
+        }
+        let max = self.settings.max as usize;
+        if !self.expectations.is_empty() || (max != 0 && self.table.len() >= max) {
+            return general();
+        }
+        if self.settings.checksum && hook == Hook::PreRouting && !u.checksum_ok() {
+            return general();
+        }
+        let original = u.tuple();
+        let Some(reply) = original.invert() else {
+            return general();
+        };
+        let state = udp::UdpConn::new(now);
+        let (Verdict::Accept { timeout }, assure) = udp::packet(
+            &state,
+            false,
+            false,
+            now,
+            udp::Timeouts::udp(&self.settings),
+        ) else {
+            return general();
+        };
+        // Decided: from here on, what the general path does to such a packet.
+        self.next_id = self.next_id.wrapping_add(0x9e37_79b9);
+        let mut conn = Conn {
+            original,
+            status: 0,
+            // Before confirmation, the timeout itself.
+            deadline: timeout,
+            mark: 0,
+            zone: 0,
+            proto: ProtoState::Udp(state),
+            id: self.next_id,
+            events: 0,
+            helper: None,
+            rare: Conn::NO_RARE,
+            extras: Conn::NO_EXTRAS,
+        };
+        if assure {
+            conn.status |= ips::ASSURED;
+            conn.events |= ipct::ASSURED;
+        }
+        let mut extras = Extras {
+            start: now,
+            ..Extras::default()
+        };
+        if self.settings.acct {
+            extras.counters[0].packets += 1;
+            extras.counters[0].bytes += u64::from(u.len());
+        }
+        self.pending = Some(Pending {
+            conn,
+            reply,
+            rare: Rare::default(),
+            extras,
+            hash: h.hash,
+        });
+        Ok(InResult {
+            state: PacketState::Tracked(CtInfo::New),
+            ct: Some(CtRef::Unconfirmed),
+            drop: None,
+            invalid: None,
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::{Template, TimeoutName};
+    use crate::conn::{HelperName, Template, TimeoutName};
+    use crate::expect::Expectation;
     use crate::nat::{Manip, NatRange};
     use crate::timeout::TimeoutPolicy;
     use crate::Settings;
@@ -214,6 +312,9 @@ mod tests {
             ends: (usize, usize, usize, usize),
             /// Hashed four at a time on the fast path.
             four: bool,
+            /// A new connection's datagram the fast path left handed to
+            /// `conntrack_in_udp4_new` by the caller, not through `conntrack_in_prefetched`.
+            direct: bool,
             sum: u8,
             local_out: bool,
             /// 0: none; 1: zone 1; 2: zone 0 and the timeout policy.
@@ -222,22 +323,27 @@ mod tests {
             confirm: bool,
         },
         Wait(u64),
+        /// A helper expects a connection from one host to another's port (any source port).
+        Expect(usize, usize, usize),
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             8 => ((0usize..3, 0usize..3, 0usize..3, 0usize..3), 0u8..4, any::<bool>(), 0u8..5,
-                  any::<bool>(), any::<bool>(), any::<bool>())
-                .prop_map(|(ends, sum, local_out, template, snat, confirm, four)| Op::Packet {
+                  any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>())
+                .prop_map(|(ends, sum, local_out, template, snat, confirm, four, direct)| {
+                    Op::Packet {
                     ends,
                     four,
+                    direct,
                     sum: [0, 0, 1, 2][usize::from(sum)],
                     local_out: local_out && sum == 0,
                     template: [0, 0, 0, 1, 2][usize::from(template)],
                     snat,
                     confirm: confirm || sum != 0,
-                }),
+                }}),
             1 => (0u64..200).prop_map(|s| Op::Wait(s * SECOND / 2)),
+            1 => (0usize..3, 0usize..3, 0usize..3).prop_map(|(f, t, p)| Op::Expect(f, t, p)),
         ]
     }
 
@@ -266,6 +372,28 @@ mod tests {
             .collect()
     }
 
+    /// What a TFTP helper expects after a request from `to` to `from`'s port 69: a
+    /// connection from `from` to `to`'s port, from any source port.
+    fn expectation(from: usize, to: usize, dport: usize, now: u64) -> Expectation {
+        let bytes = datagram(from, to, 0, dport, 0);
+        let tuple = Udp4::parse(&bytes).expect("a well-formed datagram").tuple();
+        let master = ctrack_packet::Tuple {
+            src: tuple.dst,
+            dst: tuple.src,
+            src_port: 1234,
+            dst_port: 69,
+            ..tuple
+        };
+        Expectation {
+            tuple,
+            master,
+            zone: 0,
+            deadline: now + crate::expect::EXPECT_TIMEOUT_NS,
+            helper: HelperName::new("tftp").expect("a helper"),
+            follow_master: None,
+        }
+    }
+
     /// Runs the operations through a tracker taking the general path only and one taking
     /// the fast path first; returns how many packets the fast path took.
     fn run_both(settings: Settings, ops: &[Op]) -> Result<usize, TestCaseError> {
@@ -282,6 +410,7 @@ mod tests {
             let Op::Packet {
                 ends: (from, to, sport, dport),
                 four,
+                direct,
                 sum,
                 local_out,
                 template,
@@ -289,8 +418,14 @@ mod tests {
                 confirm,
             } = *op
             else {
-                if let Op::Wait(dt) = op {
-                    now += dt;
+                match *op {
+                    Op::Wait(dt) => now += dt,
+                    Op::Expect(from, to, dport) => {
+                        let e = expectation(from, to, dport, now);
+                        let made = general.expect_related(e, now);
+                        prop_assert_eq!(made, fast.expect_related(e, now));
+                    }
+                    Op::Packet { .. } => unreachable!("taken above"),
                 }
                 continue;
             };
@@ -318,11 +453,18 @@ mod tests {
             // One by one, or hashed four at a time (the other three being the same datagram);
             // a datagram the fast path leaves goes to the general path with what it made.
             let fast_path = match (tmpl, Udp4::parse(&bytes)) {
-                (None, Some(u)) if four => {
-                    let p = fast.prefetch_udp4_x4([&u; 4]);
-                    Some(fast.conntrack_in_udp4_prefetched(&u, hook, now, &p[3]))
+                (None, Some(u)) => {
+                    let r = if four {
+                        let p = fast.prefetch_udp4_x4([&u; 4]);
+                        fast.conntrack_in_udp4_prefetched(&u, hook, now, &p[3])
+                    } else {
+                        fast.conntrack_in_udp4(&u, hook, now)
+                    };
+                    Some(match r {
+                        Err(p) if direct => fast.conntrack_in_udp4_new(&u, hook, now, &p),
+                        r => r,
+                    })
                 }
-                (None, Some(u)) => Some(fast.conntrack_in_udp4(&u, hook, now)),
                 _ => None,
             };
             taken += usize::from(matches!(fast_path, Some(Ok(_))));
@@ -360,8 +502,10 @@ mod tests {
             ops in proptest::collection::vec(op(), 1..60),
             checksum in any::<bool>(),
             acct in any::<bool>(),
+            // No limit, or a table that fills up (early drop, "table full").
+            max in prop_oneof![Just(0u32), 1u32..5],
         ) {
-            let settings = Settings { checksum, acct, ..Settings::default() };
+            let settings = Settings { checksum, acct, max, ..Settings::default() };
             run_both(settings, &ops)?;
         }
     }
@@ -389,10 +533,12 @@ mod tests {
             let found = ct.conntrack_in_udp4_prefetched(&us[0], Hook::PreRouting, SECOND, p);
             assert_eq!(found.ok().and_then(|r| r.ct), Some(CtRef::Confirmed(0)));
         }
-        // A new connection's datagram is left with its tuple and hash, marked looked up.
+        // In a full table, a new connection's datagram is left with its tuple and hash,
+        // marked looked up.
+        ct.settings.max = 1;
         let Err(p) = ct.conntrack_in_udp4_prefetched(&us[1], Hook::PreRouting, SECOND, &ps[1])
         else {
-            panic!("a new connection is the general path's");
+            panic!("early drop is the general path's");
         };
         assert_eq!(p.hint.hash, ps[1].hash);
         assert_eq!(
@@ -402,18 +548,72 @@ mod tests {
     }
 
     #[test]
+    fn a_miss_makes_a_connection_only_while_it_holds() {
+        let mut ct = tracker(&Settings::default());
+        let (a, b) = (datagram(0, 1, 1, 0, 0), datagram(1, 2, 1, 0, 0));
+        let (ua, ub) = (
+            Udp4::parse(&a).expect("parses"),
+            Udp4::parse(&b).expect("parses"),
+        );
+        let pre = Hook::PreRouting;
+        let (Err(miss_a), Err(miss_b)) = (
+            ct.conntrack_in_udp4(&ua, pre, SECOND),
+            ct.conntrack_in_udp4(&ub, pre, SECOND),
+        ) else {
+            panic!("two new connections");
+        };
+        assert_eq!(
+            ct.conntrack_in_udp4_new(&ub, pre, SECOND, &miss_a),
+            Err(miss_a),
+            "another datagram's miss"
+        );
+        let r = ct
+            .conntrack_in_udp4_new(&ua, pre, SECOND, &miss_a)
+            .expect("a new connection made from its miss");
+        assert_eq!(r.ct, Some(CtRef::Unconfirmed));
+        ct.confirm(&r, SECOND);
+        // The table made an entry since these misses: either might be theirs.
+        assert!(ct.conntrack_in_udp4_new(&ua, pre, SECOND, &miss_a).is_err());
+        assert!(ct.conntrack_in_udp4_new(&ub, pre, SECOND, &miss_b).is_err());
+        // A batch's first pass looked nothing up.
+        let d = Datagram::parse(&b).expect("parses");
+        let hint = ct.prefetch(&d).expect("a tuple");
+        assert!(ct.conntrack_in_udp4_new(&ub, pre, SECOND, &hint).is_err());
+        // The general path, given the old miss, looks it up again.
+        for _ in 0..2 {
+            let r = ct.conntrack_in_prefetched(&d, pre, SECOND, &miss_b);
+            ct.confirm(&r, SECOND);
+        }
+        assert_eq!(ct.count(), 2);
+        // A packet dropped since makes the host's answer to it RELATED, not new.
+        let answer = datagram(0, 2, 2, 0, 0);
+        let u = Udp4::parse(&answer).expect("parses");
+        let Err(miss) = ct.conntrack_in_udp4(&u, Hook::LocalOut, SECOND) else {
+            panic!("a new connection");
+        };
+        let dropped = datagram(2, 0, 0, 2, 0);
+        let dropped = Datagram::parse(&dropped).expect("parses");
+        let r = ct.conntrack_in(&dropped, pre, SECOND);
+        ct.discard(&r);
+        assert!(ct
+            .conntrack_in_udp4_new(&u, Hook::LocalOut, SECOND, &miss)
+            .is_err());
+    }
+
+    #[test]
     fn a_known_flow_takes_the_fast_path_and_the_rest_does_not() {
         let packet = |from, to, sport, dport| Op::Packet {
             ends: (from, to, sport, dport),
             four: sport == 0,
+            direct: true,
             sum: 0,
             local_out: false,
             template: 0,
             snat: false,
             confirm: true,
         };
-        // A request, its reply and one more each way: the last three are taken. A new flow
-        // and a packet to itself are not.
+        // A request, its reply, one more each way and a new flow are taken; a packet to
+        // itself is not, nor a new flow an expectation may make RELATED.
         let ops = [
             packet(0, 1, 1, 0),
             packet(1, 0, 0, 1),
@@ -421,8 +621,10 @@ mod tests {
             packet(1, 0, 0, 1),
             packet(0, 2, 1, 0),
             packet(2, 2, 1, 0),
+            Op::Expect(1, 2, 2),
+            packet(1, 2, 0, 2),
         ];
         let taken = run_both(Settings::default(), &ops).expect("the same");
-        assert_eq!(taken, 3);
+        assert_eq!(taken, 5);
     }
 }

@@ -560,6 +560,11 @@ impl Conntrack {
         }
     }
 
+    /// True when events are recorded: someone listens, and the sysctl lets them.
+    fn wants_events(&self) -> bool {
+        self.record_events && self.settings.events != 0
+    }
+
     fn emit(
         &mut self,
         now: u64,
@@ -570,7 +575,7 @@ impl Conntrack {
     ) {
         // `CT --ctevents` is kept on the connection but, as on the kernels checked (6.18 with
         // `conntrack -E` listening), it does not hold back what the listener sees.
-        if self.record_events && self.settings.events != 0 {
+        if self.wants_events() {
             self.events.push(Event {
                 time: now,
                 kind,
@@ -1012,30 +1017,30 @@ impl Conntrack {
     /// Confirmation of the pending connection: it enters the table.
     #[inline(never)]
     fn confirm_new(&mut self, now: u64) {
-        let Some(Pending {
-            conn: mut c,
-            reply,
-            rare,
-            extras,
-            hash,
-        }) = self.pending.take()
-        else {
+        // Worked on where it is, not moved out: a move of the pending connection (some 300
+        // bytes) and its copies into the table cost a store-forwarding stall.
+        let Some(p) = self.pending.as_mut() else {
             return;
         };
+        let c = &mut p.conn;
         c.status |= ips::CONFIRMED;
         c.deadline += now;
         let bits = c.events | ipct::NEW;
         c.events = 0;
         if self.settings.acct || self.settings.timestamp {
-            c.extras = self.extras.add(extras);
+            c.extras = self.extras.add(p.extras);
         }
-        let idx = self.table.insert_hashed(c, rare, reply, hash);
+        let idx = self.table.insert_hashed(&p.conn, &p.rare, &p.reply, p.hash);
         self.created += 1;
-        self.timers.set_at_most(idx, c.deadline);
+        self.timers.set_at_most(idx, p.conn.deadline);
         if self.table.len() > self.peak.0 {
             self.peak = (self.table.len(), now);
         }
-        self.emit(now, EventKind::New, (c, reply), extras, bits);
+        if self.wants_events() {
+            let p = self.pending.expect("confirmed above");
+            self.emit(now, EventKind::New, (p.conn, p.reply), p.extras, bits);
+        }
+        self.pending = None;
     }
 
     /// The UPDATE event of a confirmed connection whose state or status changed.

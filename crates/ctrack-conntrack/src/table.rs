@@ -331,31 +331,39 @@ impl Table {
     /// the original's inverse. Returns its index.
     pub fn insert(&mut self, conn: Conn, reply: Tuple) -> u32 {
         let original = self.hash(&conn.original, conn.zone);
-        self.insert_hashed(conn, Rare::default(), reply, original)
+        self.insert_hashed(&conn, &Rare::default(), &reply, original)
     }
 
     /// [`Table::insert`] of a connection with its rare values, the original tuple's hash
     /// known from the lookup that missed.
+    // By reference, and the entry written once where it goes: a new connection's values
+    // copied through the calls cost a store-forwarding stall a connection.
     pub fn insert_hashed(
         &mut self,
-        mut conn: Conn,
-        mut rare: Rare,
-        reply: Tuple,
+        conn: &Conn,
+        rare: &Rare,
+        reply: &Tuple,
         original: u32,
     ) -> u32 {
         debug_assert_eq!(original, self.hash(&conn.original, conn.zone));
         let mirrored = reply.is_inverse_of(&conn.original);
         // The inverse hashes as the original does: only a translated reply needs its own.
-        let reply_hash = (!mirrored).then(|| self.hash(&reply, conn.zone));
-        rare.nat_reply = (!mirrored).then_some(reply);
-        conn.rare = if rare == Rare::default() {
-            Conn::NO_RARE
-        } else {
-            self.rares.add(rare)
+        let reply_hash = (!mirrored).then(|| self.hash(reply, conn.zone));
+        let rare = Rare {
+            nat_reply: (!mirrored).then_some(*reply),
+            ..*rare
         };
-        // What is in the table is confirmed, as in the kernel; the bit also tells a live
-        // entry from a free one.
-        conn.status |= ips::CONFIRMED;
+        let conn = Conn {
+            rare: if rare == Rare::default() {
+                Conn::NO_RARE
+            } else {
+                self.rares.add(rare)
+            },
+            // What is in the table is confirmed, as in the kernel; the bit also tells a live
+            // entry from a free one.
+            status: conn.status | ips::CONFIRMED,
+            ..*conn
+        };
         self.born += 1;
         let idx = match self.free.pop() {
             Some(i) => {

@@ -68,9 +68,9 @@ fn born_parts(born: u64) -> [u32; 2] {
 }
 
 /// What [`Table::find_udp4`] found.
-pub(crate) enum Found {
-    /// The entry at this index, in this direction (1 for the reply).
-    At(u32, usize),
+pub(crate) enum Found<'t> {
+    /// The entry at this index, in this direction (1 for the reply), and the connection.
+    At(u32, usize, &'t mut Conn),
     /// No entry has the tuple.
     Missing,
     /// The general lookup must tell.
@@ -288,10 +288,13 @@ impl Table {
     // compiler kept it and the x4 hash out of line, and a burst's packet cost 8 instructions
     // more, a batch's 42 (callgrind).
     #[inline(always)]
-    pub(crate) fn find_udp4(&self, u: &Udp4<'_>, hash: u32) -> Found {
+    // The connection found handed out with it: looked up again by index, a packet cost the
+    // slab's two-level addressing twice.
+    pub(crate) fn find_udp4(&mut self, u: &Udp4<'_>, hash: u32) -> Found<'_> {
         if u.to_itself() {
             return Found::Unsure;
         }
+        let mut at = None;
         for n in self.nodes_with(hash) {
             let i = node_entry(n);
             let c = &self.hot[i].conn;
@@ -299,14 +302,23 @@ impl Table {
                 continue;
             }
             match u.direction_in(&c.original) {
-                Some(0) => return Found::At(i as u32, 0),
+                Some(0) => {
+                    at = Some((i, 0));
+                    break;
+                }
                 // A reply NAT changed is kept with the rare values.
                 _ if c.rare != Conn::NO_RARE => return Found::Unsure,
-                Some(dir) => return Found::At(i as u32, dir),
+                Some(dir) => {
+                    at = Some((i, dir));
+                    break;
+                }
                 None => {}
             }
         }
-        Found::Missing
+        match at {
+            Some((i, dir)) => Found::At(i as u32, dir, &mut self.hot[i].conn),
+            None => Found::Missing,
+        }
     }
 
     /// True when `t` is the reply tuple of `c`.
@@ -338,13 +350,7 @@ impl Table {
     /// known from the lookup that missed.
     // By reference, and the entry written once where it goes: a new connection's values
     // copied through the calls cost a store-forwarding stall a connection.
-    pub fn insert_hashed(
-        &mut self,
-        conn: &Conn,
-        rare: &Rare,
-        reply: &Tuple,
-        original: u32,
-    ) -> u32 {
+    pub fn insert_hashed(&mut self, conn: &Conn, rare: &Rare, reply: &Tuple, original: u32) -> u32 {
         debug_assert_eq!(original, self.hash(&conn.original, conn.zone));
         let mirrored = reply.is_inverse_of(&conn.original);
         // The inverse hashes as the original does: only a translated reply needs its own.

@@ -101,17 +101,20 @@ impl Conntrack {
         if self.templated || (hook == Hook::LocalOut && self.last_discarded.is_some()) {
             return general();
         }
-        let found = self.table.find_udp4(u, hash);
-        let Found::At(idx, dir) = found else {
-            let absent = matches!(found, Found::Missing).then(|| self.table.inserted());
-            return Err(Prefetched::of_udp4(u, hash, absent));
+        let verify = self.settings.checksum && hook == Hook::PreRouting;
+        let (idx, dir, c) = match self.table.find_udp4(u, hash) {
+            Found::At(idx, dir, c) => (idx, dir, c),
+            Found::Missing => {
+                let absent = Some(self.table.inserted());
+                return Err(Prefetched::of_udp4(u, hash, absent));
+            }
+            Found::Unsure => return general(),
         };
         // Checked once the lookup has told: a packet the general path is to decide is
         // checked there, and only once.
-        if self.settings.checksum && hook == Hook::PreRouting && !u.checksum_ok() {
+        if verify && !u.checksum_ok() {
             return general();
         }
-        let c = self.table.get_mut(idx);
         // Rare values may hold a timeout policy.
         let (ProtoState::Udp(state), Conn::NO_RARE) = (c.proto, c.rare) else {
             return general();

@@ -199,8 +199,12 @@ impl Table {
 
     /// Asks for the index slot of a hash to be brought toward the cache, ahead of a lookup:
     /// a hint that changes no result.
+    // Inlined, and the slot's address made without a bounds check (a hash's home is in the
+    // index, and a prefetch never faults): out of line it cost a batch's packet 11
+    // instructions.
+    #[inline]
     pub fn prefetch_slot(&self, hash: u32) {
-        prefetch(&self.index[self.home(hash)]);
+        prefetch_ptr(self.index.as_ptr().wrapping_add(self.home(hash)).cast::<u8>());
     }
 
     /// The same for the entry the index names first for this hash (its slot should be
@@ -649,12 +653,6 @@ fn prefetch_ptr(p: *const u8) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
-}
-
-/// A prefetch hint for the cache line holding `p`.
-#[inline]
-fn prefetch<T>(p: &T) {
-    prefetch_ptr((p as *const T).cast::<u8>());
 }
 
 #[cfg(test)]

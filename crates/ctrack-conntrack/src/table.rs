@@ -204,7 +204,12 @@ impl Table {
     // instructions.
     #[inline]
     pub fn prefetch_slot(&self, hash: u32) {
-        prefetch_ptr(self.index.as_ptr().wrapping_add(self.home(hash)).cast::<u8>());
+        prefetch_ptr(
+            self.index
+                .as_ptr()
+                .wrapping_add(self.home(hash))
+                .cast::<u8>(),
+        );
     }
 
     /// The same for the entry the index names first for this hash (its slot should be

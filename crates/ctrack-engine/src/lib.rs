@@ -269,6 +269,33 @@ pub struct Outcome {
     pub helper_rewrote: bool,
 }
 
+/// A packet from the wire, before anything is decided: what [`Engine::process_into`]
+/// starts from.
+impl Default for Outcome {
+    fn default() -> Self {
+        Outcome::entering(Entry::Wire)
+    }
+}
+
+impl Outcome {
+    /// The outcome of a packet entering at `entry`, before anything is decided.
+    fn entering(entry: Entry) -> Outcome {
+        Outcome {
+            fate: Fate::Held,
+            entry_hook: match entry {
+                Entry::Wire => Hook::PreRouting,
+                Entry::Host => Hook::LocalOut,
+            },
+            state: PacketState::Invalid,
+            invalid: None,
+            rule: None,
+            reply: None,
+            leaving: None,
+            helper_rewrote: false,
+        }
+    }
+}
+
 /// Counts of what the pipeline did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -515,6 +542,16 @@ impl Engine {
         self.process_with_link(bytes, entry, now, None)
     }
 
+    /// [`Engine::process`] into an outcome the caller keeps, whatever it held before
+    /// replaced: a loop over many packets reuses one instead of taking each (some 130
+    /// bytes) out of the call. Written field by field as the packet goes, an outcome copied
+    /// out just after had its copy's loads wait on those stores (perf: a quarter of the
+    /// call's own time).
+    pub fn process_into(&mut self, bytes: &[u8], entry: Entry, now: u64, out: &mut Outcome) {
+        *out = Outcome::entering(entry);
+        self.process_packet(bytes, now, None, out);
+    }
+
     /// One packet, with the link-layer header it arrived with (destination, source,
     /// EtherType) for `-m mac` and LOG's `MAC=`.
     pub fn process_with_link(
@@ -524,51 +561,46 @@ impl Engine {
         now: u64,
         mac: Option<[u8; 14]>,
     ) -> Outcome {
+        let mut outcome = Outcome::entering(entry);
+        self.process_packet(bytes, now, mac, &mut outcome);
+        outcome
+    }
+
+    /// One packet into an outcome made for its entry.
+    fn process_packet(&mut self, bytes: &[u8], now: u64, mac: Option<[u8; 14]>, out: &mut Outcome) {
         self.mac = mac;
         self.conntrack.expire(now);
         self.counts.packets += 1;
-        let entry_hook = match entry {
-            Entry::Wire => Hook::PreRouting,
-            Entry::Host => Hook::LocalOut,
-        };
-        let mut outcome = Outcome {
-            fate: Fate::Held,
-            entry_hook,
-            state: PacketState::Invalid,
-            invalid: None,
-            rule: None,
-            reply: None,
-            leaving: None,
-            helper_rewrote: false,
-        };
-        let d = match Datagram::parse(bytes) {
+        // Looked at where the parse left it, not moved out of its `Result`: the move's
+        // loads waited on the parse's narrower stores.
+        let parsed = Datagram::parse(bytes);
+        let d = match &parsed {
             Ok(d) => d,
             Err(m) => {
                 self.counts.malformed += 1;
-                outcome.fate = Fate::Dropped(DropReason::Malformed(m));
-                return outcome;
+                out.fate = Fate::Dropped(DropReason::Malformed(*m));
+                return;
             }
         };
+        let entry_hook = out.entry_hook;
         if d.fragment.is_some() {
-            match self.reassembler.push(&d, now) {
+            match self.reassembler.push(d, now) {
                 Reassembly::Held => self.counts.held += 1,
                 Reassembly::Dropped => {
                     self.counts.fragment_drops += 1;
-                    outcome.fate = Fate::Dropped(DropReason::Fragment);
+                    out.fate = Fate::Dropped(DropReason::Fragment);
                 }
                 Reassembly::Complete(whole) => match Datagram::parse(&whole) {
-                    Ok(d) => self.run_hooks(&d, entry_hook, now, &mut outcome),
+                    Ok(d) => self.run_hooks(&d, entry_hook, now, out),
                     Err(_) => {
                         self.counts.fragment_drops += 1;
-                        outcome.fate = Fate::Dropped(DropReason::Fragment);
+                        out.fate = Fate::Dropped(DropReason::Fragment);
                     }
                 },
             }
-            return outcome;
+            return;
         }
-        // Filled in place, not moved through the calls: it is large.
-        self.run_hooks(&d, entry_hook, now, &mut outcome);
-        outcome
+        self.run_hooks(d, entry_hook, now, out);
     }
 
     /// Runs the tables of one hook in order.
@@ -576,7 +608,7 @@ impl Engine {
     /// Most hooks of most rulesets have no chain: that is settled here, inline, so that a
     /// packet does not pay for setting up the walk at every hook for nothing; a table that
     /// has a chain here is decided in a call of its own.
-    #[inline]
+    #[inline(always)]
     fn tables(
         &mut self,
         d: &Datagram<'_>,

@@ -1083,3 +1083,46 @@ fn icmp_errors_from_two_routers_are_each_walked() {
     assert_eq!(walked[2], Fate::Forwarded);
     assert_eq!(fates(true), (walked, counted));
 }
+
+#[test]
+fn an_outcome_reused_is_the_outcome_made_anew() {
+    let engine = || {
+        let rules = ctrack_rules::load(
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A FORWARD -p udp --dport 53 -j REJECT\n\
+             -A FORWARD -p tcp --dport 22 -j DROP\nCOMMIT\n",
+            "reuse.rules",
+        )
+        .expect("valid");
+        let mut rs = ctrack_rules::Ruleset::default();
+        rs.add(rules);
+        let host = Host::new(vec![(Addr::v4(S), Family::V4)]);
+        let mut e = Engine::with_rules(Settings::default(), host, 1, rs);
+        e.emit_output(true);
+        e
+    };
+    let mut truncated = udp(C, S, 5000, 53, b"q");
+    truncated.truncate(10);
+    // An answer and a leaving datagram, then neither, malformed, dropped, and local.
+    let packets = [
+        (udp(C, [10, 0, 3, 3], 5000, 53, b"q"), Entry::Wire),
+        (udp(C, [10, 0, 3, 3], 5000, 123, b"t"), Entry::Wire),
+        (truncated, Entry::Wire),
+        (tcp(C, [10, 0, 3, 3], 40000, 22, 0x02, 1, 0), Entry::Wire),
+        (udp(C, [10, 0, 3, 3], 5000, 53, b"q"), Entry::Wire),
+        (udp(S, C, 53, 5000, b"a"), Entry::Host),
+        (udp(C, S, 5000, 53, b"q"), Entry::Wire),
+    ];
+    let (mut made, mut reused) = (engine(), engine());
+    let mut out = Outcome::default();
+    let mut answered = 0;
+    for (i, (p, entry)) in packets.iter().enumerate() {
+        let now = i as u64 * SEC;
+        let fresh = made.process(p, *entry, now);
+        reused.process_into(p, *entry, now, &mut out);
+        assert_eq!(out, fresh, "packet {i}");
+        answered += usize::from(fresh.reply.is_some());
+    }
+    assert!(answered > 0, "a REJECT answered");
+    assert_eq!(made.counts(), reused.counts());
+}

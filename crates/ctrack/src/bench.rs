@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use ctrack_conntrack::shard::Dealer;
 use ctrack_conntrack::Settings;
 use ctrack_engine::workload::{self, sized, Tracker};
-use ctrack_engine::{Engine, Entry};
+use ctrack_engine::{Engine, Entry, Outcome};
 use ctrack_packet::{Datagram, Family};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
@@ -458,6 +458,7 @@ fn pipeline_vs_tracker(threads: usize, flows: usize, lookups: u64) -> Vec<Figure
             totals[i].1 += secs;
         };
         let mut done = 0;
+        let mut out = Outcome::default();
         while done < lookups && !pkts.is_empty() {
             let count = turn.min(lookups - done);
             let ran = timed_passes(&pkts, count, |p| {
@@ -469,7 +470,8 @@ fn pipeline_vs_tracker(threads: usize, flows: usize, lookups: u64) -> Vec<Figure
                 add(
                     i + 1,
                     timed_passes(&pkts, count, |p| {
-                        std::hint::black_box(e.process(p, Entry::Wire, NOW + 1));
+                        e.process_into(p, Entry::Wire, NOW + 1, &mut out);
+                        std::hint::black_box(&out);
                     }),
                 );
             }
@@ -516,9 +518,11 @@ fn replay(threads: usize, path: &std::path::Path, target: usize) -> Result<Vec<F
         let mut e = Engine::new(Settings::default(), ctrack_engine::Host::default(), 1);
         let start = Instant::now();
         let mut count = 0u64;
+        let mut out = Outcome::default();
         for c in 0..copies as u64 {
             for (t, ip) in frames {
-                std::hint::black_box(e.process(ip, Entry::Wire, t + c * shift));
+                e.process_into(ip, Entry::Wire, t + c * shift, &mut out);
+                std::hint::black_box(&out);
                 count += 1;
             }
         }

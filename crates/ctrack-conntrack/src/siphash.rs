@@ -113,19 +113,19 @@ mod avx2 {
     /// [`super::two_words`] of four messages at once, one in each 64-bit lane.
     #[target_feature(enable = "avx2")]
     pub(super) fn two_words_x4(keyed: &[u64; 4], words: [[u64; 2]; 4]) -> [u64; 4] {
-        let lanes = |f: fn(&[u64; 2]) -> u64| {
+        // Each word read as the eight bytes its caller has just stored: merged into wider
+        // loads, as the compiler would, the reads waited for the stores to reach the cache
+        // instead of taking their values (perf: a fifth of this function's time).
+        // SAFETY: a read of an initialised `u64` of `words`.
+        let word = |m: usize, i: usize| unsafe { std::ptr::read_volatile(&words[m][i]) } as i64;
+        let lanes = |i: usize| {
             // Lane 0 is the first message: `set` takes its arguments from the top lane down.
-            _mm256_set_epi64x(
-                f(&words[3]) as i64,
-                f(&words[2]) as i64,
-                f(&words[1]) as i64,
-                f(&words[0]) as i64,
-            )
+            _mm256_set_epi64x(word(3, i), word(2, i), word(1, i), word(0, i))
         };
         let mut v = keyed.map(|k| _mm256_set1_epi64x(k as i64));
         for m in [
-            lanes(|w| w[0]),
-            lanes(|w| w[1]),
+            lanes(0),
+            lanes(1),
             _mm256_set1_epi64x(super::LENGTH_BLOCK as i64),
         ] {
             v[3] = _mm256_xor_si256(v[3], m);

@@ -140,7 +140,7 @@ impl<'a> Prefetched<'a> {
     pub(crate) fn of_udp4(
         u: &ctrack_packet::Udp4<'a>,
         hash: u32,
-        absent_while: Option<u64>,
+        absent_while: Option<std::num::NonZeroU64>,
     ) -> Prefetched<'a> {
         Prefetched {
             hint: Hint {
@@ -164,9 +164,12 @@ struct Hint {
     hash: u32,
     /// The fast path looked this datagram up already and left it to the general path.
     fast_path_missed: bool,
-    /// The fast path's lookup found no entry with the tuple (in zone 0) when the table had
-    /// made this many entries: while it has made no more, none has the tuple.
-    absent_while: Option<u64>,
+    /// The fast path's lookup found no entry with the tuple (in zone 0) at this
+    /// generation of the table: while it has made no more entries, none has the tuple.
+    // Eight bytes, no tag beside it: a tag and a value were read, just after being
+    // written, by a load that waited on the stores (perf: most of a new connection's own
+    // time on the fast path).
+    absent_while: Option<std::num::NonZeroU64>,
 }
 
 /// The connection a packet made, before confirmation puts it in the table: what the entry

@@ -342,10 +342,11 @@ impl Table {
         self.rares.get(c.rare).and_then(|r| r.nat_reply.as_ref())
     }
 
-    /// Entries inserted since the table was made: a tuple found in no entry is in none
-    /// while this stays the same.
-    pub(crate) fn inserted(&self) -> u64 {
-        self.born
+    /// Which entries the table has made, as a token that changes with each it makes: a
+    /// tuple found in no entry is in none while this stays the same. Never zero, so that
+    /// an optional one is eight bytes.
+    pub(crate) fn generation(&self) -> std::num::NonZeroU64 {
+        std::num::NonZeroU64::MIN.saturating_add(self.born)
     }
 
     /// Inserts a connection with its reply tuple: one slot, or two when the reply is not

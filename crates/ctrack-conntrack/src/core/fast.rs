@@ -15,7 +15,7 @@ use crate::conn::{Conn, Extras, Rare};
 use crate::proto::{udp, ProtoState, Verdict};
 use crate::status::{ipct, ips, CtInfo, PacketState};
 use crate::table::Found;
-use ctrack_packet::Udp4;
+use ctrack_packet::{Tuple, Udp4};
 
 /// The hash of an IPv4/UDP datagram's tuple, made ahead by
 /// [`Conntrack::prefetch_udp4_x4`]. It borrows the datagram's bytes, so that they cannot
@@ -105,7 +105,7 @@ impl Conntrack {
         let (idx, dir, c) = match self.table.find_udp4(u, hash) {
             Found::At(idx, dir, c) => (idx, dir, c),
             Found::Missing => {
-                let absent = Some(self.table.inserted());
+                let absent = Some(self.table.generation());
                 return Err(Prefetched::of_udp4(u, hash, absent));
             }
             Found::Unsure => return general(),
@@ -191,7 +191,7 @@ impl Conntrack {
     ) -> Result<InResult, Prefetched<'a>> {
         let general = || Err(*missed);
         let h = &missed.hint;
-        if h.absent_while != Some(self.table.inserted())
+        if h.absent_while != Some(self.table.generation())
             || h.bytes != place_of(u)
             || self.templated
             || (hook == Hook::LocalOut && self.last_discarded.is_some())
@@ -206,9 +206,16 @@ impl Conntrack {
             return general();
         }
         let original = u.tuple();
-        let Some(reply) = original.invert() else {
-            return general();
+        // UDP's inverse swaps the ends. Made here, not by `Tuple::invert` out of line: its
+        // result was read back whole from where it had just been written in parts.
+        let reply = Tuple {
+            src: original.dst,
+            dst: original.src,
+            src_port: original.dst_port,
+            dst_port: original.src_port,
+            ..original
         };
+        debug_assert_eq!(original.invert(), Some(reply));
         let state = udp::UdpConn::new(now);
         let (Verdict::Accept { timeout }, assure) = udp::packet(
             &state,

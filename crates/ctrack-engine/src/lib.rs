@@ -831,8 +831,9 @@ impl Engine {
         let ct = if m.state == PacketState::Untracked {
             None
         } else {
-            // A packet of a UDP connection in the table takes the tracker's fast path; one it
-            // leaves goes on with the hash the fast path made. The connection is taken in
+            // An IPv4/UDP packet takes the tracker's fast path (a new connection's from its
+            // miss, in `conntrack_in_prefetched`); one it leaves goes on with the hash the
+            // fast path made. The connection is taken in
             // each arm: taken after them, the fast path's result was read back whole from
             // where its halves had just been written, and the read waited on the writes
             // (perf: a tenth of this function's time).

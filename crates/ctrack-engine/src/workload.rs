@@ -31,8 +31,8 @@ impl Tracker {
         let Some(ip) = frame.get(l2..) else {
             return false;
         };
-        // A packet of a UDP connection in the table takes the fast path; one it leaves goes
-        // on with the hash it made.
+        // An IPv4/UDP packet takes the fast path: a known connection's there, a new one's
+        // from its miss; one it leaves goes on with the hash it made.
         let Some(u) = Udp4::parse(ip) else {
             return self.general(ip, None, now);
         };

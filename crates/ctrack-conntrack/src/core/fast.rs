@@ -34,10 +34,12 @@ pub(super) fn place_of(u: &Udp4<'_>) -> (usize, usize) {
 }
 
 impl Conntrack {
-    /// [`Conntrack::conntrack_in`] of an IPv4/UDP datagram: the same result and the same
-    /// effects. `Err`, having changed nothing, where the
-    /// general path must decide: then give the datagram parsed and the [`Prefetched`] to
-    /// [`Conntrack::conntrack_in_prefetched`], which does not hash and look it up again.
+    /// [`Conntrack::conntrack_in`] of an IPv4/UDP datagram of a connection in the table: the
+    /// same result and the same effects. `Err`, having changed nothing, for any other: give
+    /// the [`Prefetched`] to [`Conntrack::conntrack_in_udp4_new`], which makes a new
+    /// connection without looking it up again, or the datagram parsed and the [`Prefetched`]
+    /// to [`Conntrack::conntrack_in_prefetched`], which does not hash it again and tries
+    /// the new connection first.
     #[inline]
     pub fn conntrack_in_udp4<'a>(
         &mut self,

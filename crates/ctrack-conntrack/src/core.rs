@@ -563,6 +563,34 @@ impl Conntrack {
         }
     }
 
+    /// True when this hook's packets have their transport checksums checked
+    /// (`nf_conntrack_checksum`, at PREROUTING only).
+    #[inline(always)]
+    fn verifies_checksum(&self, hook: Hook) -> bool {
+        self.settings.checksum && hook == Hook::PreRouting
+    }
+
+    /// True when a packet's lookup takes more than its tuple: a template's zone, or the
+    /// host's answer to a packet it dropped. The fast path leaves such packets.
+    #[inline(always)]
+    fn lookup_takes_more_than_the_tuple(&self, hook: Hook) -> bool {
+        self.templated || (hook == Hook::LocalOut && self.last_discarded.is_some())
+    }
+
+    /// True when the table holds `nf_conntrack_max` entries: a new one needs early drop.
+    #[inline(always)]
+    fn table_full(&self) -> bool {
+        let max = self.settings.max as usize;
+        max != 0 && self.table.len() >= max
+    }
+
+    /// The id of the next connection made (`conntrack -o id`).
+    #[inline(always)]
+    fn next_conn_id(&mut self) -> u32 {
+        self.next_id = self.next_id.wrapping_add(0x9e37_79b9);
+        self.next_id
+    }
+
     /// True when events are recorded: someone listens, and the sysctl lets them.
     fn wants_events(&self) -> bool {
         self.record_events && self.settings.events != 0
@@ -643,7 +671,7 @@ impl Conntrack {
             self.stats.invalid += 1;
             return InResult::no_ct(PacketState::Invalid, Some("no transport header"));
         }
-        let verify = self.settings.checksum && hook == Hook::PreRouting;
+        let verify = self.verifies_checksum(hook);
         if d.is_icmp() {
             if let Some(r) = self.icmp_error(d, hook, verify) {
                 return r;
@@ -699,19 +727,11 @@ impl Conntrack {
         let zone = self.template.zone;
         let found = self.table.find_hashed(&tuple, zone, hash);
         let (r, dir, ctinfo) = match found {
-            Some((idx, dir)) => {
-                let c = self.table.get(idx);
-                let info = if dir == 1 {
-                    CtInfo::EstablishedReply
-                } else if c.seen_reply() {
-                    CtInfo::Established
-                } else if c.has(ips::EXPECTED) {
-                    CtInfo::Related
-                } else {
-                    CtInfo::New
-                };
-                (CtRef::Confirmed(idx), dir, info)
-            }
+            Some((idx, dir)) => (
+                CtRef::Confirmed(idx),
+                dir,
+                ctinfo_of(self.table.get(idx), dir),
+            ),
             None => {
                 let Some(reply) = tuple.invert() else {
                     self.stats.invalid += 1;
@@ -726,7 +746,7 @@ impl Conntrack {
                         invalid: None,
                     };
                 }
-                self.next_id = self.next_id.wrapping_add(0x9e37_79b9);
+                let id = self.next_conn_id();
                 self.helped |= self.template.helper.is_some();
                 let conn = Conn {
                     original: tuple,
@@ -735,7 +755,7 @@ impl Conntrack {
                     mark: 0,
                     zone,
                     proto: proto::initial_state(d.proto, d.is_icmp(), now, &self.settings),
-                    id: self.next_id,
+                    id,
                     events: 0,
                     helper: self.template.helper,
                     rare: Conn::NO_RARE,
@@ -947,8 +967,7 @@ impl Conntrack {
 
     /// Makes room for one more entry: early drop, or the reason to drop the packet.
     fn make_room(&mut self, tuple: &Tuple, now: u64) -> Option<&'static str> {
-        let max = self.settings.max as usize;
-        if max == 0 || self.table.len() < max {
+        if !self.table_full() {
             return None;
         }
         let start = self.table.bucket_of(tuple, 0);
@@ -1439,6 +1458,20 @@ impl Conntrack {
 }
 
 /// Where a datagram's bytes are and how many, to know the [`Prefetched`] made of it.
+/// What a packet of a connection in the table is, in direction `dir` (1 for the reply).
+#[inline(always)]
+fn ctinfo_of(c: &Conn, dir: usize) -> CtInfo {
+    if dir == 1 {
+        CtInfo::EstablishedReply
+    } else if c.seen_reply() {
+        CtInfo::Established
+    } else if c.has(ips::EXPECTED) {
+        CtInfo::Related
+    } else {
+        CtInfo::New
+    }
+}
+
 fn bytes_of(d: &Datagram<'_>) -> (usize, usize) {
     place_of_bytes(d.bytes)
 }

@@ -99,11 +99,10 @@ impl Conntrack {
     ) -> Result<InResult, Prefetched<'a>> {
         let hash = hash.unwrap_or_else(|| self.table.hash_udp4(u.ends()));
         let general = || Err(Prefetched::of_udp4(u, hash, None));
-        // A template's zone or the host's answer to a packet it dropped change the lookup.
-        if self.templated || (hook == Hook::LocalOut && self.last_discarded.is_some()) {
+        if self.lookup_takes_more_than_the_tuple(hook) {
             return general();
         }
-        let verify = self.settings.checksum && hook == Hook::PreRouting;
+        let verify = self.verifies_checksum(hook);
         let (idx, dir, c) = match self.table.find_udp4(u, hash) {
             Found::At(idx, dir, c) => (idx, dir, c),
             Found::Missing => {
@@ -131,15 +130,7 @@ impl Conntrack {
         ) else {
             return general();
         };
-        let ctinfo = if dir == 1 {
-            CtInfo::EstablishedReply
-        } else if seen_reply {
-            CtInfo::Established
-        } else if c.has(ips::EXPECTED) {
-            CtInfo::Related
-        } else {
-            CtInfo::New
-        };
+        let ctinfo = super::ctinfo_of(c, dir);
         // Decided: from here on, what the general path does to a packet so decided.
         let deadline = c.deadline;
         if !c.has(ips::FIXED_TIMEOUT) {
@@ -195,16 +186,11 @@ impl Conntrack {
         let h = &missed.hint;
         if h.absent_while != Some(self.table.generation())
             || h.bytes != place_of(u)
-            || self.templated
-            || (hook == Hook::LocalOut && self.last_discarded.is_some())
+            || self.lookup_takes_more_than_the_tuple(hook)
+            || !self.expectations.is_empty()
+            || self.table_full()
+            || (self.verifies_checksum(hook) && !u.checksum_ok())
         {
-            return general();
-        }
-        let max = self.settings.max as usize;
-        if !self.expectations.is_empty() || (max != 0 && self.table.len() >= max) {
-            return general();
-        }
-        if self.settings.checksum && hook == Hook::PreRouting && !u.checksum_ok() {
             return general();
         }
         let original = u.tuple();
@@ -229,7 +215,7 @@ impl Conntrack {
             return general();
         };
         // Decided: from here on, what the general path does to such a packet.
-        self.next_id = self.next_id.wrapping_add(0x9e37_79b9);
+        let id = self.next_conn_id();
         let mut conn = Conn {
             original,
             status: 0,
@@ -238,7 +224,7 @@ impl Conntrack {
             mark: 0,
             zone: 0,
             proto: ProtoState::Udp(state),
-            id: self.next_id,
+            id,
             events: 0,
             helper: None,
             rare: Conn::NO_RARE,

@@ -391,12 +391,19 @@ impl Conntrack {
 
     /// Destroys every entry whose timer ran out by `now`, with a DESTROY event at the
     /// moment it expired.
+    #[inline]
     pub fn expire(&mut self, now: u64) {
         // Most calls find nothing due: the heap's first timer, disowned or not, is no later
         // than any entry's, and telling whether it is an entry's own costs a lookup.
         if self.timers.next_at().is_none_or(|at| at > now) {
             return;
         }
+        self.expire_due(now);
+    }
+
+    /// [`Conntrack::expire`] once a timer is due.
+    #[inline(never)]
+    fn expire_due(&mut self, now: u64) {
         while let Some((when, idx)) = self.timers.first() {
             if when > now {
                 break;
@@ -1180,10 +1187,18 @@ impl Conntrack {
     /// confirmation), as `nf_confirm` does: an FTP command or answer announcing a data
     /// connection makes an expectation, and under NAT is rewritten; a TFTP request expects
     /// its answer. What the helper decided is for the caller to apply to the leaving packet.
+    #[inline]
     pub fn help(&mut self, r: &InResult, d: &Datagram<'_>, now: u64) -> Help {
+        // Until some connection has a helper, this is all a packet pays.
         if !self.helped {
             return Help::Accept;
         }
+        self.help_connection(r, d, now)
+    }
+
+    /// [`Conntrack::help`] once some connection has a helper.
+    #[inline(never)]
+    fn help_connection(&mut self, r: &InResult, d: &Datagram<'_>, now: u64) -> Help {
         let (Some(ct), PacketState::Tracked(info)) = (r.ct, r.state) else {
             return Help::Accept;
         };

@@ -11,13 +11,21 @@
 //! table NOTRACK keeps a packet out of conntrack; MARK and CONNMARK act as in the kernel.
 //! An empty ruleset is a host whose tables are empty with ACCEPT policies. The engine is
 //! sans-IO: no clock, no files; time is the caller's.
+//!
+//! A connection's packets mostly go the way its earlier ones went. Walks of chains that can
+//! only decide as before are kept per connection, direction and state (`memo`), and for an
+//! IPv4/UDP datagram so is its whole way through the hooks: its next packets are tracked
+//! from their bytes on conntrack's fast path and given that way's counters and outcome
+//! without the hooks. Neither changes a decision or a counter; a proptest holds them to
+//! the hooks walked every time ([`Engine::remember_walks`] off).
 
 use ctrack_conntrack::nat::{Manip, NatRange};
 use ctrack_conntrack::{Conntrack, CtRef, Help, Hook, InResult, PacketState, Settings};
 use ctrack_packet::frag::Reassembly;
-use ctrack_packet::{Addr, Datagram, Family, Malformed, Reassembler};
+use ctrack_packet::{Addr, Datagram, Family, Malformed, Reassembler, Udp4};
 use ctrack_rules::ctx::{addrtype, HostInfo, LazyCtx, PacketCtx};
 use ctrack_rules::{Decision, Effects, NatAction, RejectWith, Ruleset};
+use memo::End;
 
 mod memo;
 pub mod natpkt;
@@ -341,6 +349,8 @@ pub struct Engine {
     memo: memo::Memo,
     /// Whether walks are kept ([`Engine::remember_walks`]).
     remember: bool,
+    /// [`Engine::udp4_fast_entries`].
+    udp4_fast: [Option<Option<(u16, u16)>>; 2],
 }
 
 const TABLES: usize = 5;
@@ -443,12 +453,14 @@ impl Engine {
         settings.acct |= rules.uses_connbytes();
         // The engine's ruleset keeps its shape from here on: only its counters change.
         rules.compile();
-        Engine {
+        let chains = locate_chains(&rules);
+        let mut engine = Engine {
             emit: false,
             mac: None,
             conntrack: Conntrack::new(settings, seed),
             host,
-            chains: locate_chains(&rules),
+            udp4_fast: [None; 2],
+            chains,
             nat: [Family::V4, Family::V6]
                 .map(|f| rules.family(f).is_some_and(|r| r.table("nat").is_some())),
             rules,
@@ -456,20 +468,47 @@ impl Engine {
             counts: Counts::default(),
             memo: memo::Memo::default(),
             remember: true,
-        }
+        };
+        engine.udp4_fast = engine.udp4_fast_entries();
+        engine
     }
 
     /// Build each leaving packet (for `--out`); off by default, as it copies every one.
     pub fn emit_output(&mut self, on: bool) {
         self.emit = on;
+        self.udp4_fast = self.udp4_fast_entries();
     }
 
     /// Whether a connection's walks are kept and taken again by its next packets (on by
     /// default). Only walks that its rules' records and the connection state decided alone
     /// are kept, so this changes no decision and no counter, only the time a packet
-    /// takes; off, every packet walks every chain, as a comparison.
+    /// takes; off, every packet walks every chain and takes every hook, as a comparison.
     pub fn remember_walks(&mut self, on: bool) {
         self.remember = on;
+        self.udp4_fast = self.udp4_fast_entries();
+    }
+
+    /// [`Engine::udp4_fast`] by entry (from the wire, from the host): whether an IPv4/UDP
+    /// datagram may take it (`None` where output is emitted, walks are not kept, or the
+    /// raw table's chain at that hook has rules or drops), and the raw chain it passes
+    /// (empty, its policy ACCEPT), if there is one.
+    fn udp4_fast_entries(&self) -> [Option<Option<(u16, u16)>>; 2] {
+        [Hook::PreRouting, Hook::LocalOut].map(|hook| {
+            if self.emit || !self.remember {
+                return None;
+            }
+            let Some(Located { at, empty }) = self.chains[0][hook as usize][Table::Raw as usize]
+            else {
+                return Some(None);
+            };
+            let accepts = self
+                .rules
+                .family(Family::V4)
+                .and_then(|r| r.tables.get(at.0)?.chains.get(at.1))
+                .is_some_and(|c| c.policy.unwrap_or(true));
+            let at = (u16::try_from(at.0).ok()?, u16::try_from(at.1).ok()?);
+            (empty && accepts).then_some(Some(at))
+        })
     }
 
     /// The ruleset, with its counters.
@@ -571,9 +610,24 @@ impl Engine {
     /// One packet into an outcome made for its entry, its link-layer header set.
     // The header is not an argument: passed by pointer, a `None` written as its tag alone
     // made this call's first loads wait on the caller's store (perf: half its own time).
+    // Inlined, so that a packet on the fast path goes through one call's frame, not two.
+    #[inline(always)]
     fn process_packet(&mut self, bytes: &[u8], now: u64, out: &mut Outcome) {
         self.conntrack.expire(now);
         self.counts.packets += 1;
+        let entry = usize::from(out.entry_hook != Hook::PreRouting);
+        if let Some(raw) = self.udp4_fast[entry] {
+            if let Some(u) = Udp4::parse(bytes) {
+                return self.udp4_fast(bytes, &u, raw, now, out);
+            }
+        }
+        self.process_parsed(bytes, now, out)
+    }
+
+    /// [`Engine::process_packet`] of a packet that does not take [`Engine::udp4_fast`]:
+    /// parsed, reassembled if it is a fragment, through the hooks.
+    #[inline(never)]
+    fn process_parsed(&mut self, bytes: &[u8], now: u64, out: &mut Outcome) {
         // Looked at where the parse left it, not moved out of its `Result`: the move's
         // loads waited on the parse's narrower stores.
         let parsed = Datagram::parse(bytes);
@@ -644,6 +698,10 @@ impl Engine {
     ) -> Result<(), DropReason> {
         if empty {
             if let Some(policy) = self.rules.policy_of_empty(d.family, at, u64::from(d.len())) {
+                match (u16::try_from(at.0), u16::try_from(at.1)) {
+                    (Ok(t), Ok(c)) => self.memo.step(memo::Step::Policy(t, c)),
+                    _ => self.memo.spoil(),
+                }
                 return passed(hook, table, policy);
             }
         }
@@ -667,18 +725,23 @@ impl Engine {
         let nth = usize::from(m.walked);
         if let Some(key) = key {
             m.walked += 1;
-            if let Some(kept) = self.memo.get(key, nth, hook, table) {
+            if let Some((place, kept)) = self.memo.get(key, nth, hook, table) {
                 self.rules.replay(&kept.replay, u64::from(d.len()));
                 if kept.rule.is_some() {
                     m.rule = kept.rule;
                 }
-                return kept.passed;
+                let passed = kept.passed;
+                self.memo.step(memo::Step::Walk(place));
+                return passed;
             }
         }
         let mut fx = Effects::default();
         let decision = self.walk_chain(d, at, m, now, &mut fx);
-        if let Some(key) = key {
-            self.keep_walk(key, nth, (hook, table, at), d.family, decision, &fx);
+        match key
+            .and_then(|key| self.keep_walk(key, nth, (hook, table, at), d.family, decision, &fx))
+        {
+            Some(place) => self.memo.step(memo::Step::Walk(place)),
+            None => self.memo.spoil(),
         }
         if let Some((c, r)) = fx.last_rule {
             m.rule = Some((hook, table, c, r));
@@ -696,7 +759,8 @@ impl Engine {
     }
 
     /// Keeps the walk just made, as the `nth` of `key`'s packets, if it may be taken
-    /// again. Out of line: it runs once a connection, direction and state.
+    /// again, and gives its place. Out of line: it runs once a connection, direction and
+    /// state.
     #[inline(never)]
     fn keep_walk(
         &mut self,
@@ -706,17 +770,16 @@ impl Engine {
         family: Family,
         decision: Decision,
         fx: &Effects,
-    ) {
-        if let Some(replay) = self.rules.replayable(family, at, decision, fx) {
-            let kept = memo::Kept {
-                hook,
-                table,
-                replay,
-                rule: replay.last_rule().map(|(c, r)| (hook, table, c, r)),
-                passed: passed(hook, table, decision),
-            };
-            self.memo.put(key, nth, kept);
-        }
+    ) -> Option<u16> {
+        let replay = self.rules.replayable(family, at, decision, fx)?;
+        let kept = memo::Kept {
+            hook,
+            table,
+            replay,
+            rule: replay.last_rule().map(|(c, r)| (hook, table, c, r)),
+            passed: passed(hook, table, decision),
+        };
+        self.memo.put(key, nth, kept)
     }
 
     /// What the packet's walks are kept under: its confirmed connection, direction and
@@ -800,10 +863,11 @@ impl Engine {
         decision
     }
 
-    fn run_hooks(&mut self, d: &Datagram<'_>, entry: Hook, now: u64, out: &mut Outcome) {
-        use Table::*;
+    /// What a packet entering at `entry` carries into the hooks, before any of them.
+    #[inline(always)]
+    fn meta(&self, d: &Datagram<'_>, entry: Hook) -> Meta {
         let wire = entry == Hook::PreRouting;
-        let mut m = Meta {
+        Meta {
             nat: None,
             template: None,
             mac: self.mac.filter(|_| wire),
@@ -822,7 +886,154 @@ impl Engine {
             oif: IfRef::None,
             walked: 0,
             wire,
+        }
+    }
+
+    /// An IPv4/UDP datagram, whole and without options, where the raw table at its entry
+    /// hook has no rules (`raw`: that chain, empty, whose ACCEPT policy counts it): the
+    /// tracker's fast path, and for a known connection whose way through the hooks was
+    /// kept (`memo::Path`), that way taken again without the hooks: the same counters, the
+    /// same outcome. Any other packet goes on through the hooks as [`Engine::run_hooks`]
+    /// takes it, and a known connection's packet that may be kept is recorded.
+    #[inline(never)]
+    fn udp4_fast(
+        &mut self,
+        bytes: &[u8],
+        u: &Udp4<'_>,
+        raw: Option<(u16, u16)>,
+        now: u64,
+        out: &mut Outcome,
+    ) {
+        let entry = out.entry_hook;
+        let wire = entry == Hook::PreRouting;
+        let len = u64::from(u.len());
+        if let Some((t, c)) = raw {
+            self.rules
+                .policy_of_empty(Family::V4, (usize::from(t), usize::from(c)), len);
+        }
+        let ct = match self.conntrack.conntrack_in_udp4(u, entry, now) {
+            Ok(ct) => ct,
+            // Not in the table (or not for the fast path): on through the hooks, the lookup
+            // not made again.
+            Err(p) => return self.udp4_through_hooks(bytes, Err(&p), None, now, out),
         };
+        // Only a connection without a helper or a NAT binding has its way kept. Neither
+        // can come about while raw's chains have no rules (a helper is given by raw's CT,
+        // and the translation a binding makes is the same for every packet anyway): these
+        // are checked so that a path is never kept for one, should they come about
+        // otherwise.
+        let key = match ct.ct {
+            Some(CtRef::Confirmed(at)) if ct.drop.is_none() && !self.conntrack.any_helper() => self
+                .conntrack
+                .conn(CtRef::Confirmed(at))
+                .filter(|c| !c.is_translated())
+                .and_then(|c| memo::Key::of(at, c, ct.state, wire)),
+            _ => None,
+        };
+        if let Some(key) = key {
+            // A forwarded packet whose TTL runs out takes the hooks to be dropped there.
+            let ttl = u.bytes()[8];
+            if let Some(path) = self
+                .memo
+                .path(key)
+                .filter(|p| p.end != End::Forwarded || ttl > 1)
+            {
+                for &step in path.steps() {
+                    match step {
+                        memo::Step::Walk(place) => {
+                            if let Some(kept) = self.memo.kept(place) {
+                                self.rules.replay(&kept.replay, len);
+                            }
+                        }
+                        memo::Step::Policy(t, c) => {
+                            self.rules.policy_of_empty(
+                                Family::V4,
+                                (usize::from(t), usize::from(c)),
+                                len,
+                            );
+                        }
+                    }
+                }
+                out.rule = path.rule;
+                out.state = ct.state;
+                out.invalid = ct.invalid;
+                out.fate = match path.end {
+                    End::Delivered => {
+                        self.counts.delivered += 1;
+                        Fate::Delivered
+                    }
+                    End::Forwarded => {
+                        self.counts.forwarded += 1;
+                        Fate::Forwarded
+                    }
+                    End::Sent => {
+                        self.counts.sent += 1;
+                        Fate::Sent
+                    }
+                };
+                self.conntrack.confirm(&ct, now);
+                return;
+            }
+        }
+        self.udp4_through_hooks(bytes, Ok(&ct), key, now, out)
+    }
+
+    /// A datagram [`Engine::udp4_fast`] took through the hooks after all: parsed, tracked
+    /// (`tracked`: by the fast path, or its miss to try the new connection with), then as
+    /// [`Engine::run_hooks`] goes on after conntrack. Its path is recorded and kept for
+    /// `record`, if it may be.
+    #[inline(never)]
+    fn udp4_through_hooks(
+        &mut self,
+        bytes: &[u8],
+        tracked: Result<&InResult, &ctrack_conntrack::Prefetched<'_>>,
+        record: Option<memo::Key>,
+        now: u64,
+        out: &mut Outcome,
+    ) {
+        let entry = out.entry_hook;
+        let parsed = Datagram::parse(bytes);
+        let d = match &parsed {
+            Ok(d) => d,
+            Err(e) => return self.malformed_after_all(*e, out),
+        };
+        let mut m = self.meta(d, entry);
+        let made;
+        let ct = match tracked {
+            Ok(ct) => ct,
+            Err(p) => {
+                made = self.conntrack.conntrack_in_prefetched(d, entry, now, p);
+                &made
+            }
+        };
+        m.ct = ct.ct;
+        if record.is_some() {
+            self.memo.record();
+        }
+        self.after_conntrack(d, &mut m, Some(ct), now, out);
+        if let Some(key) = record {
+            let end = match out.fate {
+                Fate::Delivered => Some(End::Delivered),
+                Fate::Forwarded => Some(End::Forwarded),
+                Fate::Sent => Some(End::Sent),
+                _ => None,
+            };
+            self.memo.end_recording(key, end.map(|end| (out.rule, end)));
+        }
+    }
+
+    /// A datagram [`Udp4::parse`] took and [`Datagram::parse`] refused: never, as a
+    /// proptest of `ctrack-packet` holds; were it to happen, the packet is counted
+    /// malformed and goes no further.
+    #[cold]
+    fn malformed_after_all(&mut self, why: Malformed, out: &mut Outcome) {
+        self.counts.malformed += 1;
+        out.fate = Fate::Dropped(DropReason::Malformed(why));
+    }
+
+    fn run_hooks(&mut self, d: &Datagram<'_>, entry: Hook, now: u64, out: &mut Outcome) {
+        use Table::*;
+        let mut m = self.meta(d, entry);
         // raw runs before conntrack (priority -300 against -200).
         if let Err(r) = self.tables(d, entry, &[Raw], &mut m, now) {
             out.rule = m.rule;
@@ -855,6 +1066,26 @@ impl Engine {
                     r
                 }
             };
+            Some(ct)
+        };
+        self.after_conntrack(d, &mut m, ct.as_ref(), now, out)
+    }
+
+    /// The hooks after conntrack, which gave `ct` (`None`: the packet is untracked) and
+    /// whose connection `m` carries. Inlined into its two callers: in a call of its own,
+    /// the packets that take the hooks paid some 40 instructions more.
+    #[inline(always)]
+    fn after_conntrack(
+        &mut self,
+        d: &Datagram<'_>,
+        m: &mut Meta,
+        ct: Option<&InResult>,
+        now: u64,
+        out: &mut Outcome,
+    ) {
+        use Table::*;
+        let wire = m.wire;
+        if let Some(ct) = ct {
             m.state = ct.state;
             out.invalid = ct.invalid;
             if ct.state == PacketState::Invalid && ct.drop.is_none() {
@@ -862,10 +1093,9 @@ impl Engine {
             }
             if ct.drop.is_some() {
                 out.state = ct.state;
-                return self.dropped(out, DropReason::TableFull, Some(&ct));
+                return self.dropped(out, DropReason::TableFull, Some(ct));
             }
-            Some(ct)
-        };
+        }
         out.state = m.state;
         let reply = matches!(m.state, PacketState::Tracked(ci) if ci.is_reply());
         // A helper may rewrite what leaves: build it for such connections whatever `emit`.
@@ -883,7 +1113,7 @@ impl Engine {
         let result: Result<Fate, DropReason> = 'hooks: {
             macro_rules! run {
                 ($d:expr, $hook:expr, $tables:expr) => {
-                    if let Err(e) = self.tables($d, $hook, $tables, &mut m, now) {
+                    if let Err(e) = self.tables($d, $hook, $tables, m, now) {
                         break 'hooks Err(e);
                     }
                 };
@@ -894,10 +1124,10 @@ impl Engine {
                 Hook::LocalOut
             };
             run!(d, dnat_hook, &[Mangle]);
-            run!(d, dnat_hook, self.nat_tables(&m, Manip::Dst));
-            self.bind(&mut m, Manip::Dst, d, dnat_hook);
+            run!(d, dnat_hook, self.nat_tables(m, Manip::Dst));
+            self.bind(m, Manip::Dst, d, dnat_hook);
             // Destination translation happens here, before the routing decision.
-            let mut cur = match self.translation(&m, d, reply, Manip::Dst) {
+            let mut cur = match self.translation(m, d, reply, Manip::Dst) {
                 Some(bytes) => {
                     dbuf = bytes;
                     Datagram::parse(&dbuf).unwrap_or(*d)
@@ -907,8 +1137,8 @@ impl Engine {
             if wire {
                 if self.host.is_local(cur.dst, cur.family) {
                     run!(&cur, Hook::LocalIn, &[Mangle, Filter, Security]);
-                    run!(&cur, Hook::LocalIn, self.nat_tables(&m, Manip::Src));
-                    self.bind(&mut m, Manip::Src, &cur, Hook::LocalIn);
+                    run!(&cur, Hook::LocalIn, self.nat_tables(m, Manip::Src));
+                    self.bind(m, Manip::Src, &cur, Hook::LocalIn);
                     break 'hooks Ok(Fate::Delivered);
                 }
                 if cur.ttl <= 1 {
@@ -920,12 +1150,12 @@ impl Engine {
                 cur.ttl -= 1;
                 run!(&cur, Hook::Forward, &[Mangle, Filter, Security]);
                 run!(&cur, Hook::PostRouting, &[Mangle]);
-                run!(&cur, Hook::PostRouting, self.nat_tables(&m, Manip::Src));
-                self.bind(&mut m, Manip::Src, &cur, Hook::PostRouting);
+                run!(&cur, Hook::PostRouting, self.nat_tables(m, Manip::Src));
+                self.bind(m, Manip::Src, &cur, Hook::PostRouting);
                 if emit {
                     let mut b = cur.bytes.to_vec();
                     reject::decrement_ttl(&mut b, cur.family);
-                    out.leaving = Some(self.source_translated(&m, b, reply));
+                    out.leaving = Some(self.source_translated(m, b, reply));
                 }
                 Ok(Fate::Forwarded)
             } else {
@@ -938,8 +1168,8 @@ impl Engine {
                 };
                 run!(&cur, Hook::LocalOut, &[Filter, Security]);
                 run!(&cur, Hook::PostRouting, &[Mangle]);
-                run!(&cur, Hook::PostRouting, self.nat_tables(&m, Manip::Src));
-                self.bind(&mut m, Manip::Src, &cur, Hook::PostRouting);
+                run!(&cur, Hook::PostRouting, self.nat_tables(m, Manip::Src));
+                self.bind(m, Manip::Src, &cur, Hook::PostRouting);
                 if to_self {
                     // It comes back in on lo. Conntrack lets a packet it saw at OUTPUT pass
                     // ("previously seen (loopback)"), and so do raw's NOTRACK and CT, but
@@ -952,7 +1182,7 @@ impl Engine {
                     break 'hooks Ok(Fate::Delivered);
                 }
                 if emit {
-                    out.leaving = Some(self.source_translated(&m, cur.bytes.to_vec(), reply));
+                    out.leaving = Some(self.source_translated(m, cur.bytes.to_vec(), reply));
                 }
                 Ok(Fate::Sent)
             }
@@ -960,7 +1190,7 @@ impl Engine {
         out.rule = m.rule;
         match result {
             Ok(fate) => {
-                if let Some(ct) = &ct {
+                if let Some(ct) = ct {
                     let help = self.conntrack.help(ct, d, now);
                     if let Help::Drop(reason) = help {
                         return self.dropped_packet(
@@ -980,7 +1210,7 @@ impl Engine {
                 }
                 out.fate = fate;
             }
-            Err(r) => self.dropped_packet(out, r, ct.as_ref(), Some(d)),
+            Err(r) => self.dropped_packet(out, r, ct, Some(d)),
         }
     }
 

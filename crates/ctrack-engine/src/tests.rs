@@ -805,9 +805,42 @@ fn gen_rule_text(chain: &str, g: &GenRule, f: Family, mangle: bool) -> String {
     s + "\n"
 }
 
-/// A ruleset of one family: mangle's PREROUTING and FORWARD, filter's FORWARD with two
-/// user chains.
-fn gen_ruleset(f: Family, mangle: &[GenRule], forward: &[GenRule], user: &[GenRule]) -> String {
+/// The tables beside mangle and filter in the walk-keeping test, by number: none; raw's
+/// chains empty, their policies ACCEPT, and an empty nat table; raw's PREROUTING with a rule
+/// that matches nothing; raw's OUTPUT dropping by policy.
+fn gen_other_tables(which: usize) -> &'static str {
+    [
+        "",
+        "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n\
+         *nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         :POSTROUTING ACCEPT [0:0]\nCOMMIT\n",
+        "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A PREROUTING -p tcp --dport 9 -j DROP\nCOMMIT\n",
+        "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT DROP [0:0]\nCOMMIT\n",
+    ][which]
+}
+
+/// The packet with its TTL (or hop limit) set to `ttl`, its IPv4 header checksum made anew.
+fn with_ttl(mut p: Vec<u8>, ttl: u8) -> Vec<u8> {
+    if p[0] >> 4 == 6 {
+        p[7] = ttl;
+        return p;
+    }
+    p[8] = ttl;
+    p[10..12].fill(0);
+    let c = checksum::finish(checksum::sum(&p[..20], 0));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// A ruleset of one family: mangle's PREROUTING and FORWARD, filter's FORWARD (its policy
+/// `policy`) with two user chains.
+fn gen_ruleset(
+    f: Family,
+    mangle: &[GenRule],
+    (forward, policy): (&[GenRule], &str),
+    user: &[GenRule],
+) -> String {
     let mut t = String::from(
         "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
          :OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:U1 - [0:0]\n:U2 - [0:0]\n",
@@ -816,8 +849,10 @@ fn gen_ruleset(f: Family, mangle: &[GenRule], forward: &[GenRule], user: &[GenRu
         let chain = ["PREROUTING", "FORWARD", "POSTROUTING", "U1"][i % 4];
         t += &gen_rule_text(chain, g, f, true);
     }
-    t += "COMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
-          :U1 - [0:0]\n:U2 - [0:0]\n";
+    t += &format!(
+        "COMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD {policy} [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         :U1 - [0:0]\n:U2 - [0:0]\n"
+    );
     for g in forward {
         t += &gen_rule_text("FORWARD", g, f, false);
     }
@@ -925,37 +960,54 @@ proptest::proptest! {
     /// share, records, state, ports, interfaces; some not: a length that differs packet by
     /// packet, the connection's status, LOG, MARK and a mark test between tables), the
     /// flows (both directions, both families, ICMP errors, the same packets from the wire
-    /// and from the host) and the time (connections expiring and their entries reused).
+    /// and from the host, now and then a TTL of 1) and the time (connections expiring and
+    /// their entries reused). Kept walks and kept paths (`udp4_fast`) are taken beside empty
+    /// raw and nat tables, not where raw has rules or drops, and not where the leaving
+    /// datagram is asked for (`emit`).
     #[test]
     fn a_kept_walk_decides_and_counts_as_the_walk(
         mangle in proptest::collection::vec(gen_rule(), 0..5),
         forward in proptest::collection::vec(gen_rule(), 1..7),
+        forward_accepts in proptest::bool::ANY,
         user in proptest::collection::vec(gen_rule(), 0..4),
+        other_tables in 0..4usize,
+        emit in proptest::bool::weighted(0.2),
         packets in proptest::collection::vec(
-            (0..8usize, proptest::bool::ANY, 0..8usize, proptest::bool::weighted(0.15)),
+            (
+                0..8usize,
+                proptest::bool::ANY,
+                0..8usize,
+                proptest::bool::weighted(0.15),
+                proptest::bool::weighted(0.1),
+            ),
             1..40,
         ),
     ) {
         let engine = |remember: bool| {
             let mut rs = ctrack_rules::Ruleset::default();
             for f in [Family::V4, Family::V6] {
-                let text = gen_ruleset(f, &mangle, &forward, &user);
+                let policy = if forward_accepts { "ACCEPT" } else { "DROP" };
+                let text = gen_ruleset(f, &mangle, (&forward, policy), &user)
+                    + gen_other_tables(other_tables);
                 let loaded = ctrack_rules::load_as(&text, "memo.rules", f);
                 rs.add(loaded.map_err(|e| format!("{e}\n{text}")).expect("valid"));
             }
             let mut e = Engine::with_rules(Settings::default(), memo_host(), 1, rs);
             e.remember_walks(remember);
+            e.emit_output(emit);
             e
         };
         let (mut kept, mut walked) = (engine(true), engine(false));
         let mut now = 0;
-        for (i, &(flow, reply, step, host)) in packets.iter().enumerate() {
+        for (i, &(flow, reply, step, host, ttl_1)) in packets.iter().enumerate() {
             // Mostly within a connection's timeout, sometimes past it.
             now += [1_000, 1_000, 1_000_000, SEC, SEC, 5 * SEC, 40 * SEC, 200 * SEC][step];
             let p = match flow {
                 6 | 7 => memo_icmp_error(flow - 6, usize::from(reply)),
                 f => memo_packet(f, reply, i as u16),
             };
+            // A forwarded packet whose TTL runs out is dropped before FORWARD.
+            let p = if ttl_1 { with_ttl(p, 1) } else { p };
             // Now and then the same packet sent by the host, where it has other hooks and no
             // input interface.
             let entry = if host { Entry::Host } else { Entry::Wire };
@@ -1125,4 +1177,49 @@ fn an_outcome_reused_is_the_outcome_made_anew() {
     }
     assert!(answered > 0, "a REJECT answered");
     assert_eq!(made.counts(), reused.counts());
+}
+
+/// A connection's way through the hooks is kept once its packet in a direction and state
+/// met only empty chains and kept walks, and its next packets take it again (`udp4_fast`)
+/// with the counters and outcomes of the hooks; a forwarded packet whose TTL runs out does
+/// not take it, and is dropped before FORWARD as with the hooks.
+#[test]
+fn a_kept_path_is_taken_as_the_hooks_would_take_it() {
+    let engine = |remember: bool| {
+        let text = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n\
+                    *filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                    -A FORWARD -s 10.9.0.0/16 -j DROP\n\
+                    -A FORWARD -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT\nCOMMIT\n";
+        let mut rs = ctrack_rules::Ruleset::default();
+        rs.add(ctrack_rules::load(text, "path.rules").expect("valid"));
+        let mut e = Engine::with_rules(Settings::default(), Host::default(), 1, rs);
+        e.remember_walks(remember);
+        e
+    };
+    let q = udp(C, S, 5000, 53, b"q");
+    let a = udp(S, C, 53, 5000, b"a");
+    let packets = [&q, &q, &q, &a, &a, &q, &q, &with_ttl(q.clone(), 1), &q];
+    let run = |e: &mut Engine| -> Vec<Outcome> {
+        (0..packets.len())
+            .map(|i| e.process(packets[i], Entry::Wire, i as u64 * SEC))
+            .collect()
+    };
+    let (mut kept, mut walked) = (engine(true), engine(false));
+    let outcomes = run(&mut kept);
+    assert_eq!(outcomes, run(&mut walked));
+    assert_eq!(
+        outcomes.iter().map(|o| o.fate).collect::<Vec<_>>(),
+        [
+            [Fate::Forwarded; 7].as_slice(),
+            &[Fate::Dropped(DropReason::TtlExceeded), Fate::Forwarded]
+        ]
+        .concat()
+    );
+    assert_eq!(all_counters(kept.rules()), all_counters(walked.rules()));
+    assert_eq!(kept.counts(), walked.counts());
+    assert_eq!(listing(&kept, 9 * SEC), listing(&walked, 9 * SEC));
+    // NEW before the answer, ESTABLISHED in reply, ESTABLISHED: three ways kept, one path
+    // through the same chains for all.
+    assert_eq!(kept.memo.distinct_paths(), 1);
+    assert_eq!(walked.memo.distinct_paths(), 0);
 }

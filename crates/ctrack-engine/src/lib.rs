@@ -351,6 +351,9 @@ pub struct Engine {
     remember: bool,
     /// [`Engine::udp4_fast_entries`].
     udp4_fast: [Option<Option<(u16, u16)>>; 2],
+    /// Whether ways through the hooks are kept and taken (`memo::Path`): walks are kept
+    /// and no output is asked for.
+    keeps_paths: bool,
 }
 
 const TABLES: usize = 5;
@@ -460,6 +463,7 @@ impl Engine {
             conntrack: Conntrack::new(settings, seed),
             host,
             udp4_fast: [None; 2],
+            keeps_paths: true,
             chains,
             nat: [Family::V4, Family::V6]
                 .map(|f| rules.family(f).is_some_and(|r| r.table("nat").is_some())),
@@ -476,6 +480,7 @@ impl Engine {
     /// Build each leaving packet (for `--out`); off by default, as it copies every one.
     pub fn emit_output(&mut self, on: bool) {
         self.emit = on;
+        self.keeps_paths = self.remember && !self.emit;
         self.udp4_fast = self.udp4_fast_entries();
     }
 
@@ -485,6 +490,7 @@ impl Engine {
     /// takes; off, every packet walks every chain and takes every hook, as a comparison.
     pub fn remember_walks(&mut self, on: bool) {
         self.remember = on;
+        self.keeps_paths = self.remember && !self.emit;
         self.udp4_fast = self.udp4_fast_entries();
     }
 
@@ -494,7 +500,7 @@ impl Engine {
     /// (empty, its policy ACCEPT), if there is one.
     fn udp4_fast_entries(&self) -> [Option<Option<(u16, u16)>>; 2] {
         [Hook::PreRouting, Hook::LocalOut].map(|hook| {
-            if self.emit || !self.remember {
+            if !self.keeps_paths {
                 return None;
             }
             let Some(Located { at, empty }) = self.chains[0][hook as usize][Table::Raw as usize]
@@ -917,70 +923,95 @@ impl Engine {
             // not made again.
             Err(p) => return self.udp4_through_hooks(bytes, Err(&p), None, now, out),
         };
-        // Only a connection without a helper or a NAT binding has its way kept. Neither
-        // can come about while raw's chains have no rules (a helper is given by raw's CT,
-        // and the translation a binding makes is the same for every packet anyway): these
-        // are checked so that a path is never kept for one, should they come about
-        // otherwise.
-        let key = match ct.ct {
-            Some(CtRef::Confirmed(at)) if ct.drop.is_none() && !self.conntrack.any_helper() => self
-                .conntrack
-                .conn(CtRef::Confirmed(at))
-                .filter(|c| !c.is_translated())
-                .and_then(|c| memo::Key::of(at, c, ct.state, wire)),
-            _ => None,
-        };
+        let key = self.path_key(&ct, wire);
         if let Some(key) = key {
-            // A forwarded packet whose TTL runs out takes the hooks to be dropped there.
             let ttl = u.bytes()[8];
-            if let Some(path) = self
-                .memo
-                .path(key)
-                .filter(|p| p.end != End::Forwarded || ttl > 1)
-            {
-                for &step in path.steps() {
-                    match step {
-                        memo::Step::Walk(place) => {
-                            if let Some(kept) = self.memo.kept(place) {
-                                self.rules.replay(&kept.replay, len);
-                            }
-                        }
-                        memo::Step::Policy(t, c) => {
-                            self.rules.policy_of_empty(
-                                Family::V4,
-                                (usize::from(t), usize::from(c)),
-                                len,
-                            );
-                        }
-                    }
-                }
-                out.rule = path.rule;
-                out.state = ct.state;
-                out.invalid = ct.invalid;
-                out.fate = match path.end {
-                    End::Delivered => {
-                        self.counts.delivered += 1;
-                        Fate::Delivered
-                    }
-                    End::Forwarded => {
-                        self.counts.forwarded += 1;
-                        Fate::Forwarded
-                    }
-                    End::Sent => {
-                        self.counts.sent += 1;
-                        Fate::Sent
-                    }
-                };
-                self.conntrack.confirm(&ct, now);
+            if self.take_path(key, (Family::V4, len, ttl), &ct, None, now, out) {
                 return;
             }
         }
         self.udp4_through_hooks(bytes, Ok(&ct), key, now, out)
     }
 
+    /// The key a packet's way through the hooks is kept under, once conntrack gave `ct`;
+    /// `None` where it is not kept: no confirmed connection, RELATED, dropped.
+    ///
+    /// Only a connection without a helper or a NAT binding has its way kept. A helper
+    /// works on each packet at confirmation; a binding's translation is the same for every
+    /// packet, but the later hooks see the translated datagram: both are left to the
+    /// hooks.
+    #[inline(always)]
+    fn path_key(&self, ct: &InResult, wire: bool) -> Option<memo::Key> {
+        match ct.ct {
+            Some(CtRef::Confirmed(at)) if ct.drop.is_none() && !self.conntrack.any_helper() => self
+                .conntrack
+                .conn(CtRef::Confirmed(at))
+                .filter(|c| !c.is_translated())
+                .and_then(|c| memo::Key::of(at, c, ct.state, wire)),
+            _ => None,
+        }
+    }
+
+    /// Takes the way kept for `key`, if there is one and the packet (its family, length
+    /// and TTL) may take it: its chains' counters bumped in order, its outcome given,
+    /// conntrack's confirmation made. `raw_rule` is the last rule raw's walk matched
+    /// before conntrack, which a kept way does not hold. False, with nothing done, where
+    /// the packet must take the hooks.
+    #[inline(always)]
+    fn take_path(
+        &mut self,
+        key: memo::Key,
+        (family, len, ttl): (Family, u64, u8),
+        ct: &InResult,
+        raw_rule: memo::LastRule,
+        now: u64,
+        out: &mut Outcome,
+    ) -> bool {
+        // A forwarded packet whose TTL runs out takes the hooks to be dropped there.
+        let Some(path) = self
+            .memo
+            .path(key)
+            .filter(|p| p.end != End::Forwarded || ttl > 1)
+        else {
+            return false;
+        };
+        for &step in path.steps() {
+            match step {
+                memo::Step::Walk(place) => {
+                    if let Some(kept) = self.memo.kept(place) {
+                        self.rules.replay(&kept.replay, len);
+                    }
+                }
+                memo::Step::Policy(t, c) => {
+                    self.rules
+                        .policy_of_empty(family, (usize::from(t), usize::from(c)), len);
+                }
+            }
+        }
+        out.rule = path.rule.or(raw_rule);
+        out.state = ct.state;
+        out.invalid = ct.invalid;
+        out.fate = match path.end {
+            End::Delivered => {
+                self.counts.delivered += 1;
+                Fate::Delivered
+            }
+            End::Forwarded => {
+                self.counts.forwarded += 1;
+                Fate::Forwarded
+            }
+            End::Sent => {
+                self.counts.sent += 1;
+                Fate::Sent
+            }
+        };
+        self.conntrack.confirm(ct, now);
+        true
+    }
+
     /// A datagram [`Engine::udp4_fast`] took through the hooks after all: parsed, tracked
     /// (`tracked`: by the fast path, or its miss to try the new connection with), then as
-    /// [`Engine::run_hooks`] goes on after conntrack. Its path is recorded and kept for
+    /// [`Engine::run_hooks`] goes on after conntrack. Its way is recorded and kept for
     /// `record`, if it may be.
     #[inline(never)]
     fn udp4_through_hooks(
@@ -1007,19 +1038,38 @@ impl Engine {
             }
         };
         m.ct = ct.ct;
-        if record.is_some() {
-            self.memo.record();
+        match record {
+            Some(key) => self.record_path(d, &mut m, ct, key, now, out),
+            None => self.after_conntrack(d, &mut m, Some(ct), now, out),
         }
-        self.after_conntrack(d, &mut m, Some(ct), now, out);
-        if let Some(key) = record {
-            let end = match out.fate {
-                Fate::Delivered => Some(End::Delivered),
-                Fate::Forwarded => Some(End::Forwarded),
-                Fate::Sent => Some(End::Sent),
-                _ => None,
-            };
-            self.memo.end_recording(key, end.map(|end| (out.rule, end)));
-        }
+    }
+
+    /// The hooks after conntrack, the way the packet takes through them recorded and kept
+    /// for `key` if it may be (every chain met empty or with its walk kept, and the packet
+    /// not dropped).
+    #[inline(never)]
+    fn record_path(
+        &mut self,
+        d: &Datagram<'_>,
+        m: &mut Meta,
+        ct: &InResult,
+        key: memo::Key,
+        now: u64,
+        out: &mut Outcome,
+    ) {
+        // The way kept holds what the hooks after conntrack did: raw's last rule, which
+        // may differ packet by packet, is added back after.
+        let raw_rule = m.rule.take();
+        self.memo.record();
+        self.after_conntrack(d, m, Some(ct), now, out);
+        let end = match out.fate {
+            Fate::Delivered => Some(End::Delivered),
+            Fate::Forwarded => Some(End::Forwarded),
+            Fate::Sent => Some(End::Sent),
+            _ => None,
+        };
+        self.memo.end_recording(key, end.map(|end| (out.rule, end)));
+        out.rule = out.rule.or(raw_rule);
     }
 
     /// A datagram [`Udp4::parse`] took and [`Datagram::parse`] refused: never, as a
@@ -1068,6 +1118,17 @@ impl Engine {
             };
             Some(ct)
         };
+        // A known connection's packet takes its way kept, or has it recorded, as on the
+        // fast path; a packet given a template by raw takes the hooks.
+        if let (Some(ct), true, None) = (&ct, self.keeps_paths, &m.template) {
+            if let Some(key) = self.path_key(ct, m.wire) {
+                let packet = (d.family, u64::from(d.len()), d.ttl);
+                if !self.take_path(key, packet, ct, m.rule, now, out) {
+                    self.record_path(d, &mut m, ct, key, now, out);
+                }
+                return;
+            }
+        }
         self.after_conntrack(d, &mut m, ct.as_ref(), now, out)
     }
 

@@ -806,18 +806,26 @@ fn gen_rule_text(chain: &str, g: &GenRule, f: Family, mangle: bool) -> String {
 }
 
 /// The tables beside mangle and filter in the walk-keeping test, by number: none; raw's
-/// chains empty, their policies ACCEPT, and an empty nat table; raw's PREROUTING with a rule
-/// that matches nothing; raw's OUTPUT dropping by policy.
-fn gen_other_tables(which: usize) -> &'static str {
-    [
-        "",
-        "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n\
-         *nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
-         :POSTROUTING ACCEPT [0:0]\nCOMMIT\n",
-        "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
-         -A PREROUTING -p tcp --dport 9 -j DROP\nCOMMIT\n",
-        "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT DROP [0:0]\nCOMMIT\n",
-    ][which]
+/// chains empty, their policies ACCEPT, and an empty nat table; raw's PREROUTING with rules
+/// without a target (the last rule some packets match, when no later one does: by
+/// address, or by length) and one that matches nothing; raw's OUTPUT dropping by policy.
+fn gen_other_tables(which: usize, f: Family) -> String {
+    let net = memo_addrs(f).1[0];
+    match which {
+        1 => "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n\
+              *nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+              :POSTROUTING ACCEPT [0:0]\nCOMMIT\n"
+            .to_string(),
+        // The length rule matches some of a connection's packets and not others.
+        2 => format!(
+            "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A PREROUTING -s {net}\n\
+             -A PREROUTING -m length --length 0:{short}\n\
+             -A PREROUTING -p tcp --dport 9 -j DROP\nCOMMIT\n",
+            short = if f == Family::V4 { 28 } else { 48 }
+        ),
+        3 => "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT DROP [0:0]\nCOMMIT\n".to_string(),
+        _ => String::new(),
+    }
 }
 
 /// The packet with its TTL (or hop limit) set to `ttl`, its IPv4 header checksum made anew.
@@ -988,7 +996,7 @@ proptest::proptest! {
             for f in [Family::V4, Family::V6] {
                 let policy = if forward_accepts { "ACCEPT" } else { "DROP" };
                 let text = gen_ruleset(f, &mangle, (&forward, policy), &user)
-                    + gen_other_tables(other_tables);
+                    + &gen_other_tables(other_tables, f);
                 let loaded = ctrack_rules::load_as(&text, "memo.rules", f);
                 rs.add(loaded.map_err(|e| format!("{e}\n{text}")).expect("valid"));
             }

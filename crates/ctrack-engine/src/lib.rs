@@ -13,11 +13,12 @@
 //! sans-IO: no clock, no files; time is the caller's.
 //!
 //! A connection's packets mostly go the way its earlier ones went. Walks of chains that can
-//! only decide as before are kept per connection, direction and state (`memo`), and for an
-//! IPv4/UDP datagram so is its whole way through the hooks: its next packets are tracked
-//! from their bytes on conntrack's fast path and given that way's counters and outcome
-//! without the hooks. Neither changes a decision or a counter; a proptest holds them to
-//! the hooks walked every time ([`Engine::remember_walks`] off).
+//! only decide as before are kept per connection, direction and state (`memo`), and so is
+//! the whole way through the hooks after conntrack where every chain on it was empty or
+//! had its walk kept: the next packets are given that way's counters and outcome without
+//! the hooks, and an IPv4/UDP datagram is tracked from its bytes on conntrack's fast path
+//! as well. Neither changes a decision or a counter; a proptest holds them to the hooks
+//! walked every time ([`Engine::remember_walks`] off).
 
 use ctrack_conntrack::nat::{Manip, NatRange};
 use ctrack_conntrack::{Conntrack, CtRef, Help, Hook, InResult, PacketState, Settings};

@@ -24,8 +24,8 @@
 //! met was empty (its policy counted) or had a walk kept, and its connection has no NAT
 //! binding and no helper: the chains in order and how it ended. Such a path is the same for
 //! the connection's next packets in that direction and state, but for the TTL a forwarded
-//! packet must have left: the pipeline's fast path (`Engine::udp4_fast`) takes it again,
-//! without the hooks.
+//! packet must have left: the pipeline takes it again without the hooks (`Engine::take_path`),
+//! after conntrack's fast path for an IPv4/UDP datagram or its general one for the rest.
 
 use crate::Table;
 use ctrack_conntrack::status::ips;

@@ -1011,9 +1011,10 @@ impl Engine {
     }
 
     /// A datagram [`Engine::udp4_fast`] took through the hooks after all: parsed, tracked
-    /// (`tracked`: by the fast path, or its miss to try the new connection with), then as
+    /// (`tracked`: by the fast path, or its miss to try the new connection with, after
+    /// which a known connection's kept way is taken as after the fast path), then as
     /// [`Engine::run_hooks`] goes on after conntrack. Its way is recorded and kept for
-    /// `record`, if it may be.
+    /// `record` (or the key found here), if it may be.
     #[inline(never)]
     fn udp4_through_hooks(
         &mut self,
@@ -1031,11 +1032,20 @@ impl Engine {
         };
         let mut m = self.meta(d, entry);
         let made;
-        let ct = match tracked {
-            Ok(ct) => ct,
+        let (ct, record) = match tracked {
+            Ok(ct) => (ct, record),
             Err(p) => {
                 made = self.conntrack.conntrack_in_prefetched(d, entry, now, p);
-                &made
+                // A known connection the fast path leaves to the general one (one with a
+                // rarer part) takes its kept way too.
+                let key = self.path_key(&made, m.wire);
+                if let Some(key) = key {
+                    let packet = (d.family, u64::from(d.len()), d.ttl);
+                    if self.take_path(key, packet, &made, None, now, out) {
+                        return;
+                    }
+                }
+                (&made, key)
             }
         };
         m.ct = ct.ct;

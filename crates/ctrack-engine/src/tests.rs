@@ -969,9 +969,9 @@ proptest::proptest! {
     /// packet, the connection's status, LOG, MARK and a mark test between tables), the
     /// flows (both directions, both families, ICMP errors, the same packets from the wire
     /// and from the host, now and then a TTL of 1) and the time (connections expiring and
-    /// their entries reused). Kept walks and kept paths (`udp4_fast`) are taken beside empty
-    /// raw and nat tables, not where raw has rules or drops, and not where the leaving
-    /// datagram is asked for (`emit`).
+    /// their entries reused). Kept walks and kept ways through the hooks are taken beside
+    /// empty raw and nat tables (after conntrack's fast path) and where raw has rules (after
+    /// its general one), but not where the leaving datagram is asked for (`emit`).
     #[test]
     fn a_kept_walk_decides_and_counts_as_the_walk(
         mangle in proptest::collection::vec(gen_rule(), 0..5),
@@ -1230,4 +1230,67 @@ fn a_kept_path_is_taken_as_the_hooks_would_take_it() {
     // through the same chains for all.
     assert_eq!(kept.memo.distinct_paths(), 1);
     assert_eq!(walked.memo.distinct_paths(), 0);
+}
+
+/// A TCP connection's ways through the hooks are kept after conntrack's general path, as a
+/// UDP one's after its fast path: the handshake, data both ways, a segment out of the
+/// window (INVALID, through the hooks), the close; every outcome, counter and entry as
+/// with the hooks walked every time.
+#[test]
+fn a_tcp_connection_takes_its_kept_ways_as_the_hooks_would() {
+    let engine = |remember: bool| {
+        let text = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                    -A PREROUTING -p udp --dport 9 -j DROP\nCOMMIT\n\
+                    *filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                    -A FORWARD -m conntrack --ctstate INVALID -j DROP\n\
+                    -A FORWARD -p tcp --dport 80 -j ACCEPT\n\
+                    -A FORWARD -m conntrack --ctstate ESTABLISHED -j ACCEPT\nCOMMIT\n";
+        let mut rs = ctrack_rules::Ruleset::default();
+        rs.add(ctrack_rules::load(text, "tcp-path.rules").expect("valid"));
+        let mut e = Engine::with_rules(Settings::default(), Host::default(), 1, rs);
+        e.remember_walks(remember);
+        e.conntrack_mut().record_events(true);
+        e
+    };
+    let (ack, psh_ack, fin_ack) = (0x10, 0x18, 0x11);
+    let mut segments = vec![
+        tcp(C, S, 40000, 80, 0x02, 100, 0),
+        tcp(S, C, 80, 40000, 0x12, 500, 101),
+        tcp(C, S, 40000, 80, ack, 101, 501),
+    ];
+    for _ in 0..4 {
+        segments.push(tcp(C, S, 40000, 80, psh_ack, 101, 501));
+        segments.push(tcp(S, C, 80, 40000, psh_ack, 501, 101));
+    }
+    // Far out of the window: INVALID, dropped by the first rule.
+    segments.push(tcp(C, S, 40000, 80, ack, 2_000_000_000, 501));
+    segments.push(tcp(C, S, 40000, 80, fin_ack, 101, 501));
+    segments.push(tcp(S, C, 80, 40000, fin_ack, 501, 102));
+    segments.push(tcp(C, S, 40000, 80, ack, 102, 502));
+    let run = |e: &mut Engine| -> Vec<Outcome> {
+        segments
+            .iter()
+            .enumerate()
+            .map(|(i, p)| e.process(p, Entry::Wire, i as u64 * 1000))
+            .collect()
+    };
+    let (mut kept, mut walked) = (engine(true), engine(false));
+    let outcomes = run(&mut kept);
+    assert_eq!(outcomes, run(&mut walked));
+    assert!(
+        outcomes.iter().any(|o| matches!(o.fate, Fate::Dropped(_))),
+        "the INVALID segment is dropped"
+    );
+    assert_eq!(all_counters(kept.rules()), all_counters(walked.rules()));
+    assert_eq!(kept.counts(), walked.counts());
+    assert_eq!(listing(&kept, SEC), listing(&walked, SEC));
+    let events = |e: &mut Engine| -> Vec<String> {
+        let events = e.conntrack_mut().take_events();
+        events.iter().map(|ev| format!("{ev:?}")).collect()
+    };
+    let made = events(&mut kept);
+    // NEW, two UPDATEs of the handshake, three of the close.
+    assert!(made.len() >= 6, "{made:#?}");
+    assert_eq!(made, events(&mut walked));
+    assert!(kept.memo.distinct_paths() >= 1, "a way kept");
 }

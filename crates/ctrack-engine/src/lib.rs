@@ -474,15 +474,14 @@ impl Engine {
             memo: memo::Memo::default(),
             remember: true,
         };
-        engine.udp4_fast = engine.udp4_fast_entries();
+        engine.settle_ways();
         engine
     }
 
     /// Build each leaving packet (for `--out`); off by default, as it copies every one.
     pub fn emit_output(&mut self, on: bool) {
         self.emit = on;
-        self.keeps_paths = self.remember && !self.emit;
-        self.udp4_fast = self.udp4_fast_entries();
+        self.settle_ways();
     }
 
     /// Whether a connection's walks are kept and taken again by its next packets (on by
@@ -491,6 +490,12 @@ impl Engine {
     /// takes; off, every packet walks every chain and takes every hook, as a comparison.
     pub fn remember_walks(&mut self, on: bool) {
         self.remember = on;
+        self.settle_ways();
+    }
+
+    /// What follows from the settings for kept ways through the hooks: whether they are
+    /// kept at all, and which entries take [`Engine::udp4_fast`].
+    fn settle_ways(&mut self) {
         self.keeps_paths = self.remember && !self.emit;
         self.udp4_fast = self.udp4_fast_entries();
     }

@@ -7,36 +7,105 @@ use crate::{Addr, Family};
 
 /// Adds `data` to a running one's-complement sum (not yet folded: [`finish`] folds it).
 ///
-/// Eight bytes at a time, as two 32-bit big-endian words: a 32-bit word is two 16-bit
-/// words, and 2^16 is 1 modulo 0xffff, so the folded result is the same as word by word
-/// (RFC 1071 section 2). An IPv4 header is three additions of pairs, not ten of words.
-pub fn sum(data: &[u8], mut acc: u64) -> u64 {
-    let mut words = data.chunks_exact(8);
-    for w in &mut words {
-        let w = u64::from_be_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        acc += (w >> 32) + (w & 0xffff_ffff);
+/// Summed as a [`NativeSum`], folded and put in network order once at the end, so that
+/// the result is the same as word by word (RFC 1071 section 2).
+#[inline]
+pub fn sum(data: &[u8], acc: u64) -> u64 {
+    acc + NativeSum::default().add_bytes(data).network_order()
+}
+
+/// A one's-complement sum of bytes read as they lie in memory, eight at a time in the
+/// machine's byte order, with end-around carry; folded once at the end.
+///
+/// The one's-complement sum of byte-swapped words is the byte-swapped sum, and 2^16 is 1
+/// modulo 0xffff, so where a 16-bit word sits in the 64-bit sum does not change the fold:
+/// an IPv4 header is three additions, not ten, and no byte is swapped on the way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NativeSum(u64);
+
+impl NativeSum {
+    /// Adds eight bytes read in the machine's order.
+    #[inline(always)]
+    pub fn add_word(self, w: [u8; 8]) -> NativeSum {
+        self.add(u64::from_ne_bytes(w))
     }
-    let mut rest = words.remainder();
-    if let [a, b, c, d, tail @ ..] = rest {
-        acc += u64::from(u32::from_be_bytes([*a, *b, *c, *d]));
-        rest = tail;
+
+    /// Adds a 16-bit field given in host order, as the network-order bytes of a header
+    /// or pseudo-header hold it.
+    #[inline(always)]
+    pub fn add_be16(self, v: u16) -> NativeSum {
+        self.add(u64::from(u16::from_ne_bytes(v.to_be_bytes())))
     }
-    if let [a, b, tail @ ..] = rest {
-        acc += u64::from(u16::from_be_bytes([*a, *b]));
-        rest = tail;
+
+    #[inline(always)]
+    fn add(self, w: u64) -> NativeSum {
+        let (s, carry) = self.0.overflowing_add(w);
+        // Cannot overflow: a sum that carried is at most 2^64 - 2.
+        NativeSum(s + u64::from(carry))
     }
-    if let [last] = rest {
-        acc += u64::from(u16::from_be_bytes([*last, 0]));
+
+    /// Adds bytes starting at an even offset of the checksummed data; an odd last byte is
+    /// the first of a word padded with zero.
+    #[inline]
+    pub fn add_bytes(mut self, data: &[u8]) -> NativeSum {
+        let mut words = data.chunks_exact(8);
+        for w in &mut words {
+            self = self.add_word([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        }
+        let mut rest = words.remainder();
+        if let [a, b, c, d, tail @ ..] = rest {
+            self = self.add(u64::from(u32::from_ne_bytes([*a, *b, *c, *d])));
+            rest = tail;
+        }
+        if let [a, b, tail @ ..] = rest {
+            self = self.add(u64::from(u16::from_ne_bytes([*a, *b])));
+            rest = tail;
+        }
+        if let [last] = rest {
+            self = self.add(u64::from(u16::from_ne_bytes([*last, 0])));
+        }
+        self
     }
-    acc
+
+    /// True when the data summed, checksum field included, sums to zero: a checksum that
+    /// verifies.
+    #[inline(always)]
+    pub fn verifies(self) -> bool {
+        fold(self.0) == 0xffff
+    }
+
+    /// The sum folded to 16 bits in network order, for [`finish`].
+    #[inline(always)]
+    fn network_order(self) -> u64 {
+        u64::from(u16::from_be(fold(self.0)))
+    }
+}
+
+/// A one's-complement sum folded to 16 bits with end-around carry: 0 only for 0.
+#[inline(always)]
+fn fold(acc: u64) -> u16 {
+    let (s, carry) = (acc as u32).overflowing_add((acc >> 32) as u32);
+    let s = s + u32::from(carry);
+    let (s, carry) = (s as u16).overflowing_add((s >> 16) as u16);
+    s + u16::from(carry)
+}
+
+/// True when an IPv4 header without options sums to zero, checksum field included.
+#[inline(always)]
+pub fn ipv4_header_verifies(h: &[u8; 20]) -> bool {
+    let (words, tail) = h.split_at(16);
+    NativeSum::default()
+        .add_bytes(words)
+        .add(u64::from(u32::from_ne_bytes([
+            tail[0], tail[1], tail[2], tail[3],
+        ])))
+        .verifies()
 }
 
 /// Folds a running sum to 16 bits and complements it.
-pub fn finish(mut acc: u64) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
+#[inline]
+pub fn finish(acc: u64) -> u16 {
+    !fold(acc)
 }
 
 /// The pseudo-header sum for a transport segment of `len` bytes.

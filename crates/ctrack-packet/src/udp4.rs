@@ -43,7 +43,7 @@ impl<'a> Udp4<'a> {
         if total > bytes.len() || h[6] & 0x3f != 0 || h[7] != 0 {
             return None;
         }
-        if checksum::finish(checksum::sum(h, 0)) != 0 {
+        if !checksum::ipv4_header_verifies(h) {
             return None;
         }
         Self::with_udp(&bytes[..total])
@@ -152,15 +152,29 @@ impl<'a> Udp4<'a> {
     }
 
     fn checksum_sums_to_zero(&self) -> bool {
-        let udp_len = usize::from(u16::from_be_bytes([self.bytes[24], self.bytes[25]]));
-        checksum::verify(
-            Family::V4,
-            Addr::v4(self.src),
-            Addr::v4(self.dst),
-            proto::UDP,
-            &self.bytes[HEADER..HEADER + udp_len],
-            true,
-        )
+        let b = self.bytes;
+        let udp_len = u16::from_be_bytes([b[24], b[25]]);
+        let segment_end = HEADER + usize::from(udp_len);
+        let Some((head, payload)) = b
+            .get(..segment_end)
+            .and_then(|d| d.split_first_chunk::<{ HEADER + UDP_HEADER }>())
+        else {
+            return false;
+        };
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&head[at..at + 8]);
+            w
+        };
+        // The pseudo-header's two addresses lie side by side in the IPv4 header, and the
+        // UDP header is one word.
+        checksum::NativeSum::default()
+            .add_word(word(12))
+            .add_be16(u16::from(proto::UDP))
+            .add_be16(udp_len)
+            .add_word(word(HEADER))
+            .add_bytes(payload)
+            .verifies()
     }
 }
 

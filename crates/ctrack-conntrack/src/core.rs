@@ -47,6 +47,11 @@ impl Hook {
     }
 }
 
+/// The cached events of a confirmed connection that make an UPDATE when its packet is
+/// confirmed: state and status changes.
+const UPDATE_EVENTS: u16 =
+    ipct::PROTOINFO | ipct::ASSURED | ipct::REPLY | ipct::MARK | ipct::HELPER;
+
 /// The connection a packet belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CtRef {
@@ -490,7 +495,7 @@ impl Conntrack {
             Some(h) if h.fast_path_missed => {}
             _ => {
                 if let Some(u) = ctrack_packet::Udp4::of_datagram(d) {
-                    if let Ok(r) = self.udp4_in(&u, hook, now, hint.map(|h| h.hash)) {
+                    if let Ok(r) = self.udp4_in::<false>(&u, hook, now, hint.map(|h| h.hash)) {
                         return r;
                     }
                 }
@@ -1033,9 +1038,7 @@ impl Conntrack {
                 let ev = std::mem::take(&mut c.events);
                 // Only state and status changes make an UPDATE; most packets make none, and
                 // the entry is copied only for one.
-                if ev & (ipct::PROTOINFO | ipct::ASSURED | ipct::REPLY | ipct::MARK | ipct::HELPER)
-                    != 0
-                {
+                if ev & UPDATE_EVENTS != 0 {
                     self.emit_update(idx, now, ev);
                 }
             }
@@ -1074,7 +1077,7 @@ impl Conntrack {
 
     /// The UPDATE event of a confirmed connection whose state or status changed.
     #[inline(never)]
-    fn emit_update(&mut self, idx: u32, now: u64, ev: u16) {
+    pub(super) fn emit_update(&mut self, idx: u32, now: u64, ev: u16) {
         let snapshot = (*self.table.get(idx), self.table.reply(idx));
         let extras = self.extras(CtRef::Confirmed(idx));
         self.emit(now, EventKind::Update, snapshot, extras, ev);

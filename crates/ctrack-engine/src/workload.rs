@@ -70,11 +70,12 @@ impl Tracker {
         let mut tracked = 0;
         for (u, h) in us.iter().zip(hashes) {
             tracked += usize::from(
+                // Tracked and confirmed at once: nothing comes between the two here.
                 match self
                     .ct
-                    .conntrack_in_udp4_prefetched(u, Hook::PreRouting, now, h)
+                    .conntrack_in_udp4_committed(u, Hook::PreRouting, now, h)
                 {
-                    Ok(r) => self.confirmed(&r, now),
+                    Ok(r) => r.drop.is_none() && r.ct.is_some(),
                     Err(p) => self.missed(u, &p, now),
                 },
             );

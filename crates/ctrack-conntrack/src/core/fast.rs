@@ -47,7 +47,7 @@ impl Conntrack {
         hook: Hook,
         now: u64,
     ) -> Result<InResult, Prefetched<'a>> {
-        self.udp4_in(u, hook, now, None)
+        self.udp4_in::<false>(u, hook, now, None)
     }
 
     /// The hashes of four IPv4/UDP datagrams' tuples, made at once (in the lanes of AVX2
@@ -84,13 +84,30 @@ impl Conntrack {
         h: &Udp4Hash<'a>,
     ) -> Result<InResult, Prefetched<'a>> {
         let hash = (h.bytes == place_of(u)).then_some(h.hash);
-        self.udp4_in(u, hook, now, hash)
+        self.udp4_in::<false>(u, hook, now, hash)
+    }
+
+    /// [`Conntrack::conntrack_in_udp4_prefetched`] and then [`Conntrack::confirm`] of the
+    /// result, as a datapath that tracks and commits at once (nothing between the two to
+    /// change the connection): the same effects, the events delivered with the connection
+    /// at hand instead of found again. An `Ok` result is confirmed already; an `Err` has
+    /// changed nothing, as there.
+    #[inline]
+    pub fn conntrack_in_udp4_committed<'a>(
+        &mut self,
+        u: &Udp4<'a>,
+        hook: Hook,
+        now: u64,
+        h: &Udp4Hash<'a>,
+    ) -> Result<InResult, Prefetched<'a>> {
+        let hash = (h.bytes == place_of(u)).then_some(h.hash);
+        self.udp4_in::<true>(u, hook, now, hash)
     }
 
     /// The fast path, given the hash of the datagram's tuple in zone 0 if it was made
-    /// already.
+    /// already; with `COMMIT`, the packet confirmed too.
     #[inline(always)]
-    pub(super) fn udp4_in<'a>(
+    pub(super) fn udp4_in<'a, const COMMIT: bool>(
         &mut self,
         u: &Udp4<'a>,
         hook: Hook,
@@ -145,6 +162,11 @@ impl Conntrack {
             c.events |= ipct::REPLY;
         }
         let (refreshed, extras) = (c.deadline, c.extras);
+        let events = if COMMIT {
+            std::mem::take(&mut c.events)
+        } else {
+            0
+        };
         if refreshed < deadline {
             self.timers.set_at_most(idx, refreshed);
         }
@@ -155,6 +177,9 @@ impl Conntrack {
             }
         }
         self.pending = None;
+        if events & super::UPDATE_EVENTS != 0 {
+            self.emit_update(idx, now, events);
+        }
         Ok(InResult {
             state: PacketState::Tracked(ctinfo),
             ct: Some(CtRef::Confirmed(idx)),
@@ -450,14 +475,23 @@ mod tests {
             let a = general.conntrack_in_with(&d, hook, now, tmpl.as_ref());
             // One by one, or hashed four at a time (the other three being the same datagram);
             // a datagram the fast path leaves goes to the general path with what it made.
+            // Hashed four at a time, a packet to be confirmed with nothing between is
+            // tracked and committed at once.
+            let commit = four && confirm && !translate;
+            let mut committed = false;
             let fast_path = match (tmpl, Udp4::parse(&bytes)) {
                 (None, Some(u)) => {
                     let r = if four {
                         let p = fast.prefetch_udp4_x4([&u; 4]);
-                        fast.conntrack_in_udp4_prefetched(&u, hook, now, &p[3])
+                        if commit {
+                            fast.conntrack_in_udp4_committed(&u, hook, now, &p[3])
+                        } else {
+                            fast.conntrack_in_udp4_prefetched(&u, hook, now, &p[3])
+                        }
                     } else {
                         fast.conntrack_in_udp4(&u, hook, now)
                     };
+                    committed = commit && r.is_ok();
                     Some(match r {
                         Err(p) if direct => fast.conntrack_in_udp4_new(&u, hook, now, &p),
                         r => r,
@@ -472,7 +506,10 @@ mod tests {
                 None => fast.conntrack_in_with(&d, hook, now, tmpl.as_ref()),
             };
             prop_assert_eq!(a, b, "{:?} at {}", op, now);
-            for (ct, r) in [(&mut general, a), (&mut fast, b)] {
+            for (ct, r, committed) in [(&mut general, a, false), (&mut fast, b, committed)] {
+                if committed {
+                    continue;
+                }
                 if let (true, Some(c)) = (translate, r.ct) {
                     ct.nat_setup(c, Manip::Src, &snat);
                 }

@@ -1,8 +1,10 @@
-//! SipHash-1-3 of the table's IPv4 keys: two 8-byte words, from a state keyed once.
+//! SipHash-1-3 of the table's IPv4 keys: 15 bytes (two ends of six bytes each, the
+//! protocol and the zone), from a state keyed once.
 //!
-//! Every value here is `siphasher`'s `SipHasher13` of the same key and words (the tests hold
+//! Every value here is `siphasher`'s `SipHasher13` of the same key and bytes (the tests hold
 //! them to it); only the way to it differs. The message's length is fixed, so nothing is
-//! buffered, and a batch's keys are hashed four at a time in the lanes of AVX2 registers
+//! buffered; at 15 bytes its last block holds its last seven bytes beside the length, so it
+//! takes two compression rounds where 16 bytes take three, and a batch's keys are hashed four at a time in the lanes of AVX2 registers
 //! where the CPU has them: SipHash's rounds are additions, rotations and XORs of 64-bit
 //! words, which four lanes do as cheaply as one.
 
@@ -16,15 +18,16 @@ pub(crate) fn keyed((k0, k1): (u64, u64)) -> [u64; 4] {
     ]
 }
 
-/// The last block of a 16-byte message: its length in the top byte, and no tail.
-const LENGTH_BLOCK: u64 = 16 << 56;
+/// A 15-byte message's length, as its last block holds it in the top byte.
+const LENGTH: u64 = 15 << 56;
 
-/// SipHash-1-3 of a 16-byte message given as two little-endian words, from the state
-/// [`keyed`] makes.
+/// SipHash-1-3 of a 15-byte message given as its first eight bytes and its last seven (a
+/// little-endian word whose top byte is zero), from the state [`keyed`] makes.
 #[inline]
-pub(crate) fn two_words(keyed: &[u64; 4], m0: u64, m1: u64) -> u64 {
+pub(crate) fn fifteen_bytes(keyed: &[u64; 4], m0: u64, m1: u64) -> u64 {
+    debug_assert_eq!(m1 >> 56, 0, "seven bytes");
     let mut v = *keyed;
-    for m in [m0, m1, LENGTH_BLOCK] {
+    for m in [m0, m1 | LENGTH] {
         v[3] ^= m;
         round(&mut v);
         v[0] ^= m;
@@ -50,27 +53,27 @@ fn round(v: &mut [u64; 4]) {
     v[2] = v[2].rotate_left(32);
 }
 
-/// [`two_words`] of four messages, each `[m0, m1]`.
+/// [`fifteen_bytes`] of four messages, each `[m0, m1]`.
 #[inline]
-pub(crate) fn two_words_x4(keyed: &[u64; 4], words: [[u64; 2]; 4]) -> [u64; 4] {
+pub(crate) fn fifteen_bytes_x4(keyed: &[u64; 4], words: [[u64; 2]; 4]) -> [u64; 4] {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
         if has!("avx512f") && has!("avx512vl") {
             // SAFETY: the CPU has AVX2, AVX-512F and AVX-512VL, checked just now.
-            return unsafe { avx2::two_words_x4_rotating(keyed, words) };
+            return unsafe { avx2::fifteen_bytes_x4_rotating(keyed, words) };
         }
         if has!("avx2") {
             // SAFETY: the CPU has AVX2, checked just now.
-            return unsafe { avx2::two_words_x4(keyed, words) };
+            return unsafe { avx2::fifteen_bytes_x4(keyed, words) };
         }
     }
-    two_words_x4_scalar(keyed, words)
+    fifteen_bytes_x4_scalar(keyed, words)
 }
 
-/// [`two_words_x4`] one message after the other, for a CPU without AVX2.
-fn two_words_x4_scalar(keyed: &[u64; 4], words: [[u64; 2]; 4]) -> [u64; 4] {
-    words.map(|[m0, m1]| two_words(keyed, m0, m1))
+/// [`fifteen_bytes_x4`] one message after the other, for a CPU without AVX2.
+fn fifteen_bytes_x4_scalar(keyed: &[u64; 4], words: [[u64; 2]; 4]) -> [u64; 4] {
+    words.map(|[m0, m1]| fifteen_bytes(keyed, m0, m1))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -122,9 +125,9 @@ mod avx2 {
         v[2] = rotl32(v[2]);
     }
 
-    /// [`super::two_words`] of four messages at once, one in each 64-bit lane.
+    /// [`super::fifteen_bytes`] of four messages at once, one in each 64-bit lane.
     #[target_feature(enable = "avx2")]
-    pub(super) fn two_words_x4(keyed: &[u64; 4], words: [[u64; 2]; 4]) -> [u64; 4] {
+    pub(super) fn fifteen_bytes_x4(keyed: &[u64; 4], words: [[u64; 2]; 4]) -> [u64; 4] {
         lanes(keyed, words)
     }
 
@@ -132,7 +135,7 @@ mod avx2 {
     /// the compiler picks for the shifts and OR of `rotl`: three rotations of each round
     /// take one instruction instead of three.
     #[target_feature(enable = "avx2,avx512f,avx512vl")]
-    pub(super) fn two_words_x4_rotating(keyed: &[u64; 4], words: [[u64; 2]; 4]) -> [u64; 4] {
+    pub(super) fn fifteen_bytes_x4_rotating(keyed: &[u64; 4], words: [[u64; 2]; 4]) -> [u64; 4] {
         lanes(keyed, words)
     }
 
@@ -149,12 +152,9 @@ mod avx2 {
             // Lane 0 is the first message: `set` takes its arguments from the top lane down.
             _mm256_set_epi64x(word(3, i), word(2, i), word(1, i), word(0, i))
         };
+        let last = _mm256_or_si256(lanes(1), _mm256_set1_epi64x(super::LENGTH as i64));
         let mut v = keyed.map(|k| _mm256_set1_epi64x(k as i64));
-        for m in [
-            lanes(0),
-            lanes(1),
-            _mm256_set1_epi64x(super::LENGTH_BLOCK as i64),
-        ] {
+        for m in [lanes(0), last] {
             v[3] = _mm256_xor_si256(v[3], m);
             round(&mut v);
             v[0] = _mm256_xor_si256(v[0], m);
@@ -178,27 +178,35 @@ mod tests {
     use siphasher::sip::SipHasher13;
     use std::hash::Hasher;
 
+    /// The crate's SipHash-1-3 of the 15 bytes `m0` and the low seven of `m1` stand for.
     fn crate_siphash13(k0: u64, k1: u64, m0: u64, m1: u64) -> u64 {
         let mut h = SipHasher13::new_with_keys(k0, k1);
-        h.write_u64(m0);
-        h.write_u64(m1);
+        h.write(&m0.to_le_bytes());
+        h.write(&m1.to_le_bytes()[..7]);
         h.finish()
     }
 
+    /// Seven bytes as the last word of a message holds them.
+    fn seven(m: u64) -> u64 {
+        m & ((1 << 56) - 1)
+    }
+
     proptest! {
-        /// The two-word SipHash-1-3 is the crate's, for any key and words.
+        /// The 15-byte SipHash-1-3 is the crate's, for any key and bytes.
         #[test]
-        fn two_words_is_siphash13(k0 in any::<u64>(), k1 in any::<u64>(), m0 in any::<u64>(), m1 in any::<u64>()) {
-            prop_assert_eq!(two_words(&keyed((k0, k1)), m0, m1), crate_siphash13(k0, k1, m0, m1));
+        fn fifteen_bytes_is_siphash13(k0 in any::<u64>(), k1 in any::<u64>(), m0 in any::<u64>(), m1 in any::<u64>()) {
+            let m1 = seven(m1);
+            prop_assert_eq!(fifteen_bytes(&keyed((k0, k1)), m0, m1), crate_siphash13(k0, k1, m0, m1));
         }
 
         /// Four at once, each lane is the crate's SipHash-1-3 of its own words, in order:
         /// the path this CPU takes, and each other one it can.
         #[test]
         fn four_lanes_are_siphash13(k0 in any::<u64>(), k1 in any::<u64>(), words in any::<[[u64; 2]; 4]>()) {
+            let words = words.map(|[m0, m1]| [m0, seven(m1)]);
             let want = words.map(|[m0, m1]| crate_siphash13(k0, k1, m0, m1));
             let keyed = keyed((k0, k1));
-            prop_assert_eq!(two_words_x4(&keyed, words), want);
+            prop_assert_eq!(fifteen_bytes_x4(&keyed, words), want);
             for (name, path) in paths() {
                 prop_assert_eq!(path(&keyed, words), want, "{}", name);
             }
@@ -207,20 +215,20 @@ mod tests {
 
     type X4 = fn(&[u64; 4], [[u64; 2]; 4]) -> [u64; 4];
 
-    /// Every path of [`two_words_x4`] this CPU can run.
+    /// Every path of [`fifteen_bytes_x4`] this CPU can run.
     fn paths() -> Vec<(&'static str, X4)> {
-        let mut paths: Vec<(&'static str, X4)> = vec![("scalar", two_words_x4_scalar)];
+        let mut paths: Vec<(&'static str, X4)> = vec![("scalar", fifteen_bytes_x4_scalar)];
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
             if has!("avx2") {
                 // SAFETY: the CPU has AVX2.
-                paths.push(("avx2", |k, w| unsafe { avx2::two_words_x4(k, w) }));
+                paths.push(("avx2", |k, w| unsafe { avx2::fifteen_bytes_x4(k, w) }));
             }
             if has!("avx2") && has!("avx512f") && has!("avx512vl") {
                 // SAFETY: the CPU has AVX2, AVX-512F and AVX-512VL.
                 paths.push(("avx512vl", |k, w| unsafe {
-                    avx2::two_words_x4_rotating(k, w)
+                    avx2::fifteen_bytes_x4_rotating(k, w)
                 }));
             }
         }

@@ -25,7 +25,7 @@
 use crate::conn::{Conn, ExtStore, Rare};
 use crate::huge::{Array, Slab};
 use crate::status::ips;
-use ctrack_packet::{Family, Tuple, Udp4};
+use ctrack_packet::{Tuple, Udp4};
 use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
 
@@ -95,7 +95,7 @@ pub struct Table {
     len: usize,
     born: u64,
     key: (u64, u64),
-    /// SipHash's state after the key is taken in, for [`sip13_two_words`].
+    /// SipHash's state after the key is taken in, for the IPv4 keys' hash.
     keyed: [u64; 4],
 }
 
@@ -152,7 +152,7 @@ impl Table {
         if let Some([m0, m1]) = v4_words(t, zone) {
             // Hashed without the streaming interface's buffering: its per-write bookkeeping
             // cost as much as the rounds on the hottest path.
-            return crate::siphash::two_words(&self.keyed, m0, m1) as u32;
+            return crate::siphash::fifteen_bytes(&self.keyed, m0, m1) as u32;
         }
         let (sport, dport) = t.end_ports();
         let (a, b) = ((&t.src.0, sport), (&t.dst.0, dport));
@@ -173,7 +173,7 @@ impl Table {
     pub fn hash4(&self, t: [&Tuple; 4], zone: u16) -> [u32; 4] {
         match t.map(|t| v4_words(t, zone)) {
             [Some(a), Some(b), Some(c), Some(d)] => {
-                crate::siphash::two_words_x4(&self.keyed, [a, b, c, d]).map(|h| h as u32)
+                crate::siphash::fifteen_bytes_x4(&self.keyed, [a, b, c, d]).map(|h| h as u32)
             }
             _ => t.map(|t| self.hash(t, zone)),
         }
@@ -279,14 +279,14 @@ impl Table {
     #[inline]
     pub(crate) fn hash_udp4(&self, (src, dst): (u64, u64)) -> u32 {
         let [m0, m1] = v4_key(src, dst, UDP4_TAIL);
-        crate::siphash::two_words(&self.keyed, m0, m1) as u32
+        crate::siphash::fifteen_bytes(&self.keyed, m0, m1) as u32
     }
 
     /// [`Table::hash_udp4`] of four tuples at once.
     #[inline(always)]
     pub(crate) fn hash_udp4_x4(&self, ends: [(u64, u64); 4]) -> [u32; 4] {
         let words = ends.map(|(src, dst)| v4_key(src, dst, UDP4_TAIL));
-        crate::siphash::two_words_x4(&self.keyed, words).map(|h| h as u32)
+        crate::siphash::fifteen_bytes_x4(&self.keyed, words).map(|h| h as u32)
     }
 
     /// [`Table::find_hashed`] of an IPv4/UDP tuple in zone 0, for the fast path: the same
@@ -612,8 +612,10 @@ fn key_tail(t: &Tuple, zone: u16) -> u32 {
     u32::from(t.proto) | u32::from(t.family.number()) << 8 | u32::from(zone) << 16
 }
 
-/// An IPv4 tuple's key as two 8-byte words: its two ends, each an address and a port, in
-/// a fixed order whichever is the source, and the [`key_tail`]. `None` for IPv6.
+/// An IPv4 tuple's key as the 15 bytes [`crate::siphash::fifteen_bytes`] hashes: its two
+/// ends, each an address and a port, in a fixed order whichever is the source, then its
+/// protocol and zone (the family goes without saying: an IPv6 key is hashed apart). `None`
+/// for IPv6.
 #[inline]
 fn v4_words(t: &Tuple, zone: u16) -> Option<[u64; 2]> {
     if t.family != ctrack_packet::Family::V4 {
@@ -626,19 +628,24 @@ fn v4_words(t: &Tuple, zone: u16) -> Option<[u64; 2]> {
     Some(v4_key(
         end(&t.src, sport),
         end(&t.dst, dport),
-        key_tail(t, zone),
+        v4_tail(t.proto, zone),
     ))
 }
 
-/// The [`key_tail`] of an IPv4/UDP tuple in zone 0.
-const UDP4_TAIL: u32 = ctrack_packet::proto::UDP as u32 | (Family::V4.number() as u32) << 8;
+/// What an IPv4 key ends with, beside its two ends: protocol and zone, 24 bits.
+fn v4_tail(proto: u8, zone: u16) -> u32 {
+    u32::from(proto) | u32::from(zone) << 8
+}
 
-/// The two words of an IPv4 key from its ends (`address << 16 | port`) and its tail.
+/// The [`v4_tail`] of an IPv4/UDP tuple in zone 0.
+const UDP4_TAIL: u32 = ctrack_packet::proto::UDP as u32;
+
+/// An IPv4 key from its ends (`address << 16 | port`, 48 bits each) and its 24-bit tail,
+/// as its first eight bytes and its last seven.
 #[inline]
 fn v4_key(a: u64, b: u64, tail: u32) -> [u64; 2] {
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    let tail = u64::from(tail);
-    [lo | tail << 48, hi | tail >> 16 << 48]
+    [lo | hi << 48, hi >> 16 | u64::from(tail) << 32]
 }
 
 /// A prefetch hint for the first cache line of `bytes` (a packet's headers).

@@ -59,12 +59,12 @@ impl Tracker {
         tracked
     }
 
-    /// A chunk of four IPv4/UDP datagrams on the fast path, with the hashes made of them;
+    /// IPv4/UDP datagrams on the fast path, with the hashes made of them (one for each);
     /// those it leaves on the general path. Returns how many were tracked.
     fn fast_then_general(
         &mut self,
-        us: &[Udp4<'_>; CHUNK],
-        hashes: &[ctrack_conntrack::Udp4Hash<'_>; CHUNK],
+        us: &[Udp4<'_>],
+        hashes: &[ctrack_conntrack::Udp4Hash<'_>],
         now: u64,
     ) -> usize {
         let mut tracked = 0;
@@ -121,11 +121,14 @@ impl Tracker {
     /// the chunk before that is tracked in order without hashing again (the same result
     /// as [`Tracker::packet`] on each). Returns how many were tracked.
     ///
-    /// Chunks of four (one four-lane hash), staggered: a read asked for has a chunk's
-    /// tracking to arrive in, and about a dozen lines are in flight at once. Three passes
+    /// Chunks of eight (two four-lane hashes), staggered: a read asked for has a chunk's
+    /// tracking to arrive in, and about two dozen lines are in flight at once. Three passes
     /// over a batch of 32 asked for 32 slots, then 64 lines of entries, at once: more than
     /// a core keeps waiting, and a million connections looked up at random 1.4 times
-    /// slower (`BENCHMARKS.md`).
+    /// slower (`BENCHMARKS.md`). Chunks of four paid the stages' bookkeeping twice as
+    /// often (a batched lookup among 10,000 flows 12 instructions more). A chunk that is
+    /// not eight IPv4/UDP datagrams goes to the general path whole, which takes the fast
+    /// path's lookup first for each IPv4/UDP datagram among them.
     pub fn batch(&mut self, frames: &[&[u8]], l2: usize, now: u64) -> usize {
         const ENTRY_LEAD: usize = 1;
         const TRACK_LEAD: usize = 2;
@@ -134,8 +137,8 @@ impl Tracker {
         // The chunks in flight, by chunk number modulo their count, filled in place. A
         // stage whose chunk is not there yet, or any more, finds it empty.
         let mut stages: [Stage<'_>; RING] = std::array::from_fn(|_| Stage::default());
-        let nth_chunk = |k: usize| frames.chunks(CHUNK).nth(k);
-        for k in 0..frames.len().div_ceil(CHUNK) + TRACK_LEAD {
+        let nth_chunk = |k: usize| frames.chunks(BATCH_CHUNK).nth(k);
+        for k in 0..frames.len().div_ceil(BATCH_CHUNK) + TRACK_LEAD {
             let stage = &mut stages[k % RING];
             stage.clear();
             if let Some(chunk) = nth_chunk(k) {
@@ -162,23 +165,29 @@ impl Tracker {
     }
 }
 
-/// Frames a batch or a burst takes at a time: one four-lane hash.
+/// Frames a burst takes at a time, and a batch in each of its hashes: one four-lane hash.
 const CHUNK: usize = 4;
 
-/// A chunk's frames read in place for the fast path, when there are four and every one
-/// is an IPv4/UDP datagram.
+/// Frames a batch's chunk takes at a time: two four-lane hashes.
+const BATCH_CHUNK: usize = 2 * CHUNK;
+
+/// Four frames read in place for the fast path, when there are four and every one is an
+/// IPv4/UDP datagram.
 #[inline(always)]
 fn udp4_chunk<'a>(chunk: &[&'a [u8]], l2: usize) -> Option<[Udp4<'a>; CHUNK]> {
     let parse = |i: usize| Udp4::parse(chunk.get(i)?.get(l2..)?);
     Some([parse(0)?, parse(1)?, parse(2)?, parse(3)?])
 }
 
-/// One chunk of a batch in flight: four IPv4/UDP datagrams for the fast path, with their
+/// One chunk of a batch in flight: eight IPv4/UDP datagrams for the fast path, with their
 /// hashes; or, when the chunk is anything else, its datagrams for the general path, with
 /// their tuples and hashes.
 #[derive(Default)]
 struct Stage<'a> {
-    udp4: Option<([Udp4<'a>; CHUNK], [ctrack_conntrack::Udp4Hash<'a>; CHUNK])>,
+    udp4: Option<(
+        [Udp4<'a>; BATCH_CHUNK],
+        [ctrack_conntrack::Udp4Hash<'a>; BATCH_CHUNK],
+    )>,
     datagrams: Vec<Datagram<'a>>,
     prefetched: Vec<Option<Prefetched<'a>>>,
 }
@@ -192,9 +201,18 @@ impl<'a> Stage<'a> {
 
     /// The chunk parsed and hashed, its index slots asked for.
     fn fill(&mut self, ct: &Conntrack, chunk: &[&'a [u8]], l2: usize) {
-        if let Some(us) = udp4_chunk(chunk, l2) {
-            let hashes = ct.prefetch_udp4_x4(us.each_ref());
-            self.udp4 = Some((us, hashes));
+        if let (Some(a), Some(b)) = (
+            udp4_chunk(chunk, l2),
+            chunk.get(CHUNK..).and_then(|rest| udp4_chunk(rest, l2)),
+        ) {
+            let (ha, hb) = (
+                ct.prefetch_udp4_x4(a.each_ref()),
+                ct.prefetch_udp4_x4(b.each_ref()),
+            );
+            self.udp4 = Some((
+                [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]],
+                [ha[0], ha[1], ha[2], ha[3], hb[0], hb[1], hb[2], hb[3]],
+            ));
             return;
         }
         self.datagrams.extend(

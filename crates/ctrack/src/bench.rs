@@ -338,7 +338,7 @@ fn many_flows(
             seconds: ins_t,
             bytes_per_conn: Some(bytes),
             note: if batched {
-                "new UDP connections into an empty table, from a ring in staggered chunks of 4"
+                "new UDP connections into an empty table, from a ring in staggered chunks of 8"
                     .into()
             } else {
                 "new UDP connections into an empty table".into()
@@ -351,7 +351,7 @@ fn many_flows(
             seconds: look_t,
             bytes_per_conn: Some(bytes),
             note: if batched {
-                "lookups at random in staggered chunks of 4, index slots and entries prefetched"
+                "lookups at random in staggered chunks of 8, index slots and entries prefetched"
                     .to_string()
             } else {
                 format!("lookups of established UDP flows in {order} order")

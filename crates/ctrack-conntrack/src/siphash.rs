@@ -4,9 +4,9 @@
 //! Every value here is `siphasher`'s `SipHasher13` of the same key and bytes (the tests hold
 //! them to it); only the way to it differs. The message's length is fixed, so nothing is
 //! buffered; at 15 bytes its last block holds its last seven bytes beside the length, so it
-//! takes two compression rounds where 16 bytes take three, and a batch's keys are hashed four at a time in the lanes of AVX2 registers
-//! where the CPU has them: SipHash's rounds are additions, rotations and XORs of 64-bit
-//! words, which four lanes do as cheaply as one.
+//! takes two compression rounds where 16 bytes take three. A batch's keys are hashed four
+//! at a time in the lanes of AVX2 registers where the CPU has them: SipHash's rounds are
+//! additions, rotations and XORs of 64-bit words, which four lanes do as cheaply as one.
 
 /// SipHash's four state words once the key `(k0, k1)` is taken in.
 pub(crate) fn keyed((k0, k1): (u64, u64)) -> [u64; 4] {

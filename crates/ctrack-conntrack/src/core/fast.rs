@@ -28,6 +28,14 @@ pub struct Udp4Hash<'a> {
     datagram: std::marker::PhantomData<&'a [u8]>,
 }
 
+impl Udp4Hash<'_> {
+    /// The hash, if it was made of this datagram.
+    #[inline(always)]
+    fn of(&self, u: &Udp4<'_>) -> Option<u32> {
+        (self.bytes == place_of(u)).then_some(self.hash)
+    }
+}
+
 /// Where a datagram's bytes are and how many.
 pub(super) fn place_of(u: &Udp4<'_>) -> (usize, usize) {
     super::place_of_bytes(u.bytes())
@@ -83,8 +91,7 @@ impl Conntrack {
         now: u64,
         h: &Udp4Hash<'a>,
     ) -> Result<InResult, Prefetched<'a>> {
-        let hash = (h.bytes == place_of(u)).then_some(h.hash);
-        self.udp4_in::<false>(u, hook, now, hash)
+        self.udp4_in::<false>(u, hook, now, h.of(u))
     }
 
     /// [`Conntrack::conntrack_in_udp4_prefetched`] and then [`Conntrack::confirm`] of the
@@ -100,8 +107,7 @@ impl Conntrack {
         now: u64,
         h: &Udp4Hash<'a>,
     ) -> Result<InResult, Prefetched<'a>> {
-        let hash = (h.bytes == place_of(u)).then_some(h.hash);
-        self.udp4_in::<true>(u, hook, now, hash)
+        self.udp4_in::<true>(u, hook, now, h.of(u))
     }
 
     /// The fast path, given the hash of the datagram's tuple in zone 0 if it was made

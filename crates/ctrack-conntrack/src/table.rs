@@ -607,7 +607,8 @@ fn node_entry(node: u32) -> usize {
     (node >> 1) as usize
 }
 
-/// What a tuple's key ends with, beside its two ends: protocol, family and zone.
+/// What an IPv6 tuple's 40-byte key ends with, beside its two ends: protocol, family and
+/// zone (an IPv4 key ends with [`v4_tail`]).
 fn key_tail(t: &Tuple, zone: u16) -> u32 {
     u32::from(t.proto) | u32::from(t.family.number()) << 8 | u32::from(zone) << 16
 }

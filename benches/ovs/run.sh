@@ -56,10 +56,16 @@ tag() { sed "s/^{/{\"tracker\":\"$1\",\"round\":$2,/"; }
 
 for r in $(seq 1 "$rounds"); do
     echo "round $r of $rounds" >&2
+    # Each ratio's two runs one right after the other: the machine's speed moves within
+    # seconds, and a ratio of runs seconds apart measured the machine as much as the
+    # trackers. OVS's one thread, then ctrack's one and two, then OVS's two; the machine's
+    # own ceiling for threads against one, in the same minute.
+    ovs_hot 1 | tag ovs "$r" >>"$out"
     for threads in 1 2; do
-        ovs_hot "$threads" | tag ovs "$r" >>"$out"
         "$ctrack" bench ovs-single --threads "$threads" --json | tag ctrack "$r" >>"$out"
-        # The machine's own ceiling for threads against one, in the same minute.
+    done
+    ovs_hot 2 | tag ovs "$r" >>"$out"
+    for threads in 1 2; do
         "$ctrack" bench cpu --threads "$threads" --json | tag machine "$r" >>"$out"
     done
     for flows in 10000 1000000; do

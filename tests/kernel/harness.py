@@ -35,7 +35,8 @@ TOOLS = ["ip", "iptables-restore", "ip6tables-restore", "conntrack", "tcpdump", 
 CL4, FWC4, FWS4, SV4 = "10.77.1.2", "10.77.1.1", "10.77.2.1", "10.77.2.2"
 CL6, FWC6, FWS6, SV6 = "fd77:1::2", "fd77:1::1", "fd77:2::1", "fd77:2::2"
 ADDRS = {"cl": CL4, "sv": SV4, "fw": FWS4, "fw-cl": FWC4,
-         "cl6": CL6, "sv6": SV6, "fw6": FWS6, "fw-cl6": FWC6}
+         "cl6": CL6, "sv6": SV6, "fw6": FWS6, "fw-cl6": FWC6,
+         "lo": "127.0.0.1", "lo6": "::1"}
 
 # A rule in each family that needs conntrack, so the namespace's hooks are registered,
 # and that changes no verdict (the policy is ACCEPT anyway).

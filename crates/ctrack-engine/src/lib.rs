@@ -28,6 +28,7 @@ use ctrack_rules::ctx::{addrtype, HostInfo, LazyCtx, PacketCtx};
 use ctrack_rules::{Decision, Effects, NatAction, RejectWith, Ruleset};
 use memo::End;
 
+mod martian;
 mod memo;
 pub mod natpkt;
 pub mod reject;
@@ -161,9 +162,10 @@ impl Host {
         }
     }
 
-    /// True when the address is one of the host's.
+    /// True when the address is one of the host's: one it was given, or a loopback address
+    /// (`127.0.0.0/8` and `::1`, which Linux's local routing table always holds, on `lo`).
     pub fn is_local(&self, a: Addr, f: Family) -> bool {
-        self.locals.iter().any(|&(x, g)| x == a && g == f)
+        a.to_ip(f).is_loopback() || self.locals.iter().any(|&(x, g)| x == a && g == f)
     }
 
     /// The host's addresses.
@@ -237,6 +239,11 @@ pub enum DropReason {
     /// The connection's helper dropped it at confirmation (a command that did not parse, an
     /// expectation that could not be added), for this reason.
     Helper(&'static str),
+    /// It came from the wire with addresses the host refuses there, loopback ones above
+    /// all: IPv4's routing decision calls it a martian source or destination (after
+    /// PREROUTING, so conntrack met it but confirms nothing); IPv6 drops it on receipt,
+    /// before netfilter. The reason in the kernel's words.
+    Martian(&'static str),
 }
 
 /// The fate of one packet.
@@ -328,6 +335,8 @@ pub struct Counts {
     pub fragment_drops: u64,
     /// Dropped in forwarding because the TTL ran out.
     pub ttl_exceeded: u64,
+    /// Dropped for addresses the host refuses from the wire ([`DropReason::Martian`]).
+    pub martians: u64,
     /// Packets whose conntrack state was INVALID.
     pub invalid: u64,
 }
@@ -652,6 +661,13 @@ impl Engine {
             }
         };
         let entry_hook = out.entry_hook;
+        if entry_hook == Hook::PreRouting && d.family == Family::V6 {
+            if let Some(why) = martian::ipv6_receive_refuses(d.src, d.dst) {
+                self.counts.martians += 1;
+                out.fate = Fate::Dropped(DropReason::Martian(why));
+                return;
+            }
+        }
         if d.fragment.is_some() {
             match self.reassembler.push(d, now) {
                 Reassembly::Held => self.counts.held += 1,
@@ -1218,6 +1234,11 @@ impl Engine {
                 None => *d,
             };
             if wire {
+                if cur.family == Family::V4 {
+                    if let Some(why) = martian::ipv4_route_refuses(cur.src, cur.dst) {
+                        break 'hooks Err(DropReason::Martian(why));
+                    }
+                }
                 if self.host.is_local(cur.dst, cur.family) {
                     run!(&cur, Hook::LocalIn, &[Mangle, Filter, Security]);
                     run!(&cur, Hook::LocalIn, self.nat_tables(m, Manip::Src));
@@ -1538,6 +1559,7 @@ impl Engine {
             DropReason::TableFull => self.counts.table_full += 1,
             DropReason::Rule { .. } => self.counts.rule_drops += 1,
             DropReason::TtlExceeded => self.counts.ttl_exceeded += 1,
+            DropReason::Martian(_) => self.counts.martians += 1,
             _ => {}
         }
         out.fate = Fate::Dropped(r);

@@ -1294,3 +1294,53 @@ fn a_tcp_connection_takes_its_kept_ways_as_the_hooks_would() {
     assert_eq!(made, events(&mut walked));
     assert!(kept.memo.distinct_paths() >= 1, "a way kept");
 }
+
+#[test]
+fn loopback_addresses_from_the_wire_are_martians_conntrack_met() {
+    const LO: [u8; 4] = [127, 0, 0, 1];
+    let mut e = Engine::new(acct(), Host::default(), 1);
+    let syn = tcp(LO, LO, 40000, 7000, 0x02, 100, 0);
+    let o = e.process(&syn, Entry::Wire, 0);
+    assert_eq!(
+        o.fate,
+        Fate::Dropped(DropReason::Martian("martian destination"))
+    );
+    assert!(matches!(o.state, PacketState::Tracked(_)));
+    // A SYN/ACK without a connection: conntrack called it INVALID before the routing.
+    let o = e.process(&tcp(LO, LO, 7000, 40000, 0x12, 500, 101), Entry::Wire, SEC);
+    assert_eq!(o.state, PacketState::Invalid);
+    assert_eq!(e.conntrack().stats().invalid, 1);
+    let o = e.process(&udp(LO, S, 5000, 53, b"q"), Entry::Wire, SEC);
+    assert_eq!(o.fate, Fate::Dropped(DropReason::Martian("martian source")));
+    assert_eq!((e.conntrack().count(), e.counts().martians), (0, 3));
+    // The host's own packet to itself over lo: tracked at OUTPUT, delivered.
+    let o = e.process(&syn, Entry::Host, 2 * SEC);
+    assert_eq!(o.fate, Fate::Delivered);
+    assert_eq!(e.conntrack().count(), 1);
+    assert_eq!(e.host().route(Addr::v4([127, 1, 2, 3]), Family::V4), "lo");
+}
+
+#[test]
+fn ipv6_loopback_from_the_wire_is_dropped_before_netfilter() {
+    let lo6 = std::net::Ipv6Addr::LOCALHOST.octets();
+    let other = "2001:db8::2"
+        .parse::<std::net::Ipv6Addr>()
+        .expect("address")
+        .octets();
+    let mut e = Engine::new(acct(), Host::default(), 1);
+    // A SYN/ACK conntrack would call INVALID: it never gets to see it.
+    let mut t = vec![0u8; 20];
+    t[12] = 5 << 4;
+    t[13] = 0x12;
+    for (src, dst) in [(lo6, other), (other, lo6)] {
+        let o = e.process(&crate::workload::ipv6(src, dst, 6, &t), Entry::Wire, 0);
+        assert_eq!(
+            o.fate,
+            Fate::Dropped(DropReason::Martian("loopback address"))
+        );
+    }
+    assert_eq!(e.conntrack().stats().invalid, 0);
+    assert_eq!(e.counts().martians, 2);
+    let o = e.process(&crate::workload::ipv6(lo6, lo6, 6, &t), Entry::Host, 0);
+    assert_eq!(o.state, PacketState::Invalid);
+}

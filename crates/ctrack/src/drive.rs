@@ -10,7 +10,7 @@
 use crate::copies::ForwardedCopies;
 use crate::gso::Coalescer;
 use anyhow::Result;
-use ctrack_capture::{merge, Capture, Direction, LinkMeta};
+use ctrack_capture::{merge, Capture, Direction, Frame, LinkMeta};
 use ctrack_engine::{DropReason, Engine, Entry, Fate, Outcome};
 use ctrack_packet::{Addr, Datagram, Family};
 use ctrack_plan::plot::Timeline;
@@ -147,6 +147,7 @@ pub fn drive(
         let src = header.map(|d| (d.src, d.family));
         let dst = header.map(|d| (d.dst, d.family));
         let entry = match dir {
+            _ if loopback_off_lo(&frame, dir, header.as_ref()) => Entry::Wire,
             Some(Direction::Outgoing) => {
                 if header.is_some_and(|d| copies.is_copy(&d, frame.time)) {
                     // The copy of a forwarded packet leaving after POSTROUTING (translated
@@ -232,6 +233,22 @@ pub fn learn_locals(caps: &[Capture]) -> Vec<(Addr, Family)> {
         };
     }
     out_src.difference(&in_src).copied().collect()
+}
+
+/// True for a packet with a loopback address that arrived on an interface other than `lo`,
+/// where the host refuses it (a martian). Loopback addresses travel on `lo` alone, whose
+/// frames carry an all-zero hardware address: a frame that names another sender came in
+/// from the wire.
+pub fn loopback_off_lo(
+    frame: &Frame<'_>,
+    dir: Option<Direction>,
+    d: Option<&Datagram<'_>>,
+) -> bool {
+    dir != Some(Direction::Outgoing)
+        && frame.link().src.is_some_and(|mac| mac != [0; 6])
+        && d.is_some_and(|d| {
+            d.src.to_ip(d.family).is_loopback() || d.dst.to_ip(d.family).is_loopback()
+        })
 }
 
 /// A TCP reset or an ICMP error: hosts send these in another's name (REJECT), so their

@@ -501,10 +501,20 @@ fn pipeline_vs_tracker(threads: usize, flows: usize, lookups: u64) -> Vec<Figure
 fn replay(threads: usize, path: &std::path::Path, target: usize) -> Result<Vec<Figure>> {
     let start = Instant::now();
     let cap = ctrack_capture::Capture::open(path)?;
-    let mut frames: Vec<(u64, Vec<u8>)> = Vec::new();
+    let host = ctrack_engine::Host::default();
+    let mut frames: Vec<(u64, Vec<u8>, Entry)> = Vec::new();
     for f in ctrack_capture::merge(std::slice::from_ref(&cap)) {
-        if let Ok((ip, _)) = f.ip() {
-            frames.push((f.time, ip.to_vec()));
+        if let Ok((ip, dir)) = f.ip() {
+            // Entered as `ctrack replay` enters a frame without a copy to skip: the host's
+            // own (sent, or from a loopback address on `lo`) at OUTPUT, the rest from the
+            // wire.
+            let d = Datagram::parse(ip).ok();
+            let own = dir == Some(ctrack_capture::Direction::Outgoing)
+                || (dir.is_none()
+                    && d.is_some_and(|d| host.is_local(d.src, d.family))
+                    && !crate::drive::loopback_off_lo(&f, dir, d.as_ref()));
+            let entry = if own { Entry::Host } else { Entry::Wire };
+            frames.push((f.time, ip.to_vec(), entry));
         }
     }
     let read = start.elapsed().as_secs_f64();
@@ -520,8 +530,8 @@ fn replay(threads: usize, path: &std::path::Path, target: usize) -> Result<Vec<F
         let mut count = 0u64;
         let mut out = Outcome::default();
         for c in 0..copies as u64 {
-            for (t, ip) in frames {
-                e.process_into(ip, Entry::Wire, t + c * shift, &mut out);
+            for (t, ip, entry) in frames {
+                e.process_into(ip, *entry, t + c * shift, &mut out);
                 std::hint::black_box(&out);
                 count += 1;
             }

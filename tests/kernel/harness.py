@@ -36,7 +36,7 @@ CL4, FWC4, FWS4, SV4 = "10.77.1.2", "10.77.1.1", "10.77.2.1", "10.77.2.2"
 CL6, FWC6, FWS6, SV6 = "fd77:1::2", "fd77:1::1", "fd77:2::1", "fd77:2::2"
 ADDRS = {"cl": CL4, "sv": SV4, "fw": FWS4, "fw-cl": FWC4,
          "cl6": CL6, "sv6": SV6, "fw6": FWS6, "fw-cl6": FWC6,
-         "lo": "127.0.0.1", "lo6": "::1"}
+         "lo": "127.0.0.1", "lo6": "::1", "cl-subnet-broadcast": "10.77.1.255"}
 
 # A rule in each family that needs conntrack, so the namespace's hooks are registered,
 # and that changes no verdict (the policy is ACCEPT anyway).
@@ -211,16 +211,23 @@ UNICAST_FILTER = ("not broadcast and not multicast and not (ip6 and (src net fe8
 
 
 def inject_capture(scn, work):
-    """Prepares the capture to inject: the corpus file, gunzipped and cut to unicast IP."""
-    src = CORPUS / scn["capture"]
+    """Prepares the capture to inject: the corpus file, gunzipped and cut to unicast IP; or
+    the one a script of this suite writes (`capture = "captures/SCRIPT.py"`), cut to IP,
+    its broadcast and multicast kept."""
     raw = work / "in.pcap"
-    if src.suffix == ".gz":
-        import gzip
-        raw.write_bytes(gzip.decompress(src.read_bytes()))
+    if scn["capture"].endswith(".py"):
+        sh(sys.executable, str(HERE / scn["capture"]), str(raw))
+        keep = "ip or ip6"
     else:
-        shutil.copy(src, raw)
+        src = CORPUS / scn["capture"]
+        if src.suffix == ".gz":
+            import gzip
+            raw.write_bytes(gzip.decompress(src.read_bytes()))
+        else:
+            shutil.copy(src, raw)
+        keep = UNICAST_FILTER
     unicast = work / "unicast.pcap"
-    sh("tcpdump", "-r", str(raw), "-w", str(unicast), UNICAST_FILTER)
+    sh("tcpdump", "-r", str(raw), "-w", str(unicast), keep)
     clean = work / "inject.pcap"
     clean.write_bytes(rewrite_macs(unicast.read_bytes(), Injector.INJ_MAC, Injector.FW_MAC))
     return clean
@@ -306,6 +313,8 @@ elif kind == 'udp':
     # when there are many.
     for _ in range(flows):
         s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(1 if flows == 1 else 0.1)
+        if fam == socket.AF_INET:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         for i in range(count):
             s.sendto(b'q' * size, (dst, port))
             try: s.recvfrom(100)

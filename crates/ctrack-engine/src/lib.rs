@@ -28,7 +28,7 @@ use ctrack_rules::ctx::{addrtype, HostInfo, LazyCtx, PacketCtx};
 use ctrack_rules::{Decision, Effects, NatAction, RejectWith, Ruleset};
 use memo::End;
 
-mod martian;
+mod inbound;
 mod memo;
 pub mod natpkt;
 pub mod reject;
@@ -109,6 +109,9 @@ impl Iface {
 pub struct Host {
     locals: Vec<(Addr, Family)>,
     ifaces: Vec<Iface>,
+    /// The broadcast address of each IPv4 interface's subnet, where the interface has an
+    /// address on it (an interface without one has no broadcast route).
+    broadcasts: Vec<[u8; 4]>,
 }
 
 impl Host {
@@ -117,6 +120,7 @@ impl Host {
         Host {
             locals,
             ifaces: Vec::new(),
+            broadcasts: Vec::new(),
         }
     }
 
@@ -128,6 +132,15 @@ impl Host {
                 self.locals.push((i.addr, i.family));
             }
         }
+        self.broadcasts = ifaces
+            .iter()
+            .filter(|i| i.family == Family::V4 && i.addr != Addr::default() && i.prefix < 31)
+            .map(|i| {
+                let host = u32::MAX.checked_shr(u32::from(i.prefix)).unwrap_or(0);
+                let a = u32::from_be_bytes([i.addr.0[0], i.addr.0[1], i.addr.0[2], i.addr.0[3]]);
+                (a | host).to_be_bytes()
+            })
+            .collect();
         self.ifaces = ifaces;
         self
     }
@@ -143,6 +156,7 @@ impl Host {
         self.name(self.route_ref(a, f))
     }
 
+    #[inline(always)]
     fn route_ref(&self, a: Addr, f: Family) -> IfRef {
         if self.is_local(a, f) && !self.ifaces.iter().any(|i| i.addr == a) {
             return IfRef::Lo;
@@ -164,8 +178,44 @@ impl Host {
 
     /// True when the address is one of the host's: one it was given, or a loopback address
     /// (`127.0.0.0/8` and `::1`, which Linux's local routing table always holds, on `lo`).
+    #[inline]
     pub fn is_local(&self, a: Addr, f: Family) -> bool {
-        a.to_ip(f).is_loopback() || self.locals.iter().any(|&(x, g)| x == a && g == f)
+        inbound::is_loopback(a, f) || self.locals.iter().any(|&(x, g)| x == a && g == f)
+    }
+
+    /// The routing decision on a packet from the wire, on the addresses PREROUTING left:
+    /// true to take it in (one of the host's addresses, a broadcast, a multicast group the
+    /// host has joined), false to forward it, or why it is dropped.
+    #[inline(always)]
+    pub(crate) fn route_input(&self, d: &Datagram<'_>) -> Result<bool, &'static str> {
+        // Most packets are unicast between addresses no check below is about: settled here,
+        // inline, the rest in a call of its own.
+        let plain = match d.family {
+            Family::V4 => inbound::plain_v4(d.src) && inbound::plain_v4(d.dst),
+            // IPv6's loopback addresses from the wire went before netfilter.
+            Family::V6 => d.dst.0[0] != 0xff,
+        };
+        if !plain {
+            return self.route_input_unusual(d);
+        }
+        Ok(self.is_local(d.dst, d.family)
+            || (d.family == Family::V4 && self.broadcasts.iter().any(|b| d.dst.0[..4] == *b)))
+    }
+
+    /// [`Host::route_input`] where an address is one the checks are about.
+    #[inline(never)]
+    fn route_input_unusual(&self, d: &Datagram<'_>) -> Result<bool, &'static str> {
+        if d.family == Family::V4 {
+            if let Some(why) = inbound::ipv4_route_refuses(d.src, d.dst) {
+                return Err(why);
+            }
+        }
+        match self.addr_type(d.dst, d.family) {
+            addrtype::LOCAL | addrtype::BROADCAST => Ok(true),
+            addrtype::MULTICAST if inbound::joined(self, d.dst, d.family) => Ok(true),
+            addrtype::MULTICAST => Err("multicast group not joined"),
+            _ => Ok(false),
+        }
     }
 
     /// The host's addresses.
@@ -195,14 +245,7 @@ impl HostInfo for Host {
             return addrtype::MULTICAST;
         }
         let broadcast = f == Family::V4
-            && (a.0[..4] == [255; 4]
-                || self.ifaces.iter().any(|i| {
-                    i.family == Family::V4 && i.prefix < 31 && i.contains(a, f) && {
-                        let host_bits = 32 - u32::from(i.prefix);
-                        let v = u32::from_be_bytes([a.0[0], a.0[1], a.0[2], a.0[3]]);
-                        v & ((1u32 << host_bits) - 1) == (1u32 << host_bits) - 1
-                    }
-                }));
+            && (a.0[..4] == [255; 4] || self.broadcasts.iter().any(|b| a.0[..4] == *b));
         if broadcast {
             addrtype::BROADCAST
         } else {
@@ -239,11 +282,12 @@ pub enum DropReason {
     /// The connection's helper dropped it at confirmation (a command that did not parse, an
     /// expectation that could not be added), for this reason.
     Helper(&'static str),
-    /// It came from the wire with addresses the host refuses there, loopback ones above
-    /// all: IPv4's routing decision calls it a martian source or destination (after
-    /// PREROUTING, so conntrack met it but confirms nothing); IPv6 drops it on receipt,
-    /// before netfilter. The reason in the kernel's words.
-    Martian(&'static str),
+    /// It came from the wire with addresses the host refuses there, in the kernel's words
+    /// where it has them: loopback and other martians, which IPv4's routing decision drops
+    /// (after PREROUTING, so conntrack met it but confirms nothing) and IPv6 on receipt,
+    /// before netfilter; a multicast group the host has not joined, which the routing
+    /// decision drops (the host routes no multicast).
+    Address(&'static str),
 }
 
 /// The fate of one packet.
@@ -335,8 +379,8 @@ pub struct Counts {
     pub fragment_drops: u64,
     /// Dropped in forwarding because the TTL ran out.
     pub ttl_exceeded: u64,
-    /// Dropped for addresses the host refuses from the wire ([`DropReason::Martian`]).
-    pub martians: u64,
+    /// Dropped for addresses the host refuses from the wire ([`DropReason::Address`]).
+    pub address_drops: u64,
     /// Packets whose conntrack state was INVALID.
     pub invalid: u64,
 }
@@ -662,9 +706,9 @@ impl Engine {
         };
         let entry_hook = out.entry_hook;
         if entry_hook == Hook::PreRouting && d.family == Family::V6 {
-            if let Some(why) = martian::ipv6_receive_refuses(d.src, d.dst) {
-                self.counts.martians += 1;
-                out.fate = Fate::Dropped(DropReason::Martian(why));
+            if let Some(why) = inbound::ipv6_receive_refuses(d.src, d.dst) {
+                self.counts.address_drops += 1;
+                out.fate = Fate::Dropped(DropReason::Address(why));
                 return;
             }
         }
@@ -1234,12 +1278,11 @@ impl Engine {
                 None => *d,
             };
             if wire {
-                if cur.family == Family::V4 {
-                    if let Some(why) = martian::ipv4_route_refuses(cur.src, cur.dst) {
-                        break 'hooks Err(DropReason::Martian(why));
-                    }
-                }
-                if self.host.is_local(cur.dst, cur.family) {
+                let to_host = match self.host.route_input(&cur) {
+                    Ok(to_host) => to_host,
+                    Err(why) => break 'hooks Err(DropReason::Address(why)),
+                };
+                if to_host {
                     run!(&cur, Hook::LocalIn, &[Mangle, Filter, Security]);
                     run!(&cur, Hook::LocalIn, self.nat_tables(m, Manip::Src));
                     self.bind(m, Manip::Src, &cur, Hook::LocalIn);
@@ -1559,7 +1602,7 @@ impl Engine {
             DropReason::TableFull => self.counts.table_full += 1,
             DropReason::Rule { .. } => self.counts.rule_drops += 1,
             DropReason::TtlExceeded => self.counts.ttl_exceeded += 1,
-            DropReason::Martian(_) => self.counts.martians += 1,
+            DropReason::Address(_) => self.counts.address_drops += 1,
             _ => {}
         }
         out.fate = Fate::Dropped(r);

@@ -1303,7 +1303,7 @@ fn loopback_addresses_from_the_wire_are_martians_conntrack_met() {
     let o = e.process(&syn, Entry::Wire, 0);
     assert_eq!(
         o.fate,
-        Fate::Dropped(DropReason::Martian("martian destination"))
+        Fate::Dropped(DropReason::Address("martian destination"))
     );
     assert!(matches!(o.state, PacketState::Tracked(_)));
     // A SYN/ACK without a connection: conntrack called it INVALID before the routing.
@@ -1311,8 +1311,8 @@ fn loopback_addresses_from_the_wire_are_martians_conntrack_met() {
     assert_eq!(o.state, PacketState::Invalid);
     assert_eq!(e.conntrack().stats().invalid, 1);
     let o = e.process(&udp(LO, S, 5000, 53, b"q"), Entry::Wire, SEC);
-    assert_eq!(o.fate, Fate::Dropped(DropReason::Martian("martian source")));
-    assert_eq!((e.conntrack().count(), e.counts().martians), (0, 3));
+    assert_eq!(o.fate, Fate::Dropped(DropReason::Address("martian source")));
+    assert_eq!((e.conntrack().count(), e.counts().address_drops), (0, 3));
     // The host's own packet to itself over lo: tracked at OUTPUT, delivered.
     let o = e.process(&syn, Entry::Host, 2 * SEC);
     assert_eq!(o.fate, Fate::Delivered);
@@ -1336,11 +1336,69 @@ fn ipv6_loopback_from_the_wire_is_dropped_before_netfilter() {
         let o = e.process(&crate::workload::ipv6(src, dst, 6, &t), Entry::Wire, 0);
         assert_eq!(
             o.fate,
-            Fate::Dropped(DropReason::Martian("loopback address"))
+            Fate::Dropped(DropReason::Address("loopback address"))
         );
     }
     assert_eq!(e.conntrack().stats().invalid, 0);
-    assert_eq!(e.counts().martians, 2);
+    assert_eq!(e.counts().address_drops, 2);
     let o = e.process(&crate::workload::ipv6(lo6, lo6, 6, &t), Entry::Host, 0);
     assert_eq!(o.state, PacketState::Invalid);
+}
+
+#[test]
+fn multicast_from_the_wire_is_taken_in_only_for_a_joined_group() {
+    let mut e = Engine::new(acct(), Host::default(), 1);
+    let o = e.process(&udp(C, [224, 0, 0, 251], 5353, 5353, b"q"), Entry::Wire, 0);
+    assert_eq!(
+        o.fate,
+        Fate::Dropped(DropReason::Address("multicast group not joined"))
+    );
+    assert!(matches!(o.state, PacketState::Tracked(_)));
+    assert_eq!(e.conntrack().count(), 0);
+    for dst in [[224, 0, 0, 1], [255, 255, 255, 255]] {
+        let o = e.process(&udp(C, dst, 40000, 9999, b"q"), Entry::Wire, 0);
+        assert_eq!(o.fate, Fate::Delivered);
+    }
+    assert_eq!(e.conntrack().count(), 2);
+    let six = |a: &str| a.parse::<std::net::Ipv6Addr>().expect("address").octets();
+    let datagram = |dst| {
+        crate::workload::ipv6(
+            six("2001:db8::5"),
+            six(dst),
+            17,
+            &udp_segment(40000, 9999, b"q"),
+        )
+    };
+    let o = e.process(&datagram("ff02::fb"), Entry::Wire, 0);
+    assert_eq!(
+        o.fate,
+        Fate::Dropped(DropReason::Address("multicast group not joined"))
+    );
+    assert_eq!(
+        e.process(&datagram("ff02::1"), Entry::Wire, 0).fate,
+        Fate::Delivered
+    );
+    assert_eq!(e.conntrack().count(), 3);
+    // A subnet's broadcast address is the host's where one of its interfaces is on it.
+    let iface = Iface {
+        name: "eth0".into(),
+        addr: Addr::v4([10, 0, 1, 1]),
+        prefix: 24,
+        family: Family::V4,
+    };
+    let mut e = Engine::new(acct(), Host::default().with_ifaces(vec![iface]), 1);
+    let o = e.process(&udp(C, [10, 0, 1, 255], 40000, 9999, b"q"), Entry::Wire, 0);
+    assert_eq!(o.fate, Fate::Delivered);
+    let o = e.process(&udp(C, [10, 0, 2, 255], 40000, 9999, b"q"), Entry::Wire, 0);
+    assert_eq!(o.fate, Fate::Forwarded);
+    // An interface without an address of its own has no broadcast.
+    let bare = Iface {
+        name: "eth0".into(),
+        addr: Addr::default(),
+        prefix: 0,
+        family: Family::V4,
+    };
+    let mut e = Engine::new(acct(), Host::default().with_ifaces(vec![bare]), 1);
+    let o = e.process(&udp(C, [10, 0, 1, 255], 40000, 9999, b"q"), Entry::Wire, 0);
+    assert_eq!(o.fate, Fate::Forwarded);
 }

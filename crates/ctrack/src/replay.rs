@@ -380,8 +380,8 @@ fn summary(
     );
     let _ = writeln!(
         e,
-        "  dropped: {} table full, {} malformed, {} bad fragments, {} TTL exceeded, {} martians, {} by rules",
-        c.table_full, c.malformed, c.fragment_drops, c.ttl_exceeded, c.martians, c.rule_drops
+        "  dropped: {} table full, {} malformed, {} bad fragments, {} TTL exceeded, {} for their addresses, {} by rules",
+        c.table_full, c.malformed, c.fragment_drops, c.ttl_exceeded, c.address_drops, c.rule_drops
     );
     let _ = writeln!(
         e,
@@ -604,7 +604,7 @@ pub fn drop_reason(rules: Option<&FamilyRules>, r: DropReason) -> String {
         DropReason::TableFull => "table full".to_string(),
         DropReason::Fragment => "bad fragment".to_string(),
         DropReason::TtlExceeded => "TTL exceeded".to_string(),
-        DropReason::Martian(why) => why.to_string(),
+        DropReason::Address(why) => why.to_string(),
         DropReason::Helper(why) => format!("helper: {why}"),
         DropReason::Rule {
             hook,

@@ -1,28 +1,56 @@
-//! Addresses a host refuses on a packet that came in on an interface other than `lo`.
+//! What a host makes of a packet's addresses when it came in on an interface other than
+//! `lo`.
 //!
-//! IPv4's routing decision calls them martians (`ip_route_input_slow`): it runs after
+//! IPv4's routing decision drops martians (`ip_route_input_slow`): it runs after
 //! PREROUTING, on the addresses DNAT left, so conntrack has met the packet, but the
 //! connection it began is never confirmed. IPv6 drops such packets on receipt
 //! (`ip6_rcv_core`), before netfilter sees them at all. Loopback addresses are the common
-//! case: a capture taken on `lo` and put on the wire.
+//! case: a capture taken on `lo` and put on the wire. A multicast datagram is taken in
+//! when the host is a member of its group and dropped by the routing decision otherwise:
+//! the host routes no multicast.
 //!
-//! Not modelled: multicast destinations (their own checks, in `ip_route_input_mc`), the
-//! source's validation against the routes (`fib_validate_source`: `rp_filter`, a source
-//! that is one of the host's own addresses, which `accept_local` allows), and
+//! Not modelled: the source's validation against the routes (`fib_validate_source`:
+//! `rp_filter`, a source that is one of the host's own addresses, which `accept_local`
+//! allows; the same for multicast), groups that programs join, and
 //! `net.ipv4.conf.*.route_localnet`, taken as 0, its default.
 
-use ctrack_packet::Addr;
+use crate::Host;
+use ctrack_packet::{Addr, Family};
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// True for `127.0.0.0/8` and `::1`.
+#[inline]
+pub(crate) fn is_loopback(a: Addr, family: Family) -> bool {
+    match family {
+        Family::V4 => a.0[0] == 127,
+        Family::V6 => a.0 == Ipv6Addr::LOCALHOST.octets(),
+    }
+}
+
+/// True for an IPv4 address none of [`ipv4_route_refuses`]'s checks is about: its first
+/// byte is not 0 or 127, and below 224 (multicast and broadcast).
+#[inline(always)]
+pub(crate) fn plain_v4(a: Addr) -> bool {
+    a.0[0] != 0 && a.0[0] != 127 && a.0[0] < 224
+}
 
 /// Why IPv4's routing refuses a packet from `src` to `dst` that came in from the wire, in
 /// the kernel's words; `None` when it routes it.
+#[inline]
 pub(crate) fn ipv4_route_refuses(src: Addr, dst: Addr) -> Option<&'static str> {
+    if plain_v4(src) && plain_v4(dst) {
+        return None;
+    }
     let four = |a: Addr| Ipv4Addr::new(a.0[0], a.0[1], a.0[2], a.0[3]);
     let (src, dst) = (four(src), four(dst));
     const SOURCE: Option<&str> = Some("martian source");
     const DESTINATION: Option<&str> = Some("martian destination");
     if dst.is_multicast() {
-        return None;
+        // `ip_mc_validate_source`, for a group the host is a member of (it drops the others
+        // first); a zero source may only speak to the link's own groups.
+        let zero_off_link = src.octets()[0] == 0 && dst.octets()[..3] != [224, 0, 0];
+        let bad = src.is_multicast() || src.is_broadcast() || src.is_loopback() || zero_off_link;
+        return if bad { SOURCE } else { None };
     }
     if src.is_multicast() || src.is_broadcast() {
         return SOURCE;
@@ -62,6 +90,32 @@ pub(crate) fn ipv6_receive_refuses(src: Addr, dst: Addr) -> Option<&'static str>
     None
 }
 
+/// True when the host is a member of the multicast `group` on its interfaces, as every
+/// Linux host is without being asked: all hosts (`224.0.0.1`); all nodes (`ff02::1`), all
+/// routers (`ff02::2`, `ff05::2`: the host forwards) and the solicited-node group of each
+/// of its IPv6 addresses (`ff02::1:ffXX:XXXX`, the address's last 24 bits). Groups that
+/// programs join (mDNS, SSDP) are not known from a capture.
+pub(crate) fn joined(host: &Host, group: Addr, family: Family) -> bool {
+    match family {
+        Family::V4 => group.0[..4] == [224, 0, 0, 1],
+        Family::V6 => {
+            let g = Ipv6Addr::from(group.0).segments();
+            let link_or_site = g[0] == 0xff02 || g[0] == 0xff05;
+            let solicited = group.0[..13] == SOLICITED_NODE;
+            (g[0] == 0xff02 && g[1..7] == [0; 6] && g[7] == 1)
+                || (link_or_site && g[1..7] == [0; 6] && g[7] == 2)
+                || (solicited
+                    && host
+                        .locals()
+                        .iter()
+                        .any(|(a, f)| *f == Family::V6 && a.0[13..] == group.0[13..]))
+        }
+    }
+}
+
+/// `ff02::1:ff00:0/104`, the solicited-node groups.
+const SOLICITED_NODE: [u8; 13] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +141,24 @@ mod tests {
         // DHCP's discover is taken as broadcast.
         assert_eq!(r("0.0.0.0", "255.255.255.255"), None);
         assert_eq!(r("0.0.0.0", "0.0.0.0"), None);
+        assert_eq!(r("10.0.0.1", "224.0.0.1"), None);
+        assert_eq!(r("127.0.0.1", "224.0.0.1"), Some("martian source"));
+        assert_eq!(r("0.0.0.0", "224.0.0.1"), None);
+        assert_eq!(r("0.0.0.0", "239.1.2.3"), Some("martian source"));
+    }
+
+    #[test]
+    fn the_groups_a_host_joins_by_itself() {
+        let host = Host::new(vec![(v6("fd77:1::1:2:3"), Family::V6)]);
+        let j4 = |g| joined(&host, v4(g), Family::V4);
+        let j6 = |g| joined(&host, v6(g), Family::V6);
+        assert!(j4("224.0.0.1"));
+        assert!(!j4("224.0.0.2") && !j4("224.0.0.251") && !j4("239.255.255.250"));
+        assert!(j6("ff02::1") && j6("ff02::2") && j6("ff05::2"));
+        assert!(!j6("ff05::1") && !j6("ff02::fb") && !j6("ff0e::1") && !j6("ff02::1:3"));
+        // The solicited-node group of fd77:1::1:2:3, and not of another address.
+        assert!(j6("ff02::1:ff02:3"));
+        assert!(!j6("ff02::1:ff02:4") && !j6("ff05::1:ff02:3"));
     }
 
     #[test]

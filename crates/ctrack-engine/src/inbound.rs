@@ -48,7 +48,7 @@ pub(crate) fn ipv4_route_refuses(src: Addr, dst: Addr) -> Option<&'static str> {
     if dst.is_multicast() {
         // `ip_mc_validate_source`, for a group the host is a member of (it drops the others
         // first); a zero source may only speak to the link's own groups.
-        let zero_off_link = src.octets()[0] == 0 && dst.octets()[..3] != [224, 0, 0];
+        let zero_off_link = src.is_unspecified() && dst.octets()[..3] != [224, 0, 0];
         let bad = src.is_multicast() || src.is_broadcast() || src.is_loopback() || zero_off_link;
         return if bad { SOURCE } else { None };
     }
@@ -60,10 +60,12 @@ pub(crate) fn ipv4_route_refuses(src: Addr, dst: Addr) -> Option<&'static str> {
     if dst.is_broadcast() || (src.is_unspecified() && dst.is_unspecified()) {
         return None;
     }
-    if src.octets()[0] == 0 {
+    // The kernel's "zero network" is 0.0.0.0 alone since 0.0.0.0/8 became unicast
+    // (Linux 5.3); the harness's kernel routes 0.1.2.3.
+    if src.is_unspecified() {
         return SOURCE;
     }
-    if dst.octets()[0] == 0 || dst.is_loopback() {
+    if dst.is_unspecified() || dst.is_loopback() {
         return DESTINATION;
     }
     if src.is_loopback() {
@@ -134,8 +136,10 @@ mod tests {
         assert_eq!(r("127.0.0.1", "127.0.0.1"), Some("martian destination"));
         assert_eq!(r("10.0.0.1", "127.1.2.3"), Some("martian destination"));
         assert_eq!(r("127.0.0.1", "10.0.0.2"), Some("martian source"));
-        assert_eq!(r("0.1.2.3", "10.0.0.2"), Some("martian source"));
-        assert_eq!(r("10.0.0.1", "0.0.0.7"), Some("martian destination"));
+        assert_eq!(r("0.0.0.0", "10.0.0.2"), Some("martian source"));
+        assert_eq!(r("10.0.0.1", "0.0.0.0"), Some("martian destination"));
+        assert_eq!(r("0.1.2.3", "10.0.0.2"), None);
+        assert_eq!(r("10.0.0.1", "0.0.0.7"), None);
         assert_eq!(r("224.0.0.1", "10.0.0.2"), Some("martian source"));
         assert_eq!(r("255.255.255.255", "10.0.0.2"), Some("martian source"));
         // DHCP's discover is taken as broadcast.
@@ -145,6 +149,7 @@ mod tests {
         assert_eq!(r("127.0.0.1", "224.0.0.1"), Some("martian source"));
         assert_eq!(r("0.0.0.0", "224.0.0.1"), None);
         assert_eq!(r("0.0.0.0", "239.1.2.3"), Some("martian source"));
+        assert_eq!(r("0.1.2.3", "239.1.2.3"), None);
     }
 
     #[test]

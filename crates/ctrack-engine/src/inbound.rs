@@ -18,15 +18,6 @@ use crate::Host;
 use ctrack_packet::{Addr, Family};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// True for `127.0.0.0/8` and `::1`.
-#[inline]
-pub(crate) fn is_loopback(a: Addr, family: Family) -> bool {
-    match family {
-        Family::V4 => a.0[0] == 127,
-        Family::V6 => a.0 == Ipv6Addr::LOCALHOST.octets(),
-    }
-}
-
 /// True for an IPv4 address none of [`ipv4_route_refuses`]'s checks is about: its first
 /// byte is not 0 or 127, and below 224 (multicast and broadcast).
 #[inline(always)]

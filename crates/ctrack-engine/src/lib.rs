@@ -180,7 +180,7 @@ impl Host {
     /// (`127.0.0.0/8` and `::1`, which Linux's local routing table always holds, on `lo`).
     #[inline]
     pub fn is_local(&self, a: Addr, f: Family) -> bool {
-        inbound::is_loopback(a, f) || self.locals.iter().any(|&(x, g)| x == a && g == f)
+        a.is_loopback(f) || self.locals.iter().any(|&(x, g)| x == a && g == f)
     }
 
     /// The routing decision on a packet from the wire, on the addresses PREROUTING left:

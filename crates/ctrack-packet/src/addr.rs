@@ -72,6 +72,15 @@ impl Addr {
         }
     }
 
+    /// True for a loopback address of the family: `127.0.0.0/8` or `::1`.
+    #[inline]
+    pub fn is_loopback(self, family: Family) -> bool {
+        match family {
+            Family::V4 => self.0[0] == 127,
+            Family::V6 => self.0 == Ipv6Addr::LOCALHOST.octets(),
+        }
+    }
+
     /// Formats the address as the kernel prints it (`%pI4`, `%pI6c`).
     pub fn display(self, family: Family) -> impl fmt::Display {
         self.to_ip(family)
@@ -85,5 +94,23 @@ impl fmt::Debug for Addr {
         } else {
             write!(f, "{}", self.to_ip(Family::V6))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_127_slash_8_and_ipv6_one() {
+        let v4 = |s: &str| Addr::v4(s.parse::<Ipv4Addr>().expect("address").octets());
+        let v6 = |s: &str| Addr::v6(s.parse::<Ipv6Addr>().expect("address").octets());
+        assert!(v4("127.0.0.1").is_loopback(Family::V4));
+        assert!(v4("127.255.0.9").is_loopback(Family::V4));
+        assert!(!v4("128.0.0.1").is_loopback(Family::V4));
+        assert!(v6("::1").is_loopback(Family::V6));
+        assert!(!v6("::2").is_loopback(Family::V6));
+        // 127.0.0.1's bytes read as IPv6 are not ::1.
+        assert!(!v4("127.0.0.1").is_loopback(Family::V6));
     }
 }

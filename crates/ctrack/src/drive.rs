@@ -246,9 +246,7 @@ pub fn loopback_off_lo(
 ) -> bool {
     dir != Some(Direction::Outgoing)
         && frame.link().src.is_some_and(|mac| mac != [0; 6])
-        && d.is_some_and(|d| {
-            d.src.to_ip(d.family).is_loopback() || d.dst.to_ip(d.family).is_loopback()
-        })
+        && d.is_some_and(|d| d.src.is_loopback(d.family) || d.dst.is_loopback(d.family))
 }
 
 /// A TCP reset or an ICMP error: hosts send these in another's name (REJECT), so their

@@ -199,21 +199,25 @@ def pcap_unicast_addresses(path):
         else:
             continue
         for a in pair:
+            # Another subnet's broadcast address is an address like any other to fw, which
+            # has no address of its own there.
             if not (a.is_multicast or a.is_link_local or a.is_unspecified or a.is_loopback
-                    or str(a) == "255.255.255.255" or str(a).endswith(".255")):
+                    or str(a) == "255.255.255.255"):
                 addrs.add(str(a))
     return addrs
 
 
 CORPUS = ROOT.parent / "shared" / "corpus"
-UNICAST_FILTER = ("not broadcast and not multicast and not (ip6 and (src net fe80::/10 or dst net fe80::/10))"
+LINK_LOCAL = "(ip6 and (src net fe80::/10 or dst net fe80::/10))"
+UNICAST_FILTER = (f"not broadcast and not multicast and not {LINK_LOCAL}"
                   " and not (ip and dst host 255.255.255.255)")
 
 
 def inject_capture(scn, work):
-    """Prepares the capture to inject: the corpus file, gunzipped and cut to unicast IP; or
-    the one a script of this suite writes (`capture = "captures/SCRIPT.py"`), cut to IP,
-    its broadcast and multicast kept."""
+    """Prepares the capture to inject: the corpus file, gunzipped and cut to unicast IP (to
+    IP without IPv6 link-local addresses, its broadcast and multicast kept, with
+    `multicast = true`); or the one a script of this suite writes (`capture =
+    "captures/SCRIPT.py"`), cut to IP, its broadcast and multicast kept."""
     raw = work / "in.pcap"
     if scn["capture"].endswith(".py"):
         sh(sys.executable, str(HERE / scn["capture"]), str(raw))
@@ -225,7 +229,7 @@ def inject_capture(scn, work):
             raw.write_bytes(gzip.decompress(src.read_bytes()))
         else:
             shutil.copy(src, raw)
-        keep = UNICAST_FILTER
+        keep = f"not {LINK_LOCAL}" if scn.get("multicast") else UNICAST_FILTER
     unicast = work / "unicast.pcap"
     sh("tcpdump", "-r", str(raw), "-w", str(unicast), keep)
     clean = work / "inject.pcap"

@@ -36,7 +36,10 @@ CL4, FWC4, FWS4, SV4 = "10.77.1.2", "10.77.1.1", "10.77.2.1", "10.77.2.2"
 CL6, FWC6, FWS6, SV6 = "fd77:1::2", "fd77:1::1", "fd77:2::1", "fd77:2::2"
 ADDRS = {"cl": CL4, "sv": SV4, "fw": FWS4, "fw-cl": FWC4,
          "cl6": CL6, "sv6": SV6, "fw6": FWS6, "fw-cl6": FWC6,
-         "lo": "127.0.0.1", "lo6": "::1", "cl-subnet-broadcast": "10.77.1.255"}
+         "lo": "127.0.0.1", "lo6": "::1", "cl-subnet-broadcast": "10.77.1.255",
+         # The solicited-node group of fw's fd77:1::1, and one of no address of fw's, on
+         # cl's link.
+         "fw-cl6-solicited": "ff02::1:ff00:1%ctkcl0", "other-solicited": "ff02::1:ff00:99%ctkcl0"}
 
 # A rule in each family that needs conntrack, so the namespace's hooks are registered,
 # and that changes no verdict (the policy is ACCEPT anyway).

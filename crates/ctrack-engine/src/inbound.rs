@@ -18,8 +18,10 @@ use crate::Host;
 use ctrack_packet::{Addr, Family};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// True for an IPv4 address none of [`ipv4_route_refuses`]'s checks is about: its first
-/// byte is not 0 or 127, and below 224 (multicast and broadcast).
+/// True for an IPv4 address whose first byte puts it out of reach of every check of
+/// [`ipv4_route_refuses`] and of the multicast and broadcast cases: not 0 or 127, and below
+/// 224. `Host::route_input` settles packets between two such addresses without those
+/// checks.
 #[inline(always)]
 pub(crate) fn plain_v4(a: Addr) -> bool {
     a.0[0] != 0 && a.0[0] != 127 && a.0[0] < 224
@@ -27,11 +29,7 @@ pub(crate) fn plain_v4(a: Addr) -> bool {
 
 /// Why IPv4's routing refuses a packet from `src` to `dst` that came in from the wire, in
 /// the kernel's words; `None` when it routes it.
-#[inline]
 pub(crate) fn ipv4_route_refuses(src: Addr, dst: Addr) -> Option<&'static str> {
-    if plain_v4(src) && plain_v4(dst) {
-        return None;
-    }
     let four = |a: Addr| Ipv4Addr::new(a.0[0], a.0[1], a.0[2], a.0[3]);
     let (src, dst) = (four(src), four(dst));
     const SOURCE: Option<&str> = Some("martian source");
